@@ -124,7 +124,7 @@ public:
 
   // ---- optimizer ----
   // PyTorch AdamW: p *= 1 - lr·wd; m = β1 m + (1-β1) g; v = β2 v + (1-β2) g²;
-  // p -= lr · (m / bc1) / (sqrt(v / bc2) + eps)
+  // p -= (lr / bc1) · m / (sqrt(v) / sqrt(bc2) + eps)
   virtual void adamw(Buffer& p, const Buffer& g, Buffer& m, Buffer& v, size_t n, const AdamWArgs& a) = 0;
 };
 

@@ -1,0 +1,207 @@
+#include "tensor.h"
+
+#include <cstring>
+#include <sstream>
+#include <unordered_set>
+
+namespace ait {
+
+std::string shape_str(const Shape& s) {
+  std::ostringstream o;
+  o << '[';
+  for (size_t i = 0; i < s.size(); ++i) o << (i ? ", " : "") << s[i];
+  o << ']';
+  return o.str();
+}
+
+int64_t numel(const Shape& s) {
+  int64_t n = 1;
+  for (int64_t d : s) {
+    if (d < 0) throw Error("invalid shape " + shape_str(s) + ": negative dimension");
+    n *= d;
+  }
+  return n;
+}
+
+// ---- factories ----
+Tensor Tensor::empty(const Shape& shape, Kernels* dev) {
+  auto impl = std::make_shared<TensorImpl>();
+  impl->shape = shape;
+  impl->dev = dev ? dev : &cpu();
+  impl->data = impl->dev->alloc(static_cast<size_t>(ait::numel(shape)));
+  return Tensor(impl);
+}
+Tensor Tensor::zeros(const Shape& shape, Kernels* dev) { return full(shape, 0.0f, dev); }
+Tensor Tensor::full(const Shape& shape, float value, Kernels* dev) {
+  Tensor t = empty(shape, dev);
+  t.dev().fill(t.buf(), t.numel(), value);
+  return t;
+}
+Tensor Tensor::from(const Shape& shape, const std::vector<float>& values, Kernels* dev) {
+  if (static_cast<int64_t>(values.size()) != ait::numel(shape))
+    throw Error("Tensor::from: " + std::to_string(values.size()) + " values for shape " + shape_str(shape));
+  Tensor t = empty(shape, dev);
+  t.dev().upload(t.buf(), values.data(), values.size());
+  return t;
+}
+Tensor Tensor::from_int(const Shape& shape, const std::vector<int32_t>& values, Kernels* dev) {
+  if (static_cast<int64_t>(values.size()) != ait::numel(shape))
+    throw Error("Tensor::from_int: " + std::to_string(values.size()) + " values for shape " + shape_str(shape));
+  Tensor t = empty(shape, dev);
+  t.dev().upload(t.buf(), values.data(), values.size());
+  return t;
+}
+
+// ---- accessors ----
+static TensorImpl& need(const std::shared_ptr<TensorImpl>& p) {
+  if (!p) throw Error("use of an undefined tensor");
+  return *p;
+}
+const Shape& Tensor::shape() const { return need(impl_).shape; }
+int64_t Tensor::dim(int axis) const {
+  int r = rank();
+  int a = axis < 0 ? axis + r : axis;
+  if (a < 0 || a >= r) throw Error("axis " + std::to_string(axis) + " out of range for shape " + shape_str(shape()));
+  return shape()[a];
+}
+int64_t Tensor::numel() const { return ait::numel(shape()); }
+Kernels& Tensor::dev() const { return *need(impl_).dev; }
+Buffer& Tensor::buf() const { return *need(impl_).data; }
+const BufferPtr& Tensor::buffer_ptr() const { return need(impl_).data; }
+
+std::vector<float> Tensor::to_vector() const {
+  std::vector<float> v(static_cast<size_t>(numel()));
+  if (!v.empty()) dev().download(buf(), v.data(), v.size());
+  return v;
+}
+std::vector<int32_t> Tensor::to_int_vector() const {
+  std::vector<int32_t> v(static_cast<size_t>(numel()));
+  if (!v.empty()) dev().download(buf(), v.data(), v.size());
+  return v;
+}
+float Tensor::item() const {
+  if (numel() != 1) throw Error("item() on a tensor of shape " + shape_str(shape()));
+  float v;
+  dev().download(buf(), &v, 1);
+  return v;
+}
+void Tensor::copy_from(const std::vector<float>& values) {
+  if (static_cast<int64_t>(values.size()) != numel())
+    throw Error("copy_from: " + std::to_string(values.size()) + " values into tensor '" + name() + "' of shape " +
+                shape_str(shape()));
+  dev().upload(buf(), values.data(), values.size());
+}
+Tensor Tensor::to(Kernels& target) const {
+  if (&target == &dev()) return detach();
+  std::vector<float> v = to_vector();
+  Tensor t = Tensor::empty(shape(), &target);
+  if (!v.empty()) target.upload(t.buf(), v.data(), v.size());
+  t.impl()->name = name();
+  return t;
+}
+
+// ---- autodiff ----
+bool Tensor::requires_grad() const { return need(impl_).requires_grad; }
+Tensor& Tensor::set_requires_grad(bool on) {
+  need(impl_).requires_grad = on;
+  return *this;
+}
+Tensor Tensor::grad() const { return need(impl_).grad; }
+void Tensor::zero_grad() { need(impl_).grad = Tensor(); }
+void Tensor::set_grad(const Tensor& g) { need(impl_).grad = g; }
+const std::string& Tensor::name() const { return need(impl_).name; }
+Tensor& Tensor::set_name(const std::string& n) {
+  need(impl_).name = n;
+  return *this;
+}
+
+Tensor Tensor::detach() const {
+  auto impl = std::make_shared<TensorImpl>();
+  impl->shape = shape();
+  impl->dev = &dev();
+  impl->data = buffer_ptr();
+  impl->name = name();
+  return Tensor(impl);
+}
+
+void accumulate_grad(const Tensor& t, const Tensor& g) {
+  TensorImpl& ti = *t.impl();
+  if (!ti.requires_grad) return;
+  if (g.shape() != ti.shape)
+    throw Error("gradient of shape " + shape_str(g.shape()) + " for tensor " + shape_str(ti.shape) +
+                (ti.name.empty() ? "" : " '" + ti.name + "'"));
+  if (!ti.grad.defined()) {
+    // Gradients are never modified in place by ops, so the first contribution can be shared;
+    // a second one then goes into a fresh buffer.
+    ti.grad = g.detach();
+    return;
+  }
+  Tensor sum = Tensor::empty(ti.shape, ti.dev);
+  ti.dev->axpby(sum.buf(), ti.grad.buf(), sum.numel(), 1.0f, 0.0f);
+  ti.dev->axpby(sum.buf(), g.buf(), sum.numel(), 1.0f, 1.0f);
+  ti.grad = sum;
+}
+
+namespace {
+thread_local bool t_grad_enabled = true;
+}
+bool grad_enabled() { return t_grad_enabled; }
+NoGradScope::NoGradScope() : prev_(t_grad_enabled) { t_grad_enabled = false; }
+NoGradScope::~NoGradScope() { t_grad_enabled = prev_; }
+
+Node* attach_node(Tensor& out, const char* op, std::vector<Tensor> inputs) {
+  if (!grad_enabled()) return nullptr;
+  bool any = false;
+  for (const Tensor& t : inputs) any = any || t.requires_grad();
+  if (!any) return nullptr;
+  auto node = std::make_shared<Node>();
+  node->op = op;
+  node->inputs = std::move(inputs);
+  out.impl()->requires_grad = true;
+  out.impl()->node = node;
+  return node.get();
+}
+
+void Tensor::backward() const {
+  if (numel() != 1)
+    throw Error("backward() without a seed needs a one-element tensor, got shape " + shape_str(shape()));
+  backward(Tensor::full(shape(), 1.0f, &dev()));
+}
+
+void Tensor::backward(const Tensor& seed) const {
+  TensorImpl& root = need(impl_);
+  if (!root.node)
+    throw Error("backward(): tensor" + (root.name.empty() ? std::string() : " '" + root.name + "'") + " of shape " +
+                shape_str(root.shape) + " has no graph (made without gradients, or a leaf)");
+  if (seed.shape() != root.shape)
+    throw Error("backward(): seed shape " + shape_str(seed.shape()) + " differs from tensor " + shape_str(root.shape));
+  // Reverse topological order by iterative DFS over tensors that carry a node. `order` holds
+  // strong references: freeing a node below may drop the last other owner of its inputs.
+  std::vector<std::shared_ptr<TensorImpl>> order;
+  std::unordered_set<TensorImpl*> seen;
+  std::vector<std::pair<std::shared_ptr<TensorImpl>, size_t>> stack{{impl_, 0}};
+  seen.insert(impl_.get());
+  while (!stack.empty()) {
+    auto& [t, i] = stack.back();
+    if (t->node && i < t->node->inputs.size()) {
+      const std::shared_ptr<TensorImpl>& in = t->node->inputs[i++].impl_ptr();
+      if (in->node && in->requires_grad && seen.insert(in.get()).second) stack.push_back({in, 0});
+      continue;
+    }
+    order.push_back(t);
+    stack.pop_back();
+  }
+  NoGradScope no_grad;  // backward closures use ops; they must not record a graph of their own
+  accumulate_grad(*this, seed);
+  for (auto it = order.rbegin(); it != order.rend(); ++it) {
+    TensorImpl* t = it->get();
+    std::shared_ptr<Node> node = std::move(t->node);
+    Tensor g = std::move(t->grad);
+    // Free the graph and intermediate gradients as we go: peak memory stays at one step's worth.
+    t->grad = Tensor();
+    if (g.defined()) node->backward(g);
+    it->reset();
+  }
+}
+
+}  // namespace ait

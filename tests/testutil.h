@@ -1,0 +1,88 @@
+// Shared test helpers: seeded random tensors and a finite-difference gradient check.
+#pragma once
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <functional>
+#include <vector>
+
+#include "ops.h"
+#include "rng.h"
+
+namespace ait::test {
+
+inline std::vector<float> random_values(int64_t n, uint64_t seed, float lo = -1.0f, float hi = 1.0f) {
+  Rng rng(seed);
+  std::vector<float> v(static_cast<size_t>(n));
+  for (float& x : v) x = rng.uniform(lo, hi);
+  return v;
+}
+
+inline Tensor random_tensor(const Shape& s, uint64_t seed, float lo = -1.0f, float hi = 1.0f, Kernels* dev = nullptr) {
+  return Tensor::from(s, random_values(numel(s), seed, lo, hi), dev);
+}
+
+inline double rel_error(const std::vector<float>& a, const std::vector<float>& b) {
+  double num = 0, den = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    num += (double(a[i]) - b[i]) * (double(a[i]) - b[i]);
+    den += double(b[i]) * b[i];
+  }
+  return std::sqrt(num) / std::max(std::sqrt(den), 1e-12);
+}
+
+// Finite-difference check of every input's gradient.
+// The scalar is L = Σ_i f(inputs)_i · w_i with fixed random weights w, evaluated in double on
+// the host; central differences with step h·max(1, |x|). Metric: ‖g_analytic − g_numeric‖₂ /
+// max(‖g_numeric‖₂, 1e-6) over the checked entries, which must be ≤ tol. Float32 forward
+// passes put rounding noise of about 1e-7·Σ|f|/h into each difference, and smooth ops have
+// truncation error O(h²): h = 1e-2 balances the two; the default tol is 3e-3.
+// At most `max_entries` entries per input are perturbed (a seeded subset) to keep tests fast.
+inline void gradcheck(const std::function<Tensor(const std::vector<Tensor>&)>& f, std::vector<Tensor> inputs,
+                      double tol = 3e-3, float h = 1e-2f, int max_entries = 48, uint64_t seed = 7) {
+  for (Tensor& t : inputs) t.set_requires_grad(true).zero_grad();
+  Tensor out = f(inputs);
+  std::vector<float> w = random_values(out.numel(), seed + 1000);
+  auto loss_of = [&](const Tensor& o) {
+    std::vector<float> v = o.to_vector();
+    double s = 0;
+    for (size_t i = 0; i < v.size(); ++i) s += double(v[i]) * w[i];
+    return s;
+  };
+  out.backward(Tensor::from(out.shape(), w, &out.dev()));
+  Rng pick(seed);
+  for (size_t k = 0; k < inputs.size(); ++k) {
+    Tensor& x = inputs[k];
+    std::vector<float> analytic = x.grad().defined() ? x.grad().to_vector() : std::vector<float>(x.numel(), 0.0f);
+    std::vector<float> base = x.to_vector();
+    std::vector<int64_t> idx;
+    if (x.numel() <= max_entries)
+      for (int64_t i = 0; i < x.numel(); ++i) idx.push_back(i);
+    else
+      for (int i = 0; i < max_entries; ++i) idx.push_back(static_cast<int64_t>(pick.below(x.numel())));
+    std::vector<float> a, n;
+    NoGradScope no_grad;
+    for (int64_t i : idx) {
+      float step = h * std::max(1.0f, std::fabs(base[i]));
+      std::vector<float> v = base;
+      v[i] = base[i] + step;
+      x.copy_from(v);
+      double lp = loss_of(f(inputs));
+      v[i] = base[i] - step;
+      x.copy_from(v);
+      double lm = loss_of(f(inputs));
+      n.push_back(static_cast<float>((lp - lm) / (2.0 * step)));
+      a.push_back(analytic[i]);
+    }
+    x.copy_from(base);
+    double num = 0, den = 0;
+    for (size_t i = 0; i < a.size(); ++i) {
+      num += (double(a[i]) - n[i]) * (double(a[i]) - n[i]);
+      den += double(n[i]) * n[i];
+    }
+    double err = std::sqrt(num) / std::max(std::sqrt(den), 1e-6);
+    EXPECT_LE(err, tol) << "input " << k << " shape " << shape_str(x.shape()) << ": gradient error " << err;
+  }
+}
+
+}  // namespace ait::test
