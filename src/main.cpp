@@ -24,7 +24,7 @@ usage: ait COMMAND [options]
   train    --data TRAIN [--val VAL] [--model tiny|coordination|small|medium|base] [--config JSON]
            [--set key=value]... [--epochs N] [--batch-size B] [--lr LR] [--warmup STEPS]
            [--weight-decay WD] [--seed S] [--augment] [--memory-eval frozen|update]
-           [--limit N] [--log-every N] --out DIR [--resume DIR] [--device D]
+           [--limit N] [--log-every N] [--stop-after EPOCHS] --out DIR [--resume DIR] [--device D]
   eval     --checkpoint CKPT --data DATA [--batch-size B] [--memory-eval frozen|update] [--device D]
   predict  --checkpoint CKPT --data DATA [--count N] [--start I] [--device D]
   info     FILE                      a checkpoint's config and size, or a dataset's shape and classes
@@ -130,6 +130,7 @@ int cmd_train(Args& a) {
   o.memory_eval = memory_eval_from(a);
   o.limit_train = a.num("limit", 0);
   o.log_every = std::max<int64_t>(1, a.num("log-every", 50));
+  o.stop_after_epochs = a.num("stop-after", 0);
   o.out = a.need("out");
   o.resume = a.get("resume");
   Kernels& dev = device_from(a);
@@ -175,7 +176,7 @@ int cmd_predict(Args& a) {
   std::vector<int64_t> idx(count);
   for (int64_t i = 0; i < count; ++i) idx[i] = start + i;
   NoGradScope ng;
-  Batch b = make_batch(ds, idx, dev, false, nullptr);
+  Batch b = make_batch(ds, idx, dev, false, nullptr, &model);
   std::vector<float> p = softmax(model.forward(b.images, b.questions, {}, false, false, 0).logits).to_vector();
   const int64_t C = model.config().num_classes;
   std::printf("%-8s %-16s %-16s %s\n", "index", "predicted", "label", "probability");

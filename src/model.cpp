@@ -205,6 +205,12 @@ void AiT::save(const std::string& path) const {
   st.metadata["format"] = "ait";
   st.metadata["version"] = "1";
   st.metadata["config"] = cfg_.to_json().dump();
+  if (!data_mean.empty()) {
+    Json m = Json::array(), d = Json::array();
+    for (size_t i = 0; i < data_mean.size(); ++i) m.push_back(data_mean[i]), d.push_back(data_std[i]);
+    st.metadata["data_mean"] = m.dump();
+    st.metadata["data_std"] = d.dump();
+  }
   for (auto& [name, t] : params_) st.add(name, StTensor::from_f32(t.shape(), t.to_vector()));
   for (const Tensor& g : memory_) st.add(g.name(), StTensor::from_f32(g.shape(), g.to_vector()));
   write_safetensors(path, st);  // temporary file + rename
@@ -230,10 +236,10 @@ Config AiT::read_config(const std::string& path) { return config_of(read_safeten
 
 AiT AiT::load(const std::string& path, Kernels& dev) {
   SafeTensors st = read_safetensors(path);
-  AiT m(config_of(st), dev, 0);
+  AiT model(config_of(st), dev, 0);
   std::map<std::string, Tensor*> want;
-  for (auto& [name, t] : m.params_) want[name] = &t;
-  for (Tensor& g : m.memory_) want[g.name()] = &g;
+  for (auto& [name, t] : model.params_) want[name] = &t;
+  for (Tensor& g : model.memory_) want[g.name()] = &g;
   for (auto& [name, t] : want) {
     if (!st.has(name)) throw Error(path + ": tensor '" + name + "' is missing");
     const StTensor& s = st.get(name);
@@ -244,7 +250,16 @@ AiT AiT::load(const std::string& path, Kernels& dev) {
   }
   for (auto& [name, s] : st.tensors)
     if (!want.count(name)) throw Error(path + ": unexpected tensor '" + name + "' (not part of this config)");
-  return m;
+  if (st.metadata.count("data_mean") && st.metadata.count("data_std")) {
+    Json m = Json::parse(st.metadata.at("data_mean"), path + " data_mean"), d = Json::parse(st.metadata.at("data_std"), path + " data_std");
+    if (m.size() != static_cast<size_t>(model.config().channels) || d.size() != m.size())
+      throw Error(path + ": data_mean/data_std must have one value per channel");
+    for (size_t i = 0; i < m.size(); ++i) {
+      model.data_mean.push_back(static_cast<float>(m[i].as_number()));
+      model.data_std.push_back(static_cast<float>(d[i].as_number()));
+    }
+  }
+  return model;
 }
 
 }  // namespace ait

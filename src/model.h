@@ -66,6 +66,10 @@ public:
   static AiT load(const std::string& path, Kernels& dev);
   static Config read_config(const std::string& path);
 
+  // Per-channel input normalisation of the training data (metadata "data_mean"/"data_std"),
+  // so that eval and predict normalise new data exactly as training did. Empty: use the data's.
+  std::vector<float> data_mean, data_std;
+
 private:
   Tensor add_param(const std::string& name, const Shape& shape);
   Config cfg_;

@@ -71,7 +71,10 @@ float learning_rate(int64_t step, int64_t total, int64_t warmup, float base_lr) 
 
 // ------------------------------------------------------------------ data
 
-Batch make_batch(const Dataset& ds, const std::vector<int64_t>& idx, Kernels& dev, bool augment, Rng* rng) {
+Batch make_batch(const Dataset& ds, const std::vector<int64_t>& idx, Kernels& dev, bool augment, Rng* rng, const AiT* model) {
+  const bool own = model && !model->data_mean.empty();
+  const std::vector<float>& means = own ? model->data_mean : ds.mean;
+  const std::vector<float>& stds = own ? model->data_std : ds.std;
   const int64_t B = static_cast<int64_t>(idx.size()), C = ds.channels, H = ds.height, W = ds.width, HW = H * W;
   std::vector<float> img(B * C * HW);
   std::vector<int32_t> lab(B);
@@ -86,7 +89,7 @@ Batch make_batch(const Dataset& ds, const std::vector<int64_t>& idx, Kernels& de
       flip = rng->below(2);
     }
     for (int64_t c = 0; c < C; ++c) {
-      float mean = ds.mean[c], inv_std = 1.0f / ds.std[c];
+      float mean = means[c], inv_std = 1.0f / stds[c];
       float* dst = img.data() + (b * C + c) * HW;
       for (int64_t y = 0; y < H; ++y)
         for (int64_t x = 0; x < W; ++x) {
@@ -164,7 +167,7 @@ EvalResult evaluate(AiT& model, const Dataset& ds, int64_t batch_size, MemoryEva
   for (int64_t start = 0; start < ds.n; start += batch_size) {
     std::vector<int64_t> idx(std::min(batch_size, ds.n - start));
     std::iota(idx.begin(), idx.end(), start);
-    Batch b = make_batch(ds, idx, model.device(), false, nullptr);
+    Batch b = make_batch(ds, idx, model.device(), false, nullptr, &model);
     bool write = mode == MemoryEval::Update;
     ForwardResult f = model.forward(b.images, b.questions, b.labels, write, false, 0);
     if (write) model.commit_memory(f);
@@ -226,6 +229,10 @@ double train(const TrainOptions& opt, Kernels& dev) {
 
   AiT model = resume_dir.empty() ? AiT(cfg, dev, static_cast<uint64_t>(opt.seed))
                                  : AiT::load(resume_dir + "/model.safetensors", dev);
+  if (model.data_mean.empty()) {
+    model.data_mean = train_ds.mean;
+    model.data_std = train_ds.std;
+  }
   check_fits(model, train_ds, opt.data);
   check_fits(model, val_ds, opt.val.empty() ? opt.data : opt.val);
   AdamW adam(model, opt.weight_decay);
@@ -269,7 +276,7 @@ double train(const TrainOptions& opt, Kernels& dev) {
       const int64_t step = epoch * steps_per_epoch + s;
       std::vector<int64_t> idx(order.begin() + s * opt.batch_size,
                                order.begin() + std::min(train_ds.n, (s + 1) * opt.batch_size));
-      Batch b = make_batch(train_ds, idx, dev, opt.augment, &aug_rng);
+      Batch b = make_batch(train_ds, idx, dev, opt.augment, &aug_rng, &model);
       ForwardResult f = model.forward(b.images, b.questions, b.labels, true, true,
                                       hash32(static_cast<uint32_t>(opt.seed) * 7919u + static_cast<uint32_t>(step)));
       f.loss.backward();
@@ -349,6 +356,7 @@ double train(const TrainOptions& opt, Kernels& dev) {
     st.metadata["format"] = "ait-train-state";
     st.metadata["note"] = "AdamW moments and step; the data position is the epoch (shuffles derive from seed and epoch)";
     write_safetensors(opt.out + "/train_state.safetensors", st);
+    if (opt.stop_after_epochs > 0 && epoch + 1 - start_epoch >= opt.stop_after_epochs) break;
   }
   return best;
 }

@@ -38,7 +38,9 @@ struct Batch {
 };
 // Normalised images (per-channel mean/std from the dataset), optional augmentation (random crop
 // with 4-pixel zero padding and horizontal flip).
-Batch make_batch(const Dataset& ds, const std::vector<int64_t>& indices, Kernels& dev, bool augment, Rng* rng);
+// `model`, when given, supplies the training data's normalisation (AiT::data_mean/data_std).
+Batch make_batch(const Dataset& ds, const std::vector<int64_t>& indices, Kernels& dev, bool augment, Rng* rng,
+                 const AiT* model = nullptr);
 
 struct EvalResult {
   int64_t n = 0, correct = 0;
@@ -53,6 +55,7 @@ struct TrainOptions {
   std::vector<std::string> overrides;  // key=value
   int64_t epochs = 1, batch_size = 64, warmup = -1, seed = 0, log_every = 50;
   int64_t limit_train = 0;             // use only the first N training images (0: all)
+  int64_t stop_after_epochs = 0;       // stop (as if interrupted) after this many epochs (0: run all)
   float lr = 1e-3f, weight_decay = 0.01f;
   bool augment = false;
   MemoryEval memory_eval = MemoryEval::Frozen;

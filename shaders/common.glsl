@@ -1,0 +1,40 @@
+// Shared definitions for every ait compute shader.
+//
+// Every push-constant block starts with AIT_PC_BASE: the workgroup offset of this piece of a
+// dispatch. The host splits a logical grid that exceeds maxComputeWorkGroupCount into several
+// vkCmdDispatch calls and tells each piece where it starts; shaders use WG_ID instead of
+// gl_WorkGroupID so they always see the logical workgroup coordinate.
+//
+// Device requirements kept by all shaders: Vulkan 1.1, fp32 only, no subgroup operations (so
+// no dependence on the subgroup size), at most 16 KiB of shared memory per workgroup, and
+// 32-bit indexing (a bound range never exceeds maxStorageBufferRange < 2^32 bytes).
+#ifndef AIT_COMMON_GLSL
+#define AIT_COMMON_GLSL
+
+#extension GL_EXT_control_flow_attributes : enable
+
+#define AIT_PC_BASE uint base_x; uint base_y; uint base_z;
+#define WG_ID (gl_WorkGroupID + uvec3(pc.base_x, pc.base_y, pc.base_z))
+
+// Threads per workgroup for the 1-D and row-wise shaders (the host assumes this value).
+#define WG_SIZE 256
+
+// Shared-memory tree reduction over WG_SIZE threads. `red` must be a shared float[WG_SIZE].
+// Every thread must call it (it contains barriers); every thread gets the result.
+#define AIT_DEFINE_TREE_REDUCE(NAME, OP)                                   \
+  float NAME(float v) {                                                    \
+    uint lid = gl_LocalInvocationID.x;                                     \
+    red[lid] = v;                                                          \
+    barrier();                                                             \
+    [[unroll]] for (uint s = WG_SIZE / 2; s > 0; s >>= 1) {                \
+      if (lid < s) red[lid] = OP(red[lid], red[lid + s]);                  \
+      barrier();                                                           \
+    }                                                                      \
+    float r = red[0];                                                      \
+    barrier();                                                             \
+    return r;                                                              \
+  }
+
+float ait_add(float a, float b) { return a + b; }
+
+#endif

@@ -1,0 +1,47 @@
+#version 450
+// LayerNorm forward, one workgroup per row (256 threads striding over the columns):
+//   mean = sum(x) / cols;  var = sum((x - mean)^2) / cols;  rstd = 1 / sqrt(var + eps)
+//   y = (x - mean) * rstd * w + b;  saves mean[row], rstd[row]
+// Two passes over the row (mean first, then the centred sum of squares) for accuracy.
+// Bindings: 0 x, 1 w, 2 b, 3 y, 4 mean, 5 rstd.
+#include "common.glsl"
+
+layout(local_size_x = WG_SIZE) in;
+
+layout(push_constant) uniform PC {
+  AIT_PC_BASE
+  uint rows;
+  uint cols;
+  float eps;
+} pc;
+
+layout(binding = 0) readonly buffer X { float x[]; };
+layout(binding = 1) readonly buffer W { float w[]; };
+layout(binding = 2) readonly buffer Bb { float b[]; };
+layout(binding = 3) writeonly buffer Yb { float y[]; };
+layout(binding = 4) writeonly buffer Mean { float mean_out[]; };
+layout(binding = 5) writeonly buffer Rstd { float rstd_out[]; };
+
+shared float red[WG_SIZE];
+AIT_DEFINE_TREE_REDUCE(tree_sum, ait_add)
+
+void main() {
+  uint row = WG_ID.x, lid = gl_LocalInvocationID.x;
+  if (row >= pc.rows) return;  // uniform per workgroup
+  uint base = row * pc.cols;
+  float s = 0.0;
+  for (uint c = lid; c < pc.cols; c += WG_SIZE) s += x[base + c];
+  float mean = tree_sum(s) / float(pc.cols);
+  float q = 0.0;
+  for (uint c = lid; c < pc.cols; c += WG_SIZE) {
+    float d = x[base + c] - mean;
+    q += d * d;
+  }
+  float var = tree_sum(q) / float(pc.cols);
+  float rstd = 1.0 / sqrt(var + pc.eps);
+  for (uint c = lid; c < pc.cols; c += WG_SIZE) y[base + c] = (x[base + c] - mean) * rstd * w[c] + b[c];
+  if (lid == 0) {
+    mean_out[row] = mean;
+    rstd_out[row] = rstd;
+  }
+}
