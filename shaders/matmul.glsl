@@ -4,6 +4,10 @@
 // C[b] = alpha * op(A[b]) op(B[b]) + beta * C[b] for batch item b = workgroup z, row-major, with
 // leading dimensions, batch strides (0: operand shared by the batch) and element offsets.
 // beta == 0 never reads C (so NaN there is overwritten).
+// Split-K: workgroup z = batch * splits + split; a split covers K range
+// [split * k_len, (split + 1) * k_len) and writes its partial product at an extra offset
+// split * split_stride_c (the host points C at a scratch buffer and adds the partial products
+// with matmul_reduce.comp). Without split-K: splits = 1, k_len = K.
 //
 // Shared memory holds A as [BK][BM] and B as [BK][BN] (k-major, vec4 granules), double
 // buffered: 2 * BK * (BM + BN) * 4 bytes = 16 KiB for both tile shapes. Each K step every
@@ -36,6 +40,7 @@ layout(push_constant) uniform PC {
   uint stride_a, stride_b, stride_c;
   uint off_a, off_b, off_c;
   float alpha, beta;
+  uint k_len, splits, split_stride_c;
 } pc;
 
 layout(binding = 0) readonly buffer A { float a[]; };
@@ -50,28 +55,29 @@ shared vec4 Bs[2][BK * BN / 4];
 vec4 regA, regB;
 uint abase, bbase;
 uint m0, n0;
+uint kend;  // end of this workgroup's K range
 
 void load_tile(uint k0) {
   uint t = gl_LocalInvocationID.x;
   if (!TRANS_A) {
     uint r = t / (BK / 4), gk = k0 + (t % (BK / 4)) * 4, gm = m0 + r;
     if (VEC_A) {
-      regA = (gm < pc.M && gk < pc.K) ? a4[(abase + gm * pc.lda + gk) >> 2] : vec4(0.0);
+      regA = (gm < pc.M && gk < kend) ? a4[(abase + gm * pc.lda + gk) >> 2] : vec4(0.0);
     } else {
       uint idx = abase + gm * pc.lda + gk;
       bool row_ok = gm < pc.M;
-      regA.x = (row_ok && gk < pc.K) ? a[idx] : 0.0;
-      regA.y = (row_ok && gk + 1 < pc.K) ? a[idx + 1] : 0.0;
-      regA.z = (row_ok && gk + 2 < pc.K) ? a[idx + 2] : 0.0;
-      regA.w = (row_ok && gk + 3 < pc.K) ? a[idx + 3] : 0.0;
+      regA.x = (row_ok && gk < kend) ? a[idx] : 0.0;
+      regA.y = (row_ok && gk + 1 < kend) ? a[idx + 1] : 0.0;
+      regA.z = (row_ok && gk + 2 < kend) ? a[idx + 2] : 0.0;
+      regA.w = (row_ok && gk + 3 < kend) ? a[idx + 3] : 0.0;
     }
   } else {
     uint gk = k0 + t / (BM / 4), gm = m0 + (t % (BM / 4)) * 4;
     if (VEC_A) {
-      regA = (gk < pc.K && gm < pc.M) ? a4[(abase + gk * pc.lda + gm) >> 2] : vec4(0.0);
+      regA = (gk < kend && gm < pc.M) ? a4[(abase + gk * pc.lda + gm) >> 2] : vec4(0.0);
     } else {
       uint idx = abase + gk * pc.lda + gm;
-      bool k_ok = gk < pc.K;
+      bool k_ok = gk < kend;
       regA.x = (k_ok && gm < pc.M) ? a[idx] : 0.0;
       regA.y = (k_ok && gm + 1 < pc.M) ? a[idx + 1] : 0.0;
       regA.z = (k_ok && gm + 2 < pc.M) ? a[idx + 2] : 0.0;
@@ -81,10 +87,10 @@ void load_tile(uint k0) {
   if (!TRANS_B) {
     uint gk = k0 + t / (BN / 4), gn = n0 + (t % (BN / 4)) * 4;
     if (VEC_B) {
-      regB = (gk < pc.K && gn < pc.N) ? b4[(bbase + gk * pc.ldb + gn) >> 2] : vec4(0.0);
+      regB = (gk < kend && gn < pc.N) ? b4[(bbase + gk * pc.ldb + gn) >> 2] : vec4(0.0);
     } else {
       uint idx = bbase + gk * pc.ldb + gn;
-      bool k_ok = gk < pc.K;
+      bool k_ok = gk < kend;
       regB.x = (k_ok && gn < pc.N) ? b[idx] : 0.0;
       regB.y = (k_ok && gn + 1 < pc.N) ? b[idx + 1] : 0.0;
       regB.z = (k_ok && gn + 2 < pc.N) ? b[idx + 2] : 0.0;
@@ -93,14 +99,14 @@ void load_tile(uint k0) {
   } else {
     uint r = t / (BK / 4), gk = k0 + (t % (BK / 4)) * 4, gn = n0 + r;
     if (VEC_B) {
-      regB = (gn < pc.N && gk < pc.K) ? b4[(bbase + gn * pc.ldb + gk) >> 2] : vec4(0.0);
+      regB = (gn < pc.N && gk < kend) ? b4[(bbase + gn * pc.ldb + gk) >> 2] : vec4(0.0);
     } else {
       uint idx = bbase + gn * pc.ldb + gk;
       bool row_ok = gn < pc.N;
-      regB.x = (row_ok && gk < pc.K) ? b[idx] : 0.0;
-      regB.y = (row_ok && gk + 1 < pc.K) ? b[idx + 1] : 0.0;
-      regB.z = (row_ok && gk + 2 < pc.K) ? b[idx + 2] : 0.0;
-      regB.w = (row_ok && gk + 3 < pc.K) ? b[idx + 3] : 0.0;
+      regB.x = (row_ok && gk < kend) ? b[idx] : 0.0;
+      regB.y = (row_ok && gk + 1 < kend) ? b[idx + 1] : 0.0;
+      regB.z = (row_ok && gk + 2 < kend) ? b[idx + 2] : 0.0;
+      regB.w = (row_ok && gk + 3 < kend) ? b[idx + 3] : 0.0;
     }
   }
 }
@@ -135,24 +141,26 @@ void main() {
   uvec3 wg = WG_ID;
   n0 = wg.x * BN;
   m0 = wg.y * BM;
-  uint batch = wg.z;
+  uint split = wg.z % pc.splits, batch = wg.z / pc.splits;
   abase = pc.off_a + batch * pc.stride_a;
   bbase = pc.off_b + batch * pc.stride_b;
-  uint cbase = pc.off_c + batch * pc.stride_c;
+  uint cbase = pc.off_c + batch * pc.stride_c + split * pc.split_stride_c;
+  uint kbeg = split * pc.k_len;
+  kend = min(pc.K, kbeg + pc.k_len);
 
   vec4 acc[TM * GN];
   [[unroll]] for (uint i = 0; i < TM * GN; ++i) acc[i] = vec4(0.0);
 
-  uint nk = (pc.K + BK - 1) / BK;
+  uint nk = kend > kbeg ? (kend - kbeg + BK - 1) / BK : 0;
   if (nk > 0) {
-    load_tile(0);
+    load_tile(kbeg);
     store_tile(0);
   }
   barrier();
   for (uint kt = 0; kt < nk; ++kt) {
     uint cur = kt & 1u;
     bool more = kt + 1 < nk;
-    if (more) load_tile((kt + 1) * BK);
+    if (more) load_tile(kbeg + (kt + 1) * BK);
     [[unroll]] for (uint kk = 0; kk < BK; ++kk) {
       vec4 av[GM], bv[GN];
       [[unroll]] for (uint g = 0; g < GM; ++g) av[g] = As[cur][kk * (BM / 4) + g * 16 + ty];

@@ -191,7 +191,10 @@ constexpr int64_t NC = NR * (AIT_NCX / NR);
 // Problems below this many multiply-adds skip packing and threading entirely.
 constexpr int64_t kSmallMacs = 32 * 1024;
 // Minimum multiply-adds per thread before another thread is woken (~ tens of microseconds).
-constexpr int64_t kMacsPerThread = int64_t(1) << 21;
+constexpr int64_t kMacsPerThread = int64_t(1) << 22;
+
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
 
 // Per-thread packing buffer, 64-byte aligned, grown on demand and reused across calls.
 struct PackBuffer {
@@ -347,14 +350,14 @@ struct Problem {
 void gemm_region(const Problem& p, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
   thread_local PackBuffer abuf, bbuf;
   // K blocks of equal depth (<= KC), chosen from K alone so every thread sums in the same order.
-  const int64_t kblocks = (p.K + KC - 1) / KC;
-  const int64_t kstep = (p.K + kblocks - 1) / kblocks;
-  const int64_t ncmax = std::min(NC, n1 - n0), mcmax = std::min(MC, m1 - m0);
-  float* Bp = bbuf.get(static_cast<size_t>(kstep * ((ncmax + NR - 1) / NR * NR)));
-  float* Ap = abuf.get(static_cast<size_t>(kstep * ((mcmax + MR - 1) / MR * MR)));
+  const int64_t kstep = ceil_div(p.K, ceil_div(p.K, KC));
+  // Column panels of equal width (<= NC, whole micro-panels), so no panel is a thin remainder.
+  const int64_t nstep = round_up(ceil_div(n1 - n0, ceil_div(n1 - n0, NC)), NR);
+  float* Bp = bbuf.get(static_cast<size_t>(kstep * nstep));
+  float* Ap = abuf.get(static_cast<size_t>(kstep * round_up(std::min(MC, m1 - m0), MR)));
 
-  for (int64_t jc = n0; jc < n1; jc += NC) {
-    const int64_t nc = std::min(NC, n1 - jc);
+  for (int64_t jc = n0; jc < n1; jc += nstep) {
+    const int64_t nc = std::min(nstep, n1 - jc);
     for (int64_t pc = 0; pc < p.K; pc += kstep) {
       const int64_t kc = std::min(kstep, p.K - pc);
       // beta applies on the first K block only; later blocks accumulate onto C.
@@ -415,8 +418,6 @@ void scale_c(int64_t M, int64_t N, float beta, float* C, int64_t ldc) {
     }
   }
 }
-
-int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 }  // namespace
 

@@ -279,14 +279,17 @@ private:
     check();
     return v;
   }
+  // An unused bit pattern. When the pattern reaches into the zero bytes past the end of the
+  // input, the real problem is that the input ends too soon.
+  [[noreturn]] void invalid_code(const char* what) const {
+    if (cnt_ < 8 * phantom_ + kMaxCodeLen) truncated();
+    fail(std::string("invalid ") + what + " code");
+  }
   // Caller guarantees at least 15 bits are buffered.
   uint32_t decode(const Huffman& h, const char* what) {
     uint32_t e = h.table[buf_ & kPrimaryMask];
     if (e & kLink) e = h.table[(e >> 16) + ((buf_ >> kPrimaryBits) & h.sub_mask)];
-    if (!(e & kSym)) {
-      check();  // zero padding past the end can also land here
-      fail(std::string("invalid ") + what + " code");
-    }
+    if (!(e & kSym)) invalid_code(what);
     consume(e & 0xFF);
     check();
     return e >> 16;
@@ -417,8 +420,7 @@ private:
       if (e & kLink) e = lt[(e >> 16) + ((buf >> kPrimaryBits) & lsub)];
       if (!(e & kSym)) {
         store();
-        check();
-        fail("invalid literal/length code");
+        invalid_code("literal/length");
       }
       buf >>= e & 0xFF;
       cnt -= e & 0xFF;
@@ -454,8 +456,7 @@ private:
       if (e & kLink) e = dt[(e >> 16) + ((buf >> kPrimaryBits) & dsub)];
       if (!(e & kSym)) {
         store();
-        check();
-        fail("invalid distance code");
+        invalid_code("distance");
       }
       buf >>= e & 0xFF;
       cnt -= e & 0xFF;
@@ -585,11 +586,12 @@ std::vector<uint8_t> gunzip(const uint8_t* data, size_t n, const std::string& so
       q += 2;
     }
     size_t start = out.size();
-    // ISIZE of the last member as a capacity hint, when it is plausible for the input size.
+    // ISIZE of the last member as a capacity hint, bounded by a multiple of the input size so
+    // that a lying trailer cannot make us allocate much more than the data we were given.
     size_t hint = 0;
     if (member == 1 && n >= 4) {
       uint64_t isize = load_le32(data + n - 4);
-      if (isize <= uint64_t(n) * 1032 && isize <= max_output) hint = size_t(isize);
+      if (isize <= uint64_t(n) * 8 && isize <= max_output) hint = size_t(isize);
     }
     size_t used = inflate_append(data + q, n - q, where, out, max_output, hint);
     q += used;

@@ -41,7 +41,7 @@ int64_t Json::as_int(int64_t lo, int64_t hi) const {
   double d = as_number();
   // 2^63 is exactly representable; every double below it in magnitude converts safely.
   if (!(d >= -9223372036854775808.0 && d < 9223372036854775808.0) || d != std::floor(d))
-    throw Error("JSON number " + Json(d).dump() + " is not an integer");
+    throw Error("JSON number " + (std::isfinite(d) ? Json(d).dump() : std::to_string(d)) + " is not an integer");
   int64_t v = int64_t(d);
   if (v < lo || v > hi)
     throw Error("JSON number " + std::to_string(v) + " is outside [" + std::to_string(lo) + ", " +
@@ -131,6 +131,27 @@ bool Json::operator==(const Json& o) const {
 // ------------------------------------------------------------------------------------------
 namespace {
 
+// Length of the valid UTF-8 sequence at s (first byte >= 0x80) with `avail` bytes left, or 0.
+size_t utf8_len(const unsigned char* s, size_t avail) {
+  unsigned char c = s[0];
+  size_t len;
+  unsigned char lo = 0x80, hi = 0xBF;
+  if (c >= 0xC2 && c <= 0xDF) len = 2;
+  else if (c == 0xE0) len = 3, lo = 0xA0;
+  else if (c >= 0xE1 && c <= 0xEC) len = 3;
+  else if (c == 0xED) len = 3, hi = 0x9F;  // no encoded surrogates
+  else if (c >= 0xEE && c <= 0xEF) len = 3;
+  else if (c == 0xF0) len = 4, lo = 0x90;
+  else if (c >= 0xF1 && c <= 0xF3) len = 4;
+  else if (c == 0xF4) len = 4, hi = 0x8F;  // nothing past U+10FFFF
+  else return 0;
+  if (avail < len) return 0;
+  if (s[1] < lo || s[1] > hi) return 0;
+  for (size_t i = 2; i < len; ++i)
+    if (s[i] < 0x80 || s[i] > 0xBF) return 0;
+  return len;
+}
+
 void dump_number(double d, std::string& out) {
   if (!std::isfinite(d)) throw Error("JSON cannot represent the non-finite number " + std::to_string(d));
   char buf[64];
@@ -143,9 +164,23 @@ void dump_number(double d, std::string& out) {
   out.append(buf, r.ptr);
 }
 
+// Invalid UTF-8 (possible only in strings built in code: the parser rejects it) is written as
+// U+FFFD so that the output always parses.
 void dump_string(const std::string& s, std::string& out) {
   out.push_back('"');
-  for (unsigned char c : s) {
+  const unsigned char* p = reinterpret_cast<const unsigned char*>(s.data());
+  for (size_t i = 0; i < s.size(); ++i) {
+    unsigned char c = p[i];
+    if (c >= 0x80) {
+      size_t k = utf8_len(p + i, s.size() - i);
+      if (k == 0) {
+        out += "\xef\xbf\xbd";
+      } else {
+        out.append(s, i, k);
+        i += k - 1;
+      }
+      continue;
+    }
     switch (c) {
       case '"': out += "\\\""; break;
       case '\\': out += "\\\\"; break;
@@ -409,29 +444,6 @@ private:
     return v;
   }
 
-  // Length of the valid UTF-8 sequence starting at p_ (a byte >= 0x80), or 0.
-  size_t utf8_len() const {
-    const unsigned char* s = reinterpret_cast<const unsigned char*>(p_);
-    size_t avail = size_t(end_ - p_);
-    unsigned char c = s[0];
-    size_t len;
-    unsigned char lo = 0x80, hi = 0xBF;
-    if (c >= 0xC2 && c <= 0xDF) len = 2;
-    else if (c == 0xE0) len = 3, lo = 0xA0;
-    else if (c >= 0xE1 && c <= 0xEC) len = 3;
-    else if (c == 0xED) len = 3, hi = 0x9F;
-    else if (c >= 0xEE && c <= 0xEF) len = 3;
-    else if (c == 0xF0) len = 4, lo = 0x90;
-    else if (c >= 0xF1 && c <= 0xF3) len = 4;
-    else if (c == 0xF4) len = 4, hi = 0x8F;
-    else return 0;
-    if (avail < len) return 0;
-    if (s[1] < lo || s[1] > hi) return 0;
-    for (size_t i = 2; i < len; ++i)
-      if (s[i] < 0x80 || s[i] > 0xBF) return 0;
-    return len;
-  }
-
   std::string string() {
     ++p_;  // opening quote
     std::string out;
@@ -444,7 +456,7 @@ private:
       }
       if (c < 0x20) fail("control character " + describe_here() + " in a string (escape it)");
       if (c >= 0x80) {
-        size_t k = utf8_len();
+        size_t k = utf8_len(reinterpret_cast<const unsigned char*>(p_), size_t(end_ - p_));
         if (k == 0) fail("invalid UTF-8 in a string");
         out.append(p_, k);
         p_ += k;

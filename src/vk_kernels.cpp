@@ -419,6 +419,7 @@ void VulkanKernels::matmul(const Buffer& a, const Buffer& b, Buffer& c, const Ma
     PcBase base;
     uint32_t M, N, K, lda, ldb, ldc, stride_a, stride_b, stride_c, off_a, off_b, off_c;
     float alpha, beta;
+    uint32_t k_len, splits, split_stride_c;
   } pc{};
   pc.M = u32(g.M, k, "M");
   pc.N = u32(g.N, k, "N");
@@ -431,6 +432,9 @@ void VulkanKernels::matmul(const Buffer& a, const Buffer& b, Buffer& c, const Ma
   pc.stride_c = u32(g.stride_c, k, "stride_c");
   pc.alpha = g.alpha;
   pc.beta = g.beta;
+  pc.k_len = pc.K;
+  pc.splits = 1;
+  pc.split_stride_c = 0;
   vk::BindRange ba = span_a ? span_bind(*ctx_, a, k, static_cast<uint64_t>(g.off_a), span_a, &pc.off_a) : ctx_->dummy();
   vk::BindRange bb = span_b ? span_bind(*ctx_, b, k, static_cast<uint64_t>(g.off_b), span_b, &pc.off_b) : ctx_->dummy();
   vk::BindRange bc = span_bind(*ctx_, c, k, static_cast<uint64_t>(g.off_c), span_c, &pc.off_c);
@@ -449,10 +453,53 @@ void VulkanKernels::matmul(const Buffer& a, const Buffer& b, Buffer& c, const Ma
     uint64_t big_tiles = groups_for(M, 128) * groups_for(N, 128) * B;
     variant = (M >= 128 && N >= 128 && big_tiles >= 64) ? 2 : 1;
   }
-  const uint32_t tile = variant == 2 ? 128 : 64;
+  const uint64_t tile = variant == 2 ? 128 : 64;
+  const uint64_t tiles = groups_for(M, tile) * groups_for(N, tile) * B;
+
+  // Split-K when the output has too few tiles to fill a GPU but K is long (weight gradients:
+  // small M x N, K = batch x tokens). The partial products go to a scratch buffer and
+  // matmul_reduce.comp adds them in a fixed order (deterministic), applying alpha and beta.
+  uint64_t splits = 1;
+  if (matmul_splits_ > 0) {
+    splits = static_cast<uint64_t>(matmul_splits_);
+  } else if (tiles < 128 && K >= 1024) {
+    splits = std::min<uint64_t>({groups_for(256, tiles), groups_for(K, 256), 64});
+  }
+  const uint64_t scratch_cap = uint64_t(64) << 20;  // elements
+  while (splits > 1 && splits * B * M * N > scratch_cap) splits /= 2;
+  if (splits > 1) {
+    uint64_t k_len = (groups_for(K, splits) + 15) / 16 * 16;  // multiple of both K steps
+    splits = groups_for(K, k_len);
+    pc.k_len = static_cast<uint32_t>(k_len);
+  }
   auto& p = ctx_->pipeline(variant == 2 ? "matmul128" : "matmul64", 3, sizeof(Pc),
                            {g.trans_a ? 1u : 0u, g.trans_b ? 1u : 0u, vec_a ? 1u : 0u, vec_b ? 1u : 0u});
-  ctx_->dispatch(k, p, {ba, bb, bc}, &pc, sizeof pc, groups_for(N, tile), groups_for(M, tile), B);
+  if (splits <= 1) {
+    ctx_->dispatch(k, p, {ba, bb, bc}, &pc, sizeof pc, groups_for(N, tile), groups_for(M, tile), B);
+    return;
+  }
+  // Partial products: scratch [splits, batch, M, N], alpha 1, beta 0.
+  const uint64_t mn = M * N;
+  BufferPtr scratch = ctx_->alloc(static_cast<size_t>(splits * B * mn));
+  Pc part = pc;
+  part.ldc = pc.N;
+  part.stride_c = u32(static_cast<int64_t>(mn), k, "M * N");
+  part.off_c = 0;
+  part.alpha = 1.0f;
+  part.beta = 0.0f;
+  part.splits = static_cast<uint32_t>(splits);
+  part.split_stride_c = u32(static_cast<int64_t>(B * mn), k, "batch * M * N");
+  ctx_->dispatch(k, p, {ba, bb, ctx_->bind(*scratch, k)}, &part, sizeof part, groups_for(N, tile),
+                 groups_for(M, tile), B * splits);
+  struct PcR {
+    PcBase base;
+    uint32_t M, N, batch, splits, ldc, stride_c, off_c;
+    float alpha, beta;
+  } pr{{}, pc.M, pc.N, static_cast<uint32_t>(B), static_cast<uint32_t>(splits), pc.ldc, pc.stride_c, pc.off_c,
+       pc.alpha, pc.beta};
+  u32(static_cast<int64_t>(B * mn), k, "batch * M * N");
+  auto& pr_pipe = ctx_->pipeline("matmul_reduce", 2, sizeof pr);
+  ctx_->dispatch(k, pr_pipe, {ctx_->bind(*scratch, k), bc}, &pr, sizeof pr, groups_for(B * mn, kWG));
 }
 
 // ---- row-wise ----

@@ -23,8 +23,10 @@ public:
   std::string name() const override;
   vk::Context& context() { return *ctx_; }
 
-  // Matmul tile variant: 0 automatic, 1 the 64x64 tile, 2 the 128x128 tile (tests, benchmarks).
+  // Matmul tile variant: 0 automatic, 1 the 64x64 tile, 2 the 128x128 tile; split-K pieces:
+  // 0 automatic, 1 never, N > 1 that many (clamped to K / 16). For tests and benchmarks.
   void set_matmul_variant(int v) { matmul_variant_ = v; }
+  void set_matmul_splits(int s) { matmul_splits_ = s; }
 
   BufferPtr alloc(size_t n) override;
   void upload(Buffer& dst, const void* src, size_t n, size_t dst_off = 0) override;
@@ -70,6 +72,7 @@ private:
                    float scale, bool count);
   vk::Context* ctx_;
   int matmul_variant_ = 0;
+  int matmul_splits_ = 0;
 };
 
 }  // namespace ait

@@ -257,6 +257,16 @@ bool Instance::init(const std::string& path, std::string* error) {
   }
   ci.pNext = chain;
   VkResult r = f_.vkCreateInstance(&ci, nullptr, &instance_);
+  if (r != VK_SUCCESS && validation_) {
+    // The validation layer is installed but could not be loaded: run without it.
+    fprintf(stderr, "ait: creating a Vulkan instance with VK_LAYER_KHRONOS_validation failed (%s); "
+                    "running without validation\n", result_name(r));
+    validation_ = debug_utils = false;
+    ci.enabledLayerCount = 0;
+    ci.enabledExtensionCount = 0;
+    ci.pNext = nullptr;
+    r = f_.vkCreateInstance(&ci, nullptr, &instance_);
+  }
   if (r != VK_SUCCESS) {
     *error = std::string("vkCreateInstance failed: ") + result_name(r);
     return false;
@@ -379,42 +389,59 @@ void Instance::describe(int index) {
 // ---------------------------------------------------------------------------------------------
 
 // One large device-local allocation with one VkBuffer over all of it; buffers are sub-ranges.
-// Free space is a coalescing free list (offset -> size); allocation is best-fit.
+// Free space is a coalescing free list indexed two ways: by offset (to merge neighbours on
+// release) and by size (best fit in O(log n); a freed range of the size a training step asks
+// for again is found at once, which is what a size-class cache would give).
 struct Block {
   VkDeviceMemory memory = VK_NULL_HANDLE;
   VkBuffer buffer = VK_NULL_HANDLE;
   VkDeviceSize size = 0;
-  std::map<VkDeviceSize, VkDeviceSize> free;
+  std::map<VkDeviceSize, VkDeviceSize> by_off;        // offset -> size
+  std::multimap<VkDeviceSize, VkDeviceSize> by_size;  // size -> offset
   size_t live = 0;
 
+  void add_free(VkDeviceSize off, VkDeviceSize bytes) {
+    by_off[off] = bytes;
+    by_size.emplace(bytes, off);
+  }
+  void remove_free(std::map<VkDeviceSize, VkDeviceSize>::iterator it) {
+    auto range = by_size.equal_range(it->second);
+    for (auto s = range.first; s != range.second; ++s)
+      if (s->second == it->first) {
+        by_size.erase(s);
+        break;
+      }
+    by_off.erase(it);
+  }
   // Returns the offset of a range of `bytes`, or UINT64_MAX when none fits.
   VkDeviceSize carve(VkDeviceSize bytes) {
-    auto best = free.end();
-    for (auto it = free.begin(); it != free.end(); ++it)
-      if (it->second >= bytes && (best == free.end() || it->second < best->second)) best = it;
-    if (best == free.end()) return UINT64_MAX;
-    VkDeviceSize off = best->first, sz = best->second;
-    free.erase(best);
-    if (sz > bytes) free[off + bytes] = sz - bytes;
+    auto best = by_size.lower_bound(bytes);
+    if (best == by_size.end()) return UINT64_MAX;
+    VkDeviceSize off = best->second, sz = best->first;
+    by_size.erase(best);
+    by_off.erase(off);
+    if (sz > bytes) add_free(off + bytes, sz - bytes);
     ++live;
     return off;
   }
   void give_back(VkDeviceSize off, VkDeviceSize bytes) {
-    auto next = free.lower_bound(off);
-    if (next != free.end() && off + bytes == next->first) {
+    --live;
+    auto next = by_off.lower_bound(off);
+    if (next != by_off.end() && off + bytes == next->first) {
       bytes += next->second;
-      next = free.erase(next);
+      auto after = std::next(next);
+      remove_free(next);
+      next = after;
     }
-    if (next != free.begin()) {
+    if (next != by_off.begin()) {
       auto prev = std::prev(next);
       if (prev->first + prev->second == off) {
-        prev->second += bytes;
-        --live;
-        return;
+        off = prev->first;
+        bytes += prev->second;
+        remove_free(prev);
       }
     }
-    free[off] = bytes;
-    --live;
+    add_free(off, bytes);
   }
 };
 
@@ -603,7 +630,7 @@ Block* Context::new_block(VkDeviceSize need) {
   VkMemoryRequirements req;
   f_.vkGetBufferMemoryRequirements(device_, b->buffer, &req);
   check(f_.vkBindBufferMemory(device_, b->buffer, b->memory, 0), "vkBindBufferMemory");
-  b->free[0] = b->size;
+  b->add_free(0, b->size);
   blocks_.push_back(std::move(b));
   return blocks_.back().get();
 }

@@ -18,6 +18,7 @@
 #include "idx.h"
 #include "inflate.h"
 #include "json.h"
+#include "rng.h"
 #include "safetensors.h"
 
 using namespace ait;
@@ -373,6 +374,118 @@ TEST(InflateTest, CorruptDeflateStreams) {
   EXPECT_EQ(gunzip(gz.data(), gz.size(), "big.gz", 3000).size(), 3000u);
 }
 
+namespace {
+// Writes DEFLATE bits: header fields least significant bit first, Huffman codes most
+// significant bit first.
+struct BitWriter {
+  std::vector<uint8_t> out;
+  int used = 8;
+  void bit(int b) {
+    if (used == 8) {
+      out.push_back(0);
+      used = 0;
+    }
+    if (b) out.back() |= uint8_t(1u << used);
+    ++used;
+  }
+  void bits(uint32_t v, int n) {
+    for (int i = 0; i < n; ++i) bit((v >> i) & 1);
+  }
+  void code(uint32_t c, int len) {
+    for (int i = len - 1; i >= 0; --i) bit((c >> i) & 1);
+  }
+};
+
+// A final dynamic block header whose code-length code gives all 19 symbols 5 bits, so symbol
+// s is sent as the 5-bit code s.
+BitWriter dynamic_header(uint32_t hlit, uint32_t hdist) {
+  BitWriter w;
+  w.bits(1, 1);
+  w.bits(2, 2);
+  w.bits(hlit - 257, 5);
+  w.bits(hdist - 1, 5);
+  w.bits(19 - 4, 4);
+  for (int i = 0; i < 19; ++i) w.bits(5, 3);
+  return w;
+}
+}  // namespace
+
+TEST(InflateTest, DynamicHeaderErrors) {
+  auto run = [](const BitWriter& w) {
+    std::vector<uint8_t> b = w.out;
+    b.resize(b.size() + 64, 0);  // enough input that errors are not reported as truncation
+    inflate_raw(b.data(), b.size(), "dyn.bin");
+  };
+  expect_error([&] { run(dynamic_header(287, 1)); }, {"dyn.bin", "too many literal/length codes (287"});
+  expect_error([&] { run(dynamic_header(257, 31)); }, {"dyn.bin", "too many distance codes (31"});
+  {
+    BitWriter w;
+    w.bits(1, 1);
+    w.bits(2, 2);
+    w.bits(0, 5);
+    w.bits(0, 5);
+    w.bits(15, 4);
+    for (int i = 0; i < 19; ++i) w.bits(1, 3);  // nineteen 1-bit codes
+    expect_error([&] { run(w); }, {"dyn.bin", "code-length code: over-subscribed"});
+  }
+  {
+    BitWriter w = dynamic_header(257, 1);
+    w.code(16, 5);  // repeat the previous length: there is none
+    w.bits(0, 2);
+    expect_error([&] { run(w); }, {"dyn.bin", "no previous length"});
+  }
+  {
+    BitWriter w = dynamic_header(257, 1);
+    w.code(18, 5);
+    w.bits(127, 7);  // 138 zeros
+    w.code(18, 5);
+    w.bits(127, 7);  // 138 more: past the 258 lengths
+    expect_error([&] { run(w); }, {"dyn.bin", "runs past the end"});
+  }
+  {
+    BitWriter w = dynamic_header(257, 1);
+    w.code(18, 5);
+    w.bits(127, 7);
+    w.code(18, 5);
+    w.bits(108, 7);  // 138 + 119 = 257 zeros: symbol 256 has no code
+    w.code(1, 5);    // distance code 0: length 1
+    expect_error([&] { run(w); }, {"dyn.bin", "no end-of-block code"});
+  }
+  // An incomplete literal/length code ('a' = 0, end-of-block = 10; 11 unused) is accepted; its
+  // unused pattern is an error, and so is a length symbol when the distance code is empty.
+  auto incomplete = [](bool with_match) {
+    BitWriter w = dynamic_header(258, 1);
+    w.code(18, 5);
+    w.bits(97 - 11, 7);  // symbols 0..96 unused
+    w.code(1, 5);        // 'a': 1 bit
+    w.code(18, 5);
+    w.bits(138 - 11, 7);  // 98..235
+    w.code(18, 5);
+    w.bits(20 - 11, 7);  // 236..255
+    w.code(2, 5);        // 256: 2 bits
+    w.code(with_match ? 2 : 0, 5);  // 257 (length 3): 2 bits, or unused
+    w.code(0, 5);        // no distance codes
+    return w;
+  };
+  {
+    BitWriter w = incomplete(false);
+    for (int i = 0; i < 3; ++i) w.code(0, 1);  // "aaa"
+    w.code(2, 2);                               // end of block
+    std::vector<uint8_t> b = w.out;
+    EXPECT_EQ(str_of(inflate_raw(b.data(), b.size(), "dyn.bin")), "aaa");
+    BitWriter bad = incomplete(false);
+    bad.code(0, 1);
+    bad.code(3, 2);  // the unused pattern
+    expect_error([&] { run(bad); }, {"dyn.bin", "invalid literal/length code"});
+  }
+  {
+    BitWriter w = incomplete(true);  // now 257 = 11
+    w.code(0, 1);
+    w.code(3, 2);  // length 3, then a distance from an empty code
+    expect_error([&] { run(w); }, {"dyn.bin", "invalid distance code"});
+  }
+}
+
 TEST(InflateTest, CorruptZlibStreams) {
   std::vector<uint8_t> z = unhex(kZlib);
   std::vector<uint8_t> adler = z;
@@ -479,6 +592,8 @@ TEST(IoTest, JsonStrings) {
   EXPECT_EQ(Json::parse(s.dump()), s);
   EXPECT_EQ(Json(std::string("\x01\x1f")).dump(), "\"\\u0001\\u001f\"");
   EXPECT_EQ(Json::parse("\"\xc3\xa9\"").as_string(), "\xc3\xa9");  // raw UTF-8 passes through
+  // Strings built in code with invalid UTF-8 still dump to valid JSON.
+  EXPECT_EQ(Json(std::string("a\xff\xc3")).dump(), "\"a\xef\xbf\xbd\xef\xbf\xbd\"");
 }
 
 TEST(IoTest, JsonErrorsGiveLineAndColumn) {
@@ -986,9 +1101,58 @@ TEST(DatasetTest, FashionMnistTestSplit) {
 }
 
 // ============================================================================================
-// Regression inputs found by the fuzz targets (tools/fuzz/)
+// A deterministic mini-fuzz (the libFuzzer targets live in tools/fuzz/ and found no crash):
+// random byte edits of valid inputs must either decode or raise ait::Error naming the source.
+// Under `make asan` this also checks memory safety on every CI run.
 // ============================================================================================
-TEST(IoTest, FuzzRegressions) {
-  // (none crashed; see the report of the fuzz runs)
-  SUCCEED();
+namespace {
+void mutate_and_check(const std::vector<uint8_t>& seed, const std::string& source, int rounds,
+                      const std::function<void(const std::vector<uint8_t>&)>& decode) {
+  Rng rng(0x5eed ^ seed.size());
+  for (int r = 0; r < rounds; ++r) {
+    std::vector<uint8_t> m = seed;
+    int edits = 1 + int(rng.below(4));
+    for (int e = 0; e < edits; ++e) {
+      uint64_t kind = rng.below(4);
+      if (m.empty()) kind = 3;
+      size_t at = m.empty() ? 0 : size_t(rng.below(m.size()));
+      if (kind == 0) m[at] ^= uint8_t(1u << rng.below(8));                     // flip a bit
+      else if (kind == 1) m[at] = uint8_t(rng.next_u32());                      // replace a byte
+      else if (kind == 2) m.resize(at);                                         // truncate
+      else m.insert(m.begin() + long(at), uint8_t(rng.next_u32()));             // insert a byte
+    }
+    try {
+      decode(m);
+    } catch (const Error& e) {
+      ASSERT_NE(std::string(e.what()).find(source), std::string::npos) << e.what();
+    }
+  }
+}
+}  // namespace
+
+TEST(IoTest, MutatedInputsNeverCrash) {
+  std::vector<uint8_t> gz = payload_gz();
+  mutate_and_check(gz, "m.gz", 3000, [](const std::vector<uint8_t>& b) { gunzip(b.data(), b.size(), "m.gz"); });
+  std::vector<uint8_t> z = unhex(kZlib);
+  mutate_and_check(z, "m.z", 2000, [](const std::vector<uint8_t>& b) { zlib_decompress(b.data(), b.size(), "m.z"); });
+  std::vector<uint8_t> st = serialize_safetensors(sample_tensors());
+  mutate_and_check(st, "m.safetensors", 3000, [](const std::vector<uint8_t>& b) {
+    SafeTensors t = parse_safetensors(b.data(), b.size(), "m.safetensors");
+    for (const auto& kv : t.tensors) EXPECT_EQ(kv.second.source, "m.safetensors");
+  });
+  Dataset ds = small_dataset(true);
+  SafeTensors dst = dataset_to_safetensors(ds);
+  dst.source = "m.safetensors";
+  std::vector<uint8_t> dsb = serialize_safetensors(dst);
+  mutate_and_check(dsb, "m.safetensors", 3000, [](const std::vector<uint8_t>& b) {
+    Dataset d = dataset_from_safetensors(parse_safetensors(b.data(), b.size(), "m.safetensors"));
+    EXPECT_EQ(int64_t(d.images.size()), d.n * d.channels * d.height * d.width);
+  });
+  std::vector<uint8_t> idx = idx_bytes(0x08, {2, 3, 4}, 24);
+  mutate_and_check(idx, "m.idx", 2000, [](const std::vector<uint8_t>& b) { parse_idx(b.data(), b.size(), "m.idx"); });
+  std::string doc = "{\"a\":[1,2.5,-3e2,true,false,null],\"b\":{\"c\":\"d\\u00e9\\ud83d\\ude00\"}}";
+  mutate_and_check(bytes_of(doc), "m.json", 3000, [](const std::vector<uint8_t>& b) {
+    Json j = Json::parse(reinterpret_cast<const char*>(b.data()), b.size(), "m.json");
+    EXPECT_NO_THROW(Json::parse(j.dump()));
+  });
 }

@@ -88,7 +88,7 @@ void bench_gemm() {
   };
   const int thread_counts[] = {1, 2};
   const int default_threads = ait::num_threads();
-  constexpr int kReps = 5;  // timed runs per config; best is kept
+  constexpr int kReps = 8;  // timed runs per config; the best is kept
 
   std::printf("%-38s %9s %9s %9s %9s %8s\n", "shape (GFLOP/s)", "ours@1", "ours@2", "oblas@1", "oblas@2",
               "ratio@2");
@@ -102,31 +102,32 @@ void bench_gemm() {
     for (float& x : B) x = rng.uniform(-1.0f, 1.0f);
     const double flops = 2.0 * s.M * s.N * s.K;
 
+    auto ours = [&] {
+      ait::sgemm(s.ta, s.tb, s.M, s.N, s.K, 1.0f, A.data(), a_cols, B.data(), b_cols, 0.0f, C.data(), s.N);
+    };
+    auto theirs = [&] {
+      // CblasRowMajor = 101, CblasNoTrans = 111, CblasTrans = 112.
+      ob.sgemm(101, s.ta ? 112 : 111, s.tb ? 112 : 111, s.M, s.N, s.K, 1.0f, A.data(), int(a_cols), B.data(),
+               int(b_cols), 0.0f, C.data(), s.N);
+    };
+    // Per thread count: warm-up (page faults, thread start-up, packing buffers), then timed
+    // runs alternating ours / OpenBLAS (and which goes first) so that slow drift of the shared
+    // machine hits both alike. The thread count stays fixed meanwhile: switching it rebuilds
+    // the pool, whose fresh threads would have to fault in new packing buffers.
     double best_ours[2] = {1e30, 1e30}, best_ob[2] = {1e30, 1e30};
     for (int ti = 0; ti < 2; ++ti) {
-      const int nt = thread_counts[ti];
-      ait::set_num_threads(nt);
-      if (have_ob) ob.set_threads(nt);
-      auto ours = [&] {
-        ait::sgemm(s.ta, s.tb, s.M, s.N, s.K, 1.0f, A.data(), a_cols, B.data(), b_cols, 0.0f, C.data(), s.N);
-      };
-      auto theirs = [&] {
-        // CblasRowMajor = 101, CblasNoTrans = 111, CblasTrans = 112.
-        ob.sgemm(101, s.ta ? 112 : 111, s.tb ? 112 : 111, s.M, s.N, s.K, 1.0f, A.data(), int(a_cols),
-                 B.data(), int(b_cols), 0.0f, C.data(), s.N);
-      };
-      // Warm-up (page faults, thread start, packing buffers), then alternate ours / OpenBLAS so
-      // slow drift of the shared machine hits both equally.
+      ait::set_num_threads(thread_counts[ti]);
+      if (have_ob) ob.set_threads(thread_counts[ti]);
       ours();
       if (have_ob) theirs();
       for (int r = 0; r < kReps; ++r) {
-        auto t0 = Clock::now();
-        ours();
-        best_ours[ti] = std::min(best_ours[ti], seconds_since(t0));
-        if (have_ob) {
-          t0 = Clock::now();
-          theirs();
-          best_ob[ti] = std::min(best_ob[ti], seconds_since(t0));
+        for (int turn = 0; turn < 2; ++turn) {
+          const bool run_ours = (turn == 0) == (r % 2 == 0);
+          if (!run_ours && !have_ob) continue;
+          const auto t0 = Clock::now();
+          run_ours ? ours() : theirs();
+          double& best = run_ours ? best_ours[ti] : best_ob[ti];
+          best = std::min(best, seconds_since(t0));
         }
       }
     }
