@@ -401,9 +401,10 @@ void VulkanKernels::matmul(const Buffer& a, const Buffer& b, Buffer& c, const Ma
   // Row/column extents of the operands as stored.
   const uint64_t a_rows = g.trans_a ? K : M, a_cols = g.trans_a ? M : K;
   const uint64_t b_rows = g.trans_b ? N : K, b_cols = g.trans_b ? K : N;
-  if (K > 0 && static_cast<uint64_t>(g.lda) < a_cols) bad(k, "lda smaller than the row length of A");
-  if (K > 0 && static_cast<uint64_t>(g.ldb) < b_cols) bad(k, "ldb smaller than the row length of B");
-  if (static_cast<uint64_t>(g.ldc) < N) bad(k, "ldc smaller than N");
+  // (A leading dimension only matters when there is more than one row.)
+  if (K > 0 && a_rows > 1 && static_cast<uint64_t>(g.lda) < a_cols) bad(k, "lda smaller than the row length of A");
+  if (K > 0 && b_rows > 1 && static_cast<uint64_t>(g.ldb) < b_cols) bad(k, "ldb smaller than the row length of B");
+  if (M > 1 && static_cast<uint64_t>(g.ldc) < N) bad(k, "ldc smaller than N");
   auto span = [](uint64_t batch, uint64_t stride, uint64_t rows, uint64_t ld, uint64_t cols) -> uint64_t {
     if (rows == 0 || cols == 0) return 0;
     return (batch - 1) * stride + (rows - 1) * ld + cols;
@@ -467,6 +468,7 @@ void VulkanKernels::matmul(const Buffer& a, const Buffer& b, Buffer& c, const Ma
   }
   const uint64_t scratch_cap = uint64_t(64) << 20;  // elements
   while (splits > 1 && splits * B * M * N > scratch_cap) splits /= 2;
+  if (K == 0) splits = 1;
   if (splits > 1) {
     uint64_t k_len = (groups_for(K, splits) + 15) / 16 * 16;  // multiple of both K steps
     splits = groups_for(K, k_len);

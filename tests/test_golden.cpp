@@ -9,6 +9,7 @@
 #include <cstdio>
 
 #include "safetensors.h"
+#include "testutil.h"
 #include "train.h"
 
 using namespace ait;
@@ -83,5 +84,13 @@ void check_dump_against_golden(const std::string& name, Kernels& dev) {
 }
 
 TEST_P(Golden, CpuDumpMatchesPyTorch) { check_dump_against_golden(GetParam(), cpu()); }
+
+// The same fixture through the Vulkan backend (lavapipe in CI), under the validation layer.
+TEST_P(Golden, VulkanDumpMatchesPyTorch) {
+  Kernels* vk = test::vulkan_device();
+  if (!vk) GTEST_SKIP() << "no Vulkan device";
+  check_dump_against_golden(GetParam(), *vk);
+  test::expect_no_validation_messages();
+}
 
 INSTANTIATE_TEST_SUITE_P(Cases, Golden, ::testing::Values("tiny_select", "tiny_question", "tiny_noselect", "tiny_single"));

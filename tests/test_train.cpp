@@ -9,6 +9,7 @@
 
 #include "json.h"
 #include "safetensors.h"
+#include "testutil.h"
 #include "threadpool.h"
 #include "train.h"
 
@@ -204,4 +205,42 @@ TEST(Train, DivergenceStopsWithTheStep) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("at step"), std::string::npos) << e.what();
   }
+}
+
+// `ait train --device vulkan` follows the CPU run: same batches, same dropout masks, same top-k
+// selections, so the logged losses agree to float rounding (1e-3 relative over 2 epochs).
+TEST(Train, VulkanLossesMatchCpu) {
+  Kernels* vk = test::vulkan_device();
+  if (!vk) GTEST_SKIP() << "no Vulkan device";
+  std::string dir = tmpdir("vulkan");
+  std::string data = dir + "/quadrant.safetensors";
+  save_dataset(data, quadrant_dataset(64, 7));
+  TrainOptions oc = small_run(dir + "/cpu", data), ov = small_run(dir + "/vk", data);
+  oc.epochs = ov.epochs = 2;
+  oc.log_every = ov.log_every = 1;
+  train(oc, cpu());
+  train(ov, *vk);
+  auto lc = read_lines(dir + "/cpu/metrics.jsonl"), lv = read_lines(dir + "/vk/metrics.jsonl");
+  ASSERT_EQ(lc.size(), lv.size());
+  int steps = 0;
+  double first = 0, last = 0;
+  for (size_t i = 0; i < lc.size(); ++i) {
+    Json jc = Json::parse(lc[i]), jv = Json::parse(lv[i]);
+    double a = jc.at("loss").as_number(), b = jv.at("loss").as_number();
+    EXPECT_NEAR(b, a, 1e-3 * std::fabs(a)) << "line " << i;
+    if (jc.at("kind").as_string() == "step") {
+      if (!steps++) first = a;
+      last = a;
+    }
+  }
+  EXPECT_GE(steps, 8);
+  EXPECT_LT(last, first);  // the running loss goes down
+  test::expect_no_validation_messages();
+  // And `ait eval --device vulkan` on the Vulkan-trained checkpoint agrees with the CPU.
+  AiT mc = AiT::load(dir + "/vk/model.safetensors", cpu()), mv = AiT::load(dir + "/vk/model.safetensors", *vk);
+  Dataset ds = load_dataset(data);
+  EvalResult ec = evaluate(mc, ds, 32, MemoryEval::Frozen), ev = evaluate(mv, ds, 32, MemoryEval::Frozen);
+  EXPECT_EQ(ec.correct, ev.correct);
+  EXPECT_NEAR(ev.ce, ec.ce, 1e-4 * ec.ce);
+  test::expect_no_validation_messages();
 }

@@ -650,9 +650,10 @@ struct MM {
 };
 }  // namespace
 
-static void run_matmul(Kernels* vk, const MM& t, int variant, int seed) {
+static void run_matmul(Kernels* vk, const MM& t, int variant, int seed, int splits = 0) {
 #ifdef AIT_VULKAN
   dynamic_cast<VulkanKernels*>(vk)->set_matmul_variant(variant);
+  dynamic_cast<VulkanKernels*>(vk)->set_matmul_splits(splits);
 #endif
   MatmulArgs g;
   g.batch = t.batch;
@@ -687,7 +688,7 @@ static void run_matmul(Kernels* vk, const MM& t, int variant, int seed) {
                     " K " + std::to_string(t.K) + (t.ta ? " Aᵀ" : "") + (t.tb ? " Bᵀ" : "") +
                     (t.shared_b ? " shared B" : "") + " pad " + std::to_string(t.pad) + " off " +
                     std::to_string(t.off) + " alpha " + std::to_string(t.alpha) + " beta " + std::to_string(t.beta) +
-                    " variant " + std::to_string(variant);
+                    " variant " + std::to_string(variant) + " splits " + std::to_string(splits);
   // Padding columns of C (ld > N) are not written by either backend; compare everything.
   Got gt = get(c, "matmul " + ctx);
   // NaN placed in padding stays NaN on both sides: compare only the M x N blocks.
@@ -700,7 +701,8 @@ static void run_matmul(Kernels* vk, const MM& t, int variant, int seed) {
         cc.push_back(gt.c[idx]);
       }
   double e = rel(vv, cc);
-  std::string name = variant == 2 ? "matmul(128x128 tile)" : "matmul(64x64 tile)";
+  std::string name = variant == 2 ? "matmul(128x128 tile)" : variant == 1 ? "matmul(64x64 tile)" : "matmul(auto)";
+  if (splits > 1) name = "matmul(split-K)";
   record(name, "rel", e);
   EXPECT_LE(e, 1e-5) << ctx;
   EXPECT_TRUE(all_finite(vv)) << ctx << ": NaN/inf in the Vulkan output";
@@ -736,8 +738,16 @@ TEST_F(VulkanTest, MatmulBatchOffsetsAlphaBeta) {
       run_matmul(vk, {2, 130, 129, 17, ta, tb, false, /*pad=*/3, /*off=*/5, 0.5f, 0.0f}, variant, seed++);
       run_matmul(vk, {2, 64, 68, 32, ta, tb, false, /*pad=*/4, /*off=*/8, -1.25f, 0.75f}, variant, seed++);
       run_matmul(vk, {1, 3, 200, 127, ta, tb, false, 0, 0, 2.0f, 1.0f}, variant, seed++);
+      // Split-K (partial products + ordered reduction), forced and automatic.
+      run_matmul(vk, {2, 13, 127, 200, ta, tb, false, 1, 3, 0.5f, 0.0f}, variant, seed++, 3);
+      run_matmul(vk, {1, 130, 3, 77, ta, tb, false, 4, 8, -1.0f, 0.25f}, variant, seed++, 5);
     }
+    run_matmul(vk, {1, 13, 20, 3000, ta, tb, false, 0, 0, 1.0f, 0.0f}, 0, seed++);  // auto split-K
   }
+#ifdef AIT_VULKAN
+  dynamic_cast<VulkanKernels*>(vk)->set_matmul_variant(0);
+  dynamic_cast<VulkanKernels*>(vk)->set_matmul_splits(0);
+#endif
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -86,3 +86,34 @@ inline void gradcheck(const std::function<Tensor(const std::vector<Tensor>&)>& f
 }
 
 }  // namespace ait::test
+
+#include <cstdlib>
+
+#include "device.h"
+
+namespace ait::test {
+
+// The Vulkan device for a test, with validation messages cleared. A missing device fails the
+// test (CI has lavapipe) unless AIT_SKIP_VULKAN_TESTS=1, which skips it.
+inline Kernels* vulkan_device() {
+  try {
+    Kernels* k = select_device("vulkan");
+    vk_clear_validation_messages();
+    return k;
+  } catch (const Error& e) {
+    const char* skip = std::getenv("AIT_SKIP_VULKAN_TESTS");
+    if (skip && std::string(skip) == "1") return nullptr;
+    ADD_FAILURE() << "no Vulkan device: " << e.what() << " (AIT_SKIP_VULKAN_TESTS=1 skips the Vulkan tests)";
+    return nullptr;
+  }
+}
+
+inline void expect_no_validation_messages() {
+  auto msgs = vk_validation_messages();
+  std::string all;
+  for (size_t i = 0; i < msgs.size() && i < 10; ++i) all += "\n  " + msgs[i];
+  EXPECT_EQ(msgs.size(), 0u) << "validation layer messages:" << all;
+  vk_clear_validation_messages();
+}
+
+}  // namespace ait::test

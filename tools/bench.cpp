@@ -44,10 +44,10 @@ struct OpenBlas {
     // which roughly halves its speed. OpenBLAS reads these when the library is loaded, so
     // clear them (in this process only) before dlopen to compare against its best.
     for (const char* var : {"OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"}) {
-      if (const char* v = std::getenv(var)) {
-        std::printf("note: unsetenv %s (was \"%s\") before loading OpenBLAS\n", var, v);
-        unsetenv(var);
-      }
+      const char* v = std::getenv(var);
+      std::printf("note: unsetenv(%s) in this process before loading OpenBLAS (was %s%s%s)\n", var,
+                  v ? "\"" : "", v ? v : "not set", v ? "\"" : "");
+      unsetenv(var);
     }
     void* h = nullptr;
     for (const char* name : {"libopenblas.so.0", "libopenblas.so"})
