@@ -1,8 +1,8 @@
 #version 450
 // Cross entropy (fused log-softmax + NLL) and its backward. labels are int32.
 // MODE (specialization constant 0):
-//   0 forward, one workgroup per row:  m = max(x), s = sum(exp(x - m)),
-//     lse = m + log(s),  loss[r] = lse - x[label],  probs = exp(x - lse)
+//   0 forward, one workgroup per row:  m = max(x), s = sum(ait_exp(x - m)),
+//     lse = m + log(s),  loss[r] = lse - x[label],  probs = ait_exp(x - lse)
 //     bindings 0 logits, 1 labels, 2 loss (out), 3 probs (out)
 //     A label outside [0, classes) gives loss NaN (the op layer rejects such labels first).
 //   1 backward, one element per thread:  dlogits = dloss[r] * (probs - onehot(label[r]))
@@ -37,9 +37,9 @@ void main() {
     for (uint c = lid; c < pc.classes; c += WG_SIZE) m = max(m, in0[base + c]);
     m = tree_max(m);
     float s = 0.0;
-    for (uint c = lid; c < pc.classes; c += WG_SIZE) s += exp(in0[base + c] - m);
+    for (uint c = lid; c < pc.classes; c += WG_SIZE) s += ait_exp(in0[base + c] - m);
     float lse = m + log(tree_sum(s));
-    for (uint c = lid; c < pc.classes; c += WG_SIZE) outv[base + c] = exp(in0[base + c] - lse);
+    for (uint c = lid; c < pc.classes; c += WG_SIZE) outv[base + c] = ait_exp(in0[base + c] - lse);
     if (lid == 0) {
       int label = labels[row];
       float picked = (label >= 0 && uint(label) < pc.classes) ? in0[base + uint(label)] : (0.0 / 0.0);

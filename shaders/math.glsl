@@ -2,7 +2,7 @@
 #ifndef AIT_MATH_GLSL
 #define AIT_MATH_GLSL
 
-// Complementary error function. Chebyshev-fitted form erfc(z) ~= t * exp(-z^2 + P(t)),
+// Complementary error function. Chebyshev-fitted form erfc(z) ~= t * ait_exp(-z^2 + P(t)),
 // t = 1 / (1 + z/2), with a fractional error below 1.2e-7 for every z >= 0 (the classic fit
 // from Numerical Recipes, "erfcc"); negative arguments use erfc(-z) = 2 - erfc(z). Because it
 // returns erfc directly, the left tail keeps full relative precision (no 1 - erf cancellation).
@@ -12,7 +12,7 @@ float ait_erfc(float x) {
   float p = -1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 +
             t * (-0.18628806 + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 +
             t * (-0.82215223 + t * 0.17087277))))))));
-  float r = t * exp(-z * z + p);
+  float r = t * ait_exp(-z * z + p);
   return x >= 0.0 ? r : 2.0 - r;
 }
 
@@ -23,6 +23,6 @@ float ait_phi(float x) { return 0.5 * ait_erfc(-x * 0.70710678118654752); }
 float gelu(float x) { return x * ait_phi(x); }
 
 // gelu'(x) = Phi(x) + x * phi(x), phi the standard normal density
-float gelu_grad(float x) { return ait_phi(x) + x * 0.39894228040143268 * exp(-0.5 * x * x); }
+float gelu_grad(float x) { return ait_phi(x) + x * 0.39894228040143268 * ait_exp(-0.5 * x * x); }
 
 #endif

@@ -1,7 +1,7 @@
 #version 450
 // Row softmax and its backward, one workgroup per row (256 threads striding over the columns).
 // MODE (specialization constant 0):
-//   0 forward:  y = softmax(scale * x):  m = max(scale*x), e = exp(scale*x - m), y = e / sum(e)
+//   0 forward:  y = softmax(scale * x):  m = max(scale*x), e = ait_exp(scale*x - m), y = e / sum(e)
 //               bindings 0 x, 1 (unused), 2 y
 //   1 backward: dx = scale * y * (dy - sum(y * dy))
 //               bindings 0 y, 1 dy, 2 dx
@@ -35,7 +35,7 @@ void main() {
     m = tree_max(m);
     float s = 0.0;
     for (uint c = lid; c < pc.cols; c += WG_SIZE) {
-      float e = exp(pc.scale * in0[base + c] - m);
+      float e = ait_exp(pc.scale * in0[base + c] - m);
       outv[base + c] = e;
       s += e;
     }

@@ -118,7 +118,7 @@ void main() {
     uint key = key_of(v);
     bool keep = key > T || (key == T && rank < need);
     if (key == T) ++rank;
-    if (keep) s += exp(v - m);
+    if (keep) s += ait_exp(v - m);
   }
   s = tree_sum(s);
   float inv = 1.0 / s;
@@ -128,6 +128,6 @@ void main() {
     uint key = key_of(v);
     bool keep = key > T || (key == T && rank < need);
     if (key == T) ++rank;
-    y[base + c] = keep ? exp(v - m) * inv : 0.0;
+    y[base + c] = keep ? ait_exp(v - m) * inv : 0.0;
   }
 }
