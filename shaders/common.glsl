@@ -35,6 +35,24 @@
     return r;                                                              \
   }
 
+// Row-wise shaders pack WG_SIZE / lanes rows into a workgroup, `lanes` threads per row (a
+// power of two <= WG_SIZE the host picks from the row length, so short rows do not leave most
+// threads idle). Segmented tree reduction over each row's lanes; `lanes` must be uniform and
+// every thread of the workgroup must call it; each thread gets its own row's result.
+#define AIT_DEFINE_SEG_REDUCE(NAME, OP)                                    \
+  float NAME(float v, uint lanes) {                                        \
+    uint lid = gl_LocalInvocationID.x;                                     \
+    red[lid] = v;                                                          \
+    barrier();                                                             \
+    for (uint s = lanes >> 1; s > 0; s >>= 1) {                            \
+      if ((lid & (lanes - 1u)) < s) red[lid] = OP(red[lid], red[lid + s]); \
+      barrier();                                                           \
+    }                                                                      \
+    float r = red[lid & ~(lanes - 1u)];                                    \
+    barrier();                                                             \
+    return r;                                                              \
+  }
+
 float ait_add(float a, float b) { return a + b; }
 
 

@@ -16,6 +16,7 @@ layout(push_constant) uniform PC {
   AIT_PC_BASE
   uint rows;
   uint classes;
+  uint lanes;
 } pc;
 
 layout(binding = 0) readonly buffer In0 { float in0[]; };
@@ -24,23 +25,25 @@ layout(binding = 2) buffer B2 { float b2[]; };
 layout(binding = 3) buffer Out { float outv[]; };
 
 shared float red[WG_SIZE];
-AIT_DEFINE_TREE_REDUCE(tree_sum, ait_add)
-AIT_DEFINE_TREE_REDUCE(tree_max, max)
+AIT_DEFINE_SEG_REDUCE(seg_sum, ait_add)
+AIT_DEFINE_SEG_REDUCE(seg_max, max)
 
 void main() {
   uint lid = gl_LocalInvocationID.x;
   if (MODE == 0) {
-    uint row = WG_ID.x;
-    if (row >= pc.rows) return;
+    uint lanes = pc.lanes, lane = lid & (lanes - 1u);
+    uint row = WG_ID.x * (WG_SIZE / lanes) + lid / lanes;
+    bool in_range = row < pc.rows;
+    uint classes = in_range ? pc.classes : 0u;
     uint base = row * pc.classes;
     float m = -1.0 / 0.0;
-    for (uint c = lid; c < pc.classes; c += WG_SIZE) m = max(m, in0[base + c]);
-    m = tree_max(m);
+    for (uint c = lane; c < classes; c += lanes) m = max(m, in0[base + c]);
+    m = seg_max(m, lanes);
     float s = 0.0;
-    for (uint c = lid; c < pc.classes; c += WG_SIZE) s += ait_exp(in0[base + c] - m);
-    float lse = m + log(tree_sum(s));
-    for (uint c = lid; c < pc.classes; c += WG_SIZE) outv[base + c] = ait_exp(in0[base + c] - lse);
-    if (lid == 0) {
+    for (uint c = lane; c < classes; c += lanes) s += ait_exp(in0[base + c] - m);
+    float lse = m + log(seg_sum(s, lanes));
+    for (uint c = lane; c < classes; c += lanes) outv[base + c] = ait_exp(in0[base + c] - lse);
+    if (in_range && lane == 0) {
       int label = labels[row];
       float picked = (label >= 0 && uint(label) < pc.classes) ? in0[base + uint(label)] : (0.0 / 0.0);
       b2[row] = lse - picked;

@@ -1,5 +1,5 @@
 #version 450
-// LayerNorm forward, one workgroup per row (256 threads striding over the columns):
+// LayerNorm forward; `lanes` threads per row, WG_SIZE / lanes rows per workgroup:
 //   mean = sum(x) / cols;  var = sum((x - mean)^2) / cols;  rstd = 1 / sqrt(var + eps)
 //   y = (x - mean) * rstd * w + b;  saves mean[row], rstd[row]
 // Two passes over the row (mean first, then the centred sum of squares) for accuracy.
@@ -12,6 +12,7 @@ layout(push_constant) uniform PC {
   AIT_PC_BASE
   uint rows;
   uint cols;
+  uint lanes;
   float eps;
 } pc;
 
@@ -23,24 +24,26 @@ layout(binding = 4) writeonly buffer Mean { float mean_out[]; };
 layout(binding = 5) writeonly buffer Rstd { float rstd_out[]; };
 
 shared float red[WG_SIZE];
-AIT_DEFINE_TREE_REDUCE(tree_sum, ait_add)
+AIT_DEFINE_SEG_REDUCE(seg_sum, ait_add)
 
 void main() {
-  uint row = WG_ID.x, lid = gl_LocalInvocationID.x;
-  if (row >= pc.rows) return;  // uniform per workgroup
+  uint lid = gl_LocalInvocationID.x, lanes = pc.lanes, lane = lid & (lanes - 1u);
+  uint row = WG_ID.x * (WG_SIZE / lanes) + lid / lanes;
+  bool in_range = row < pc.rows;
+  uint cols = in_range ? pc.cols : 0u;
   uint base = row * pc.cols;
   float s = 0.0;
-  for (uint c = lid; c < pc.cols; c += WG_SIZE) s += x[base + c];
-  float mean = tree_sum(s) / float(pc.cols);
+  for (uint c = lane; c < cols; c += lanes) s += x[base + c];
+  float mean = seg_sum(s, lanes) / float(pc.cols);
   float q = 0.0;
-  for (uint c = lid; c < pc.cols; c += WG_SIZE) {
+  for (uint c = lane; c < cols; c += lanes) {
     float d = x[base + c] - mean;
     q += d * d;
   }
-  float var = tree_sum(q) / float(pc.cols);
+  float var = seg_sum(q, lanes) / float(pc.cols);
   float rstd = 1.0 / sqrt(var + pc.eps);
-  for (uint c = lid; c < pc.cols; c += WG_SIZE) y[base + c] = (x[base + c] - mean) * rstd * w[c] + b[c];
-  if (lid == 0) {
+  for (uint c = lane; c < cols; c += lanes) y[base + c] = (x[base + c] - mean) * rstd * w[c] + b[c];
+  if (in_range && lane == 0) {
     mean_out[row] = mean;
     rstd_out[row] = rstd;
   }

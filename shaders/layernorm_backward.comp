@@ -1,5 +1,6 @@
 #version 450
-// LayerNorm backward, input gradient, one workgroup per row:
+// LayerNorm backward, input gradient; `lanes` threads per row, WG_SIZE / lanes rows per
+// workgroup:
 //   xhat = (x - mean) * rstd;  g = dy * w
 //   dx = rstd * (g - mean(g) - xhat * mean(g * xhat))
 // The parameter gradients (dw, db) are layernorm_backward_params.comp.
@@ -12,6 +13,7 @@ layout(push_constant) uniform PC {
   AIT_PC_BASE
   uint rows;
   uint cols;
+  uint lanes;
 } pc;
 
 layout(binding = 0) readonly buffer X { float x[]; };
@@ -22,24 +24,26 @@ layout(binding = 4) readonly buffer DY { float dy[]; };
 layout(binding = 5) writeonly buffer DX { float dx[]; };
 
 shared float red[WG_SIZE];
-AIT_DEFINE_TREE_REDUCE(tree_sum, ait_add)
+AIT_DEFINE_SEG_REDUCE(seg_sum, ait_add)
 
 void main() {
-  uint row = WG_ID.x, lid = gl_LocalInvocationID.x;
-  if (row >= pc.rows) return;
+  uint lid = gl_LocalInvocationID.x, lanes = pc.lanes, lane = lid & (lanes - 1u);
+  uint row = WG_ID.x * (WG_SIZE / lanes) + lid / lanes;
+  bool in_range = row < pc.rows;
+  uint cols = in_range ? pc.cols : 0u;
   uint base = row * pc.cols;
-  float mean = mean_in[row], rstd = rstd_in[row];
+  float mean = in_range ? mean_in[row] : 0.0, rstd = in_range ? rstd_in[row] : 0.0;
   float sg = 0.0, sgx = 0.0;
-  for (uint c = lid; c < pc.cols; c += WG_SIZE) {
+  for (uint c = lane; c < cols; c += lanes) {
     float xh = (x[base + c] - mean) * rstd;
     float g = dy[base + c] * w[c];
     sg += g;
     sgx += g * xh;
   }
   float inv = 1.0 / float(pc.cols);
-  float mg = tree_sum(sg) * inv;
-  float mgx = tree_sum(sgx) * inv;
-  for (uint c = lid; c < pc.cols; c += WG_SIZE) {
+  float mg = seg_sum(sg, lanes) * inv;
+  float mgx = seg_sum(sgx, lanes) * inv;
+  for (uint c = lane; c < cols; c += lanes) {
     float xh = (x[base + c] - mean) * rstd;
     float g = dy[base + c] * w[c];
     dx[base + c] = rstd * (g - mg - xh * mgx);

@@ -7,12 +7,13 @@
 //     so that equal values get equal keys).
 //  2. Radix select the k'-th largest key T, 8 bits per pass (4 passes): each pass builds a
 //     256-bin histogram (integer shared atomics) of the digits of the keys that match the prefix
-//     found so far, and one thread walks the bins from the top to find the digit where the
-//     running count reaches the number still to place. After the passes `need` is how many keys
+//     found so far; a parallel suffix sum over the bins finds the digit where the running count
+//     from the top reaches the number still to place. After the passes `need` is how many keys
 //     equal to T must be kept.
-//  3. Keys > T are kept; keys == T are kept in column order until `need` are taken: each thread
-//     owns a contiguous span of columns, counts its ties, an exclusive scan over the threads
-//     gives each span its first tie rank.
+//  3. Keys > T are kept. If there are at most `need` keys equal to T they are all kept (the
+//     usual case: every pass so far was strided and coalesced); otherwise the ties are kept in
+//     column order: each thread owns a contiguous span of columns, counts its ties, and an
+//     exclusive scan over the threads gives each span its first tie rank.
 //  4. Softmax over the kept set (the row maximum is always kept).
 // Bindings: 0 x, 1 y.
 #include "common.glsl"
@@ -65,7 +66,7 @@ void main() {
     uint shift = uint(24 - 8 * pass);
     hist[lid] = 0u;  // WG_SIZE == 256 bins
     barrier();
-    uint prefix = sel_prefix;
+    uint prefix = sel_prefix, need = sel_need;
     for (uint c = lid; c < cols; c += WG_SIZE) {
       float v = pc.scale * x[base + c];
       if (pass == 0) vmax = max(vmax, v);
@@ -73,45 +74,71 @@ void main() {
       if ((key & mask) == prefix) atomicAdd(hist[(key >> shift) & 255u], 1u);
     }
     barrier();
-    if (lid == 0) {
-      uint need = sel_need, above = 0u;
-      for (int d = 255; d >= 0; --d) {
-        uint h = hist[d];
-        if (above + h >= need) {
-          sel_prefix = prefix | (uint(d) << shift);
-          sel_need = need - above;
-          break;
-        }
-        above += h;
-      }
+    // Inclusive prefix sum over the bins in descending digit order: scan[i] = count of
+    // matching keys whose digit is >= 255 - i.
+    scan[lid] = hist[255u - lid];
+    barrier();
+    for (uint off = 1u; off < WG_SIZE; off <<= 1) {
+      uint add = lid >= off ? scan[lid - off] : 0u;
+      barrier();
+      scan[lid] += add;
+      barrier();
+    }
+    uint above = lid > 0u ? scan[lid - 1u] : 0u;  // keys with a larger digit
+    if (above < need && need <= scan[lid]) {        // exactly one thread
+      sel_prefix = prefix | ((255u - lid) << shift);
+      sel_need = need - above;
     }
     barrier();
     mask |= 255u << shift;
   }
   uint T = sel_prefix, need = sel_need;
 
-  // 3. tie ranks in column order
+  // 3. ties: all kept when there are no more than needed, else the lowest columns
+  uint ties = 0u;
+  for (uint c = lid; c < cols; c += WG_SIZE)
+    if (key_of(pc.scale * x[base + c]) == T) ++ties;
+  scan[lid] = ties;
+  barrier();
+  for (uint off = 1u; off < WG_SIZE; off <<= 1) {
+    uint add = lid >= off ? scan[lid - off] : 0u;
+    barrier();
+    scan[lid] += add;
+    barrier();
+  }
+  bool ordered = scan[WG_SIZE - 1u] > need;  // uniform
+  barrier();
+  float m = tree_max(vmax);
+  float s = 0.0;
+  if (!ordered) {
+    for (uint c = lid; c < cols; c += WG_SIZE) {
+      float v = pc.scale * x[base + c];
+      if (key_of(v) >= T) s += ait_exp(v - m);
+    }
+    s = tree_sum(s);
+    float inv = 1.0 / s;
+    for (uint c = lid; c < cols; c += WG_SIZE) {
+      float v = pc.scale * x[base + c];
+      y[base + c] = key_of(v) >= T ? ait_exp(v - m) * inv : 0.0;
+    }
+    return;
+  }
   uint span = (cols + WG_SIZE - 1u) / WG_SIZE;
   uint c0 = min(cols, lid * span), c1 = min(cols, c0 + span);
-  uint ties = 0u;
+  ties = 0u;
   for (uint c = c0; c < c1; ++c)
     if (key_of(pc.scale * x[base + c]) == T) ++ties;
   scan[lid] = ties;
   barrier();
-  if (lid == 0) {
-    uint run = 0u;
-    for (uint t = 0u; t < WG_SIZE; ++t) {
-      uint h = scan[t];
-      scan[t] = run;
-      run += h;
-    }
+  for (uint off = 1u; off < WG_SIZE; off <<= 1) {
+    uint add = lid >= off ? scan[lid - off] : 0u;
+    barrier();
+    scan[lid] += add;
+    barrier();
   }
-  barrier();
-  uint first_rank = scan[lid];
+  uint first_rank = scan[lid] - ties;  // exclusive
 
   // 4. softmax over the kept set
-  float m = tree_max(vmax);
-  float s = 0.0;
   uint rank = first_rank;
   for (uint c = c0; c < c1; ++c) {
     float v = pc.scale * x[base + c];

@@ -28,7 +28,7 @@ const char* kNoVulkan = "no Vulkan loader/device found";
   return 4;
 }
 
-std::string human_bytes(uint64_t b) {
+[[maybe_unused]] std::string human_bytes(uint64_t b) {
   char buf[32];
   if (b >= (1ull << 30))
     snprintf(buf, sizeof buf, "%.1f GiB", static_cast<double>(b) / (1ull << 30));

@@ -1,13 +1,13 @@
 // Blocked single-precision GEMM (GotoBLAS / BLIS structure).
 //
-//   for jc over N in NC-wide blocks          (packed B panel KC x NC lives in L3)
+//   for jc over N in NC-wide panels          (packed B panel KC x NC: L3)
 //     for pc over K in KC-deep blocks
 //       pack op(B)[pc, jc] -> Bp
-//       for ic over M in MC-tall blocks      (packed A block MC x KC lives in L2)
+//       for ic over M in MC-tall blocks      (packed A block MC x KC: L2)
 //         pack op(A)[ic, pc] -> Ap
-//         for jr over NC in NR steps         (one B micro-panel KC x NR stays in L1)
+//         for jr over NC in NR steps         (one B micro-panel KC x NR, reused MC/MR times)
 //           for ir over MC in MR steps
-//             micro-kernel: MR x NR tile of C += Ap[ir] * Bp[jr]
+//             micro-kernel: MR x NR tile of C (+)= Ap[ir] * Bp[jr]
 //
 // Packing absorbs the four transpose combinations and the strides, and zero-pads the last
 // micro-panels, so the micro-kernel always computes a full MR x NR tile and only the store to
@@ -176,17 +176,17 @@ inline void micro_kernel(int64_t kc, const float* __restrict a, const float* __r
 #endif
 
 // ---------------------------------------------------------------------------------------------
-// Block sizes. KC x NR floats of B (32 KiB for 256 x 32) sit in the 48 KiB L1 next to the A
-// micro-panel being streamed; MC x KC of A (~350 KiB) sits in L2; KC x NC of B in L3.
+// Block sizes (tuned on Zen 5: 48 KiB L1d, 1 MiB L2 per core, shared L3).
+//   KC: deep K blocks, because every K block costs one read-modify-write pass over C, and those
+//       passes (C rarely stays cached between them) cost more than what a B micro-panel small
+//       enough for L1 would save. The KC x NR B micro-panel (128 KiB) and the MC x KC A block
+//       (448 KiB) both live in L2, which feeds the kernel fast enough.
+//   MC: the A block stays in L2 next to the B micro-panel it is multiplied with.
+//   NC: the KC x NC packed B panel (up to 8 MiB) is streamed from L3 once per A block.
 // ---------------------------------------------------------------------------------------------
-#ifndef AIT_KC
-#define AIT_KC 1024
-#define AIT_MCX 112
-#define AIT_NCX 4096
-#endif
-constexpr int64_t KC = AIT_KC;
-constexpr int64_t MC = MR * (AIT_MCX / MR);
-constexpr int64_t NC = NR * (AIT_NCX / NR);
+constexpr int64_t KC = 1024;
+constexpr int64_t MC = MR * (112 / MR);
+constexpr int64_t NC = NR * (2048 / NR);
 
 // Problems below this many multiply-adds skip packing and threading entirely.
 constexpr int64_t kSmallMacs = 32 * 1024;
@@ -435,9 +435,12 @@ void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float al
     return;
   }
 
-  // Static 2-D split of C into tm x tn rectangles on MR / NR boundaries (never over K). Pick
-  // the factorisation of the thread count whose largest rectangle is smallest; ties go to
-  // splitting M, which keeps each thread's B panel wide.
+  // Static 2-D split of C into tm x tn rectangles on MR / NR boundaries (never over K). Each
+  // thread packs the A rows and B columns of its own rectangle, so pick the factorisation of
+  // the thread count that minimises the largest rectangle's multiply-adds plus its packing
+  // (weighted: a packed element costs about as much as kPackWeight multiply-adds). Ties go to
+  // splitting M.
+  constexpr int64_t kPackWeight = 16;
   const int64_t mt = ceil_div(M, MR), nt = ceil_div(N, NR);
   const int64_t want = std::max<int64_t>(1, std::min<int64_t>(num_threads(), macs / kMacsPerThread));
   const int threads = static_cast<int>(std::min<int64_t>(want, mt * nt));
@@ -450,7 +453,8 @@ void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float al
   for (int tm = threads; tm >= 1; --tm) {
     if (threads % tm) continue;
     const int tn = threads / tm;
-    const int64_t cost = ceil_div(mt, tm) * MR * ceil_div(nt, tn) * NR;
+    const int64_t rows = ceil_div(mt, tm) * MR, cols = ceil_div(nt, tn) * NR;
+    const int64_t cost = rows * cols + kPackWeight * (rows * ceil_div(cols, NC) + cols);  // per unit of K
     if (best_cost < 0 || cost < best_cost) best_cost = cost, best_tm = tm;
   }
   const int tm = best_tm, tn = threads / tm;

@@ -450,12 +450,10 @@ Tensor layernorm(const Tensor& x, const Tensor& w, const Tensor& b, float eps) {
   return y;
 }
 
-Tensor softmax(const Tensor& x, float s) {
-  need_rank("softmax", x, 1);
-  int64_t cols = x.dim(-1), rows = x.numel() / std::max<int64_t>(cols, 1);
-  Tensor y = like(x.shape(), x);
-  if (y.numel()) x.dev().softmax(x.buf(), y.buf(), rows, cols, s);
-  if (Node* n = attach_node(y, "softmax", {x})) {
+// Softmax and the top-k gate share their backward: dx = s·y ⊙ (dy − Σ y ⊙ dy). Off the gate's
+// kept set y is 0, so the same formula routes no gradient there.
+static void attach_softmax_backward(Tensor& y, const Tensor& x, const char* op, int64_t rows, int64_t cols, float s) {
+  if (Node* n = attach_node(y, op, {x})) {
     Tensor yd = y.detach();
     n->backward = [x, yd, rows, cols, s](const Tensor& g) {
       Tensor dx = like(yd.shape(), yd);
@@ -463,6 +461,14 @@ Tensor softmax(const Tensor& x, float s) {
       accumulate_grad(x, dx);
     };
   }
+}
+
+Tensor softmax(const Tensor& x, float s) {
+  need_rank("softmax", x, 1);
+  int64_t cols = x.dim(-1), rows = x.numel() / std::max<int64_t>(cols, 1);
+  Tensor y = like(x.shape(), x);
+  if (y.numel()) x.dev().softmax(x.buf(), y.buf(), rows, cols, s);
+  attach_softmax_backward(y, x, "softmax", rows, cols, s);
   return y;
 }
 
@@ -472,15 +478,7 @@ Tensor topk_gate(const Tensor& x, int64_t k, float s) {
   int64_t cols = x.dim(-1), rows = x.numel() / std::max<int64_t>(cols, 1);
   Tensor y = like(x.shape(), x);
   if (y.numel()) x.dev().topk_gate(x.buf(), y.buf(), rows, cols, k, s);
-  if (Node* n = attach_node(y, "topk_gate", {x})) {
-    Tensor yd = y.detach();
-    // Off the kept set y is 0, so the softmax backward already routes nothing there.
-    n->backward = [x, yd, rows, cols, s](const Tensor& g) {
-      Tensor dx = like(yd.shape(), yd);
-      if (dx.numel()) yd.dev().softmax_backward(yd.buf(), g.buf(), dx.buf(), rows, cols, s);
-      accumulate_grad(x, dx);
-    };
-  }
+  attach_softmax_backward(y, x, "topk_gate", rows, cols, s);
   return y;
 }
 

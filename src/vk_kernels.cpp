@@ -463,10 +463,12 @@ void VulkanKernels::matmul(const Buffer& a, const Buffer& b, Buffer& c, const Ma
   uint64_t splits = 1;
   if (matmul_splits_ > 0) {
     splits = static_cast<uint64_t>(matmul_splits_);
-  } else if (tiles < 128 && K >= 1024) {
-    splits = std::min<uint64_t>({groups_for(256, tiles), groups_for(K, 256), 64});
+  } else if (tiles < 256 && K >= 1024) {
+    // Aim at about 512 workgroups (a few per compute unit on a large GPU) with K pieces of at
+    // least 256.
+    splits = std::min<uint64_t>({groups_for(512, tiles), K / 256, 64});
   }
-  const uint64_t scratch_cap = uint64_t(64) << 20;  // elements
+  const uint64_t scratch_cap = std::min<uint64_t>(uint64_t(64) << 20, ctx_->max_binding_elems());  // elements
   while (splits > 1 && splits * B * M * N > scratch_cap) splits /= 2;
   if (K == 0) splits = 1;
   if (splits > 1) {
@@ -509,13 +511,21 @@ void VulkanKernels::matmul(const Buffer& a, const Buffer& b, Buffer& c, const Ma
 namespace {
 struct PcRows {
   PcBase base;
-  uint32_t rows, cols;
+  uint32_t rows, cols, lanes;
   float f;
 };
 struct PcRows2 {
   PcBase base;
-  uint32_t rows, cols;
+  uint32_t rows, cols, lanes;
 };
+// Threads per row for the row-wise shaders: the power of two covering the row, at most a
+// workgroup; a workgroup then takes kWG / lanes rows.
+uint32_t lanes_for(int64_t cols) {
+  uint32_t l = 1;
+  while (l < kWG && static_cast<int64_t>(l) < cols) l <<= 1;
+  return l;
+}
+uint64_t row_groups(int64_t rows, uint32_t lanes) { return groups_for(static_cast<uint64_t>(rows), kWG / lanes); }
 }  // namespace
 
 void VulkanKernels::layernorm(const Buffer& x, const Buffer& w, const Buffer& b, Buffer& y, Buffer& mean,
@@ -531,12 +541,12 @@ void VulkanKernels::layernorm(const Buffer& x, const Buffer& w, const Buffer& b,
   need(b, static_cast<uint64_t>(cols), k, "b");
   need(mean, static_cast<uint64_t>(rows), k, "mean");
   need(rstd, static_cast<uint64_t>(rows), k, "rstd");
-  PcRows pc{{}, u32(rows, k, "rows"), u32(cols, k, "cols"), eps};
+  PcRows pc{{}, u32(rows, k, "rows"), u32(cols, k, "cols"), lanes_for(cols), eps};
   auto& p = ctx_->pipeline("layernorm", 6, sizeof pc);
   ctx_->dispatch(k, p,
                  {ctx_->bind(x, k, 0, n), ctx_->bind(w, k, 0, cols), ctx_->bind(b, k, 0, cols), ctx_->bind(y, k, 0, n),
                   ctx_->bind(mean, k, 0, rows), ctx_->bind(rstd, k, 0, rows)},
-                 &pc, sizeof pc, static_cast<uint64_t>(rows));
+                 &pc, sizeof pc, row_groups(rows, pc.lanes));
 }
 
 void VulkanKernels::layernorm_backward(const Buffer& x, const Buffer& w, const Buffer& mean, const Buffer& rstd,
@@ -554,12 +564,12 @@ void VulkanKernels::layernorm_backward(const Buffer& x, const Buffer& w, const B
   need(db, static_cast<uint64_t>(cols), k, "db");
   need(mean, static_cast<uint64_t>(rows), k, "mean");
   need(rstd, static_cast<uint64_t>(rows), k, "rstd");
-  PcRows2 pc{{}, u32(rows, k, "rows"), u32(cols, k, "cols")};
+  PcRows2 pc{{}, u32(rows, k, "rows"), u32(cols, k, "cols"), lanes_for(cols)};
   auto& p = ctx_->pipeline("layernorm_backward", 6, sizeof pc);
   ctx_->dispatch(k, p,
                  {ctx_->bind(x, k, 0, n), ctx_->bind(w, k, 0, cols), ctx_->bind(mean, k, 0, rows),
                   ctx_->bind(rstd, k, 0, rows), ctx_->bind(dy, k, 0, n), ctx_->bind(dx, k, 0, n)},
-                 &pc, sizeof pc, static_cast<uint64_t>(rows));
+                 &pc, sizeof pc, row_groups(rows, pc.lanes));
 
   // dw, db: two-pass deterministic column reduction over row chunks.
   struct PcP {
@@ -595,10 +605,10 @@ void VulkanKernels::softmax(const Buffer& x, Buffer& y, int64_t rows, int64_t co
   uint64_t n = static_cast<uint64_t>(rows) * static_cast<uint64_t>(cols);
   need(x, n, k, "x");
   need(y, n, k, "y");
-  PcRows pc{{}, u32(rows, k, "rows"), u32(cols, k, "cols"), scale};
+  PcRows pc{{}, u32(rows, k, "rows"), u32(cols, k, "cols"), lanes_for(cols), scale};
   auto& p = ctx_->pipeline("softmax", 3, sizeof pc, {0});
   ctx_->dispatch(k, p, {ctx_->bind(x, k, 0, n), ctx_->dummy(), ctx_->bind(y, k, 0, n)}, &pc, sizeof pc,
-                 static_cast<uint64_t>(rows));
+                 row_groups(rows, pc.lanes));
 }
 
 void VulkanKernels::softmax_backward(const Buffer& y, const Buffer& dy, Buffer& dx, int64_t rows, int64_t cols,
@@ -610,10 +620,10 @@ void VulkanKernels::softmax_backward(const Buffer& y, const Buffer& dy, Buffer& 
   need(y, n, k, "y");
   need(dy, n, k, "dy");
   need(dx, n, k, "dx");
-  PcRows pc{{}, u32(rows, k, "rows"), u32(cols, k, "cols"), scale};
+  PcRows pc{{}, u32(rows, k, "rows"), u32(cols, k, "cols"), lanes_for(cols), scale};
   auto& p = ctx_->pipeline("softmax", 3, sizeof pc, {1});
   ctx_->dispatch(k, p, {ctx_->bind(y, k, 0, n), ctx_->bind(dy, k, 0, n), ctx_->bind(dx, k, 0, n)}, &pc, sizeof pc,
-                 static_cast<uint64_t>(rows));
+                 row_groups(rows, pc.lanes));
 }
 
 void VulkanKernels::topk_gate(const Buffer& x, Buffer& y, int64_t rows, int64_t cols, int64_t kk, float scale) {
@@ -643,12 +653,12 @@ void VulkanKernels::cross_entropy(const Buffer& logits, const Buffer& labels, Bu
   need(probs, n, k, "probs");
   need(labels, static_cast<uint64_t>(rows), k, "labels");
   need(loss, static_cast<uint64_t>(rows), k, "loss");
-  PcRows2 pc{{}, u32(rows, k, "rows"), u32(classes, k, "classes")};
+  PcRows2 pc{{}, u32(rows, k, "rows"), u32(classes, k, "classes"), lanes_for(classes)};
   auto& p = ctx_->pipeline("cross_entropy", 4, sizeof pc, {0});
   ctx_->dispatch(k, p,
                  {ctx_->bind(logits, k, 0, n), ctx_->bind(labels, k, 0, rows), ctx_->bind(loss, k, 0, rows),
                   ctx_->bind(probs, k, 0, n)},
-                 &pc, sizeof pc, static_cast<uint64_t>(rows));
+                 &pc, sizeof pc, row_groups(rows, pc.lanes));
 }
 
 void VulkanKernels::cross_entropy_backward(const Buffer& probs, const Buffer& labels, const Buffer& dloss,
@@ -662,7 +672,7 @@ void VulkanKernels::cross_entropy_backward(const Buffer& probs, const Buffer& la
   need(labels, static_cast<uint64_t>(rows), k, "labels");
   need(dloss, static_cast<uint64_t>(rows), k, "dloss");
   u32(static_cast<int64_t>(n), k, "rows * classes");
-  PcRows2 pc{{}, u32(rows, k, "rows"), u32(classes, k, "classes")};
+  PcRows2 pc{{}, u32(rows, k, "rows"), u32(classes, k, "classes"), 1};
   auto& p = ctx_->pipeline("cross_entropy", 4, sizeof pc, {1});
   ctx_->dispatch(k, p,
                  {ctx_->bind(probs, k, 0, n), ctx_->bind(labels, k, 0, rows), ctx_->bind(dloss, k, 0, rows),
@@ -679,10 +689,10 @@ void VulkanKernels::l2_normalize(const Buffer& x, Buffer& y, Buffer& norm, int64
   need(x, n, k, "x");
   need(y, n, k, "y");
   need(norm, static_cast<uint64_t>(rows), k, "norm");
-  PcRows2 pc{{}, u32(rows, k, "rows"), u32(cols, k, "cols")};
+  PcRows2 pc{{}, u32(rows, k, "rows"), u32(cols, k, "cols"), lanes_for(cols)};
   auto& p = ctx_->pipeline("l2_normalize", 4, sizeof pc, {0});
   ctx_->dispatch(k, p, {ctx_->bind(x, k, 0, n), ctx_->bind(norm, k, 0, rows), ctx_->bind(y, k, 0, n), ctx_->dummy()},
-                 &pc, sizeof pc, static_cast<uint64_t>(rows));
+                 &pc, sizeof pc, row_groups(rows, pc.lanes));
 }
 
 void VulkanKernels::l2_normalize_backward(const Buffer& y, const Buffer& norm, const Buffer& dy, Buffer& dx,
@@ -695,11 +705,11 @@ void VulkanKernels::l2_normalize_backward(const Buffer& y, const Buffer& norm, c
   need(dy, n, k, "dy");
   need(dx, n, k, "dx");
   need(norm, static_cast<uint64_t>(rows), k, "norm");
-  PcRows2 pc{{}, u32(rows, k, "rows"), u32(cols, k, "cols")};
+  PcRows2 pc{{}, u32(rows, k, "rows"), u32(cols, k, "cols"), lanes_for(cols)};
   auto& p = ctx_->pipeline("l2_normalize", 4, sizeof pc, {1});
   ctx_->dispatch(k, p,
                  {ctx_->bind(y, k, 0, n), ctx_->bind(norm, k, 0, rows), ctx_->bind(dy, k, 0, n), ctx_->bind(dx, k, 0, n)},
-                 &pc, sizeof pc, static_cast<uint64_t>(rows));
+                 &pc, sizeof pc, row_groups(rows, pc.lanes));
 }
 
 }  // namespace ait
