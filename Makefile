@@ -26,7 +26,7 @@ asan:
 	tools/deps.sh build test
 	cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DAIT_SANITIZE=ON -DAIT_NATIVE=$(if $(filter 0,$(NATIVE)),OFF,ON) -DAIT_TESTS=ON
 	cmake --build build-asan -j $(JOBS)
-	cd build-asan && AIT_TEST_SCALE=small ctest --output-on-failure -j $(JOBS)
+	cd build-asan && LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp ctest --output-on-failure -j $(JOBS)
 
 demo: build
 	@tools/deps.sh demo || true

@@ -1,7 +1,8 @@
 #version 450
 // Cross entropy (fused log-softmax + NLL) and its backward. labels are int32.
 // MODE (specialization constant 0):
-//   0 forward, one workgroup per row:  m = max(x), s = sum(ait_exp(x - m)),
+//   0 forward, `lanes` threads per row (WG_SIZE / lanes rows per workgroup):
+//     m = max(x), s = sum(ait_exp(x - m)),
 //     lse = m + log(s),  loss[r] = lse - x[label],  probs = ait_exp(x - lse)
 //     bindings 0 logits, 1 labels, 2 loss (out), 3 probs (out)
 //     A label outside [0, classes) gives loss NaN (the op layer rejects such labels first).
