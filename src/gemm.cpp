@@ -176,16 +176,16 @@ inline void micro_kernel(int64_t kc, const float* __restrict a, const float* __r
 #endif
 
 // ---------------------------------------------------------------------------------------------
-// Block sizes (tuned on Zen 5: 48 KiB L1d, 1 MiB L2 per core, shared L3).
+// Block sizes (tuned on Zen 5: 48 KiB L1d and 1 MiB L2 per core, shared L3).
 //   KC: deep K blocks, because every K block costs one read-modify-write pass over C, and those
-//       passes (C rarely stays cached between them) cost more than what a B micro-panel small
-//       enough for L1 would save. The KC x NR B micro-panel (128 KiB) and the MC x KC A block
-//       (448 KiB) both live in L2, which feeds the kernel fast enough.
-//   MC: the A block stays in L2 next to the B micro-panel it is multiplied with.
-//   NC: the KC x NC packed B panel (up to 8 MiB) is streamed from L3 once per A block.
+//       passes (C is rarely still cached) cost more than keeping the B micro-panel in L1 would
+//       save. The KC x NR B micro-panel (192 KiB) and the MC x KC A block (504 KiB) both live
+//       in L2, which feeds the kernel fast enough.
+//   MC: keeps the A block plus the current B micro-panel inside L2.
+//   NC: bounds the packed B panel (KC x NC, up to 12 MiB per thread, streamed from L3).
 // ---------------------------------------------------------------------------------------------
-constexpr int64_t KC = 1024;
-constexpr int64_t MC = MR * (112 / MR);
+constexpr int64_t KC = 1536;
+constexpr int64_t MC = MR * (84 / MR);
 constexpr int64_t NC = NR * (2048 / NR);
 
 // Problems below this many multiply-adds skip packing and threading entirely.

@@ -153,6 +153,7 @@ TEST(GemmTest, DegenerateShapes) {
   const int64_t shapes[][3] = {
       {1, 1, 1},   {1, 1, 1000}, {1, 1, 5000}, {1, 700, 1},  {700, 1, 1},   {1, 300, 90},
       {300, 1, 90}, {2, 2, 1},   {64, 64, 1},  {129, 257, 1}, {513, 3, 7},  {3, 513, 7},
+      {5, 40, 3100}, {40, 5, 3100},  // several K blocks with a single row / column tile
   };
   for (int t = 0; t < 4; ++t)
     for (const auto& s : shapes) {
@@ -182,7 +183,8 @@ TEST(GemmTest, AlphaBeta) {
   uint64_t seed = 500;
   const float alphas[] = {1.0f, -0.5f, 2.5f};
   const float betas[] = {0.0f, 1.0f, -1.25f, 0.5f};
-  const int64_t shapes[][3] = {{5, 7, 3}, {67, 45, 150}, {60, 50, 1100}};  // tiny, packed, K-blocked
+  // tiny (unpacked path), packed, and K > the K block depth (1536), where beta applies once
+  const int64_t shapes[][3] = {{5, 7, 3}, {67, 45, 150}, {40, 50, 1700}};
   for (int t = 0; t < 4; ++t)
     for (const auto& s : shapes)
       for (float alpha : alphas)
@@ -199,7 +201,7 @@ TEST(GemmTest, AlphaBeta) {
 
 TEST(GemmTest, BetaZeroOverwritesNaN) {
   uint64_t seed = 600;
-  const int64_t shapes[][3] = {{4, 5, 6}, {29, 33, 40}, {80, 70, 1100}};
+  const int64_t shapes[][3] = {{4, 5, 6}, {29, 33, 40}, {60, 70, 1700}};
   for (int t = 0; t < 4; ++t)
     for (const auto& s : shapes)
       for (float alpha : {1.0f, -2.0f}) {
@@ -254,7 +256,7 @@ TEST(GemmTest, ThreadCountIndependence) {
   // Work is split over M and N only, so every thread count must give the same bits.
   ThreadCountGuard guard;
   // The first shape is split over M, the second (few rows) over N.
-  const int64_t shapes[][3] = {{300, 333, 1100}, {40, 700, 1100}};
+  const int64_t shapes[][3] = {{300, 333, 1700}, {40, 700, 1700}};
   for (int t = 0; t < 8; ++t) {
     const bool ta = t & 1, tb = t & 2;
     const int64_t M = shapes[t / 4][0], N = shapes[t / 4][1], K = shapes[t / 4][2] / (small_scale() ? 2 : 1);
