@@ -161,6 +161,7 @@ ForwardResult AiT::forward(const Tensor& images, const Tensor& questions, const 
       Tensor Q = permute(reshape(Linear(m, gamma, L(i, "gwl.write.q"), false), {M, H, md}), {1, 0, 2});   // [H, M, m]
       Tensor K = permute(reshape(Linear(m, Xi, L(i, "gwl.write.k"), false), {B * T, H, md}), {1, 0, 2});  // [H, BT, m]
       Tensor A = topk_gate(matmul(Q, K, false, true), c.bottleneck, 1.0f / std::sqrt(static_cast<float>(md)));  // [H, M, BT]
+      r.gates.push_back(A.detach());
       // Balance loss: CV² of each token's total gate and of how many rows picked it.
       Tensor layer_balance = add(sum_all(cv_squared(sum(A, 1))), sum_all(cv_squared(count_positive(A, 1))));
       balance = balance.defined() ? add(balance, layer_balance) : layer_balance;
@@ -180,7 +181,9 @@ ForwardResult AiT::forward(const Tensor& images, const Tensor& questions, const 
     }
     // Hopfield read: one update step against the memory read in this pass.
     Tensor Y = Linear(m, gamma_read, L(i, "gwl.read"));                                               // [M, D]
-    Tensor R = matmul(softmax(matmul(U, Y, false, true), static_cast<float>(c.hopfield_beta)), Y);  // [B, T, D]
+    Tensor read = softmax(matmul(U, Y, false, true), static_cast<float>(c.hopfield_beta));  // [B, T, M]
+    r.read_weights.push_back(read.detach());
+    Tensor R = matmul(read, Y);                                                                 // [B, T, D]
     X = add(add(X, U), R);
   }
 

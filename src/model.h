@@ -37,6 +37,9 @@ struct ForwardResult {
   Tensor logits;                    // [B, C]
   Tensor ce, balance, loss;         // [] each; defined when labels were given
   std::vector<Tensor> new_memory;   // γ' per layer when the pass wrote memory
+  // For pictures and inspection (no extra work: the pass computes them anyway):
+  std::vector<Tensor> gates;         // per layer, the bottleneck gate A [H, M, B·T] (writing passes)
+  std::vector<Tensor> read_weights;  // per layer, the Hopfield read softmax [B, T, M]
 };
 
 class AiT {
