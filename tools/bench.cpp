@@ -1,7 +1,11 @@
-// ait-bench: performance sections for the CPU backend.
+// ait-bench: performance sections.
 //
 //   ait-bench            run every section
-//   ait-bench gemm       run only the named section(s)
+//   ait-bench gemm       run only the named section(s): gemm, train, vulkan
+//
+// `train` and `vulkan` time whole training steps and eval passes in child processes
+// (`ait-bench --child ...`), so that each measurement's peak memory is its own, and alternate
+// ours with the PyTorch reference so that machine drift cancels.
 //
 // Each section is a `void bench_xxx()` registered in kSections below; add new ones there.
 #include <dlfcn.h>
@@ -14,9 +18,21 @@
 #include <string>
 #include <vector>
 
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <sstream>
+
+#include "device.h"
 #include "gemm.h"
+#include "json.h"
+#include "model.h"
+#include "ops.h"
 #include "rng.h"
 #include "threadpool.h"
+#include "train.h"
 
 namespace {
 
@@ -147,18 +163,229 @@ void bench_gemm() {
 // ------------------------------------------------------------------------------------------
 // Section registry: add further sections (attention, layernorm, training step, ...) here.
 // ------------------------------------------------------------------------------------------
+
+// ------------------------------------------------------------------------------------------
+// Model throughput: training steps (forward, backward, AdamW, memory update) and eval passes.
+// ------------------------------------------------------------------------------------------
+struct ModelCase {
+  const char* preset;
+  int64_t batch, channels, size;
+};
+const ModelCase kSmall{"small", 64, 3, 32}, kTiny{"tiny", 128, 1, 28};
+
+ait::Config config_of(const ModelCase& c) {
+  ait::Config cfg = ait::Config::preset(c.preset);
+  cfg.channels = c.channels;
+  cfg.image_height = cfg.image_width = c.size;
+  cfg.num_classes = 10;
+  return cfg;
+}
+
+// Runs in the child: prints one JSON line {train_images_per_s, eval_images_per_s, peak_rss_mb}.
+int child_main(const std::string& preset, const std::string& device, double min_seconds, int min_steps) {
+  const ModelCase& c = preset == "small" ? kSmall : kTiny;
+  std::string note;
+  ait::Kernels& dev = *ait::select_device(device, &note);
+  ait::AiT model(config_of(c), dev, 1);
+  ait::AdamW adam(model, 0.01f);
+  ait::Rng rng(2);
+  std::vector<float> img(c.batch * c.channels * c.size * c.size);
+  for (float& v : img) v = rng.normal();
+  std::vector<int32_t> lab(c.batch);
+  for (auto& l : lab) l = static_cast<int32_t>(rng.below(10));
+  ait::Tensor images = ait::Tensor::from({c.batch, c.channels, c.size, c.size}, img, &dev);
+  ait::Tensor labels = ait::Tensor::from_int({c.batch}, lab, &dev);
+  auto train_step = [&] {
+    ait::ForwardResult f = model.forward(images, {}, labels, true, true, 0);
+    f.loss.backward();
+    adam.step(1e-4f);
+    adam.zero_grad();
+    model.commit_memory(f);
+    return f.loss.item();  // the value a log line needs; waits for the device
+  };
+  auto eval_step = [&] {
+    ait::NoGradScope ng;
+    return model.forward(images, {}, {}, false, false, 0).logits.to_vector()[0];
+  };
+  auto rate = [&](auto fn) {
+    fn();  // warm-up: first-touch allocation, pipeline creation
+    int steps = 0;
+    auto t0 = Clock::now();
+    while (steps < min_steps || seconds_since(t0) < min_seconds) {
+      fn();
+      ++steps;
+    }
+    return c.batch * steps / seconds_since(t0);
+  };
+  double train = rate(train_step), eval = rate(eval_step);
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  std::printf("{\"train_images_per_s\": %.3f, \"eval_images_per_s\": %.3f, \"peak_rss_mb\": %.1f, \"device\": \"%s\"}\n",
+              train, eval, ru.ru_maxrss / 1024.0, dev.name().c_str());
+  return 0;
+}
+
+// Runs a command, returns its last stdout line parsed as JSON (null on failure).
+ait::Json run_json(const std::string& cmd) {
+  FILE* p = popen(cmd.c_str(), "r");
+  if (!p) return {};
+  std::string last;
+  char buf[4096];
+  while (fgets(buf, sizeof buf, p))
+    if (buf[0] == '{') last = buf;
+  int rc = pclose(p);
+  if (rc != 0 || last.empty()) return {};
+  try {
+    return ait::Json::parse(last, cmd);
+  } catch (const ait::Error&) {
+    return {};
+  }
+}
+
+std::string self_path() {
+  char buf[4096];
+  ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
+  return n > 0 ? std::string(buf, n) : std::string("ait-bench");
+}
+
+std::string ours_cmd(const ModelCase& c, const std::string& device, double secs, int steps) {
+  return self_path() + " --child " + c.preset + " " + device + " " + std::to_string(secs) + " " + std::to_string(steps) +
+         " 2>/dev/null";
+}
+
+bool torch_available() { return std::system("/usr/bin/python3 -c 'import torch' >/dev/null 2>&1") == 0; }
+
+std::string theirs_cmd(const ModelCase& c, int blas_threads, int steps, const std::string& device) {
+  std::string cfg = "/tmp/ait-bench-" + std::string(c.preset) + ".json";
+  std::ofstream(cfg) << config_of(c).to_json().dump();
+  // OpenBLAS's best settings for PyTorch: the machine's core-type pins unset, thread count tried.
+  return "env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OPENBLAS_NUM_THREADS=" + std::to_string(blas_threads) +
+         " /usr/bin/python3 " AIT_SOURCE_DIR "/tools/reference/ait_reference.py bench --config " + cfg +
+         " --batch-size " + std::to_string(c.batch) + " --steps " + std::to_string(steps) + " --threads 2 --device " +
+         device + " 2>/dev/null";
+}
+
+double num(const ait::Json& j, const char* key) { return j.is_object() && j.has(key) ? j.at(key).as_number() : 0.0; }
+
+void bench_train() {
+  std::printf("\n== train: AiT training / inference throughput on the CPU (ours %d threads vs PyTorch, 2 threads) ==\n",
+              ait::num_threads());
+  bool torch = torch_available();
+  if (!torch) std::printf("PyTorch not found (apt-get install python3-torch): ours only\n");
+  std::printf("%-28s %10s %10s %10s | %10s %10s %10s | %7s %7s\n", "config", "train/s", "eval/s", "peak MB",
+              "torch tr/s", "eval/s", "peak MB", "train x", "mem x");
+  for (const ModelCase& c : {kSmall, kTiny}) {
+    const int rounds = 2;
+    double ours_train = 0, ours_eval = 0, ours_mem = 0, th_train = 0, th_eval = 0, th_mem = 0;
+    std::string th_setting;
+    for (int r = 0; r < rounds; ++r) {  // ours, theirs, ours, theirs: drift cancels in the ratio
+      ait::Json o = run_json(ours_cmd(c, "cpu", 8.0, 3));
+      ours_train += num(o, "train_images_per_s") / rounds;
+      ours_eval += num(o, "eval_images_per_s") / rounds;
+      ours_mem = std::max(ours_mem, num(o, "peak_rss_mb"));
+      if (!torch) continue;
+      double best = -1;
+      ait::Json best_j;
+      for (int blas : {1, 2}) {  // PyTorch's faster OpenBLAS setting counts
+        ait::Json t = run_json(theirs_cmd(c, blas, c.batch >= 128 ? 4 : 2, "cpu"));
+        if (num(t, "train_images_per_s") > best) best = num(t, "train_images_per_s"), best_j = t, th_setting = std::to_string(blas);
+      }
+      th_train += num(best_j, "train_images_per_s") / rounds;
+      th_eval += num(best_j, "eval_images_per_s") / rounds;
+      th_mem = std::max(th_mem, num(best_j, "peak_rss_mb"));
+    }
+    char name[64];
+    std::snprintf(name, sizeof name, "%s b%lld %lldx%lldx%lld", c.preset, static_cast<long long>(c.batch),
+                  static_cast<long long>(c.channels), static_cast<long long>(c.size), static_cast<long long>(c.size));
+    if (torch && th_train > 0)
+      std::printf("%-28s %10.1f %10.1f %10.0f | %10.1f %10.1f %10.0f | %6.2fx %6.2fx\n", name, ours_train, ours_eval, ours_mem,
+                  th_train, th_eval, th_mem, ours_train / th_train, ours_mem / th_mem);
+    else
+      std::printf("%-28s %10.1f %10.1f %10.0f |\n", name, ours_train, ours_eval, ours_mem);
+    if (torch) std::printf("%-28s (PyTorch best with OPENBLAS_NUM_THREADS=%s)\n", "", th_setting.c_str());
+  }
+  std::printf("(images/s, mean of 2 alternating rounds; peak MB = peak RSS of the measuring process;\n"
+              " train x = ours / PyTorch training images/s; mem x = ours / PyTorch peak memory)\n");
+}
+
+// Vulkan rows: matmul at the AiT-Small shapes and model throughput on the selected device.
+void bench_vulkan() {
+  std::printf("\n== vulkan ==\n");
+  std::string note;
+  ait::Kernels* dev = nullptr;
+  const char* spec = std::getenv("AIT_BENCH_VK_DEVICE");
+  try {
+    dev = ait::select_device(spec ? spec : "vulkan", &note);
+  } catch (const ait::Error& e) {
+    std::printf("no Vulkan device (%s): skipped\n", e.what());
+    return;
+  }
+  std::printf("device: %s%s\n", dev->name().c_str(),
+              dev->name().find("llvmpipe") != std::string::npos ? "  (a CPU rasteriser: a regression record, not GPU speed)" : "");
+  bool slow = dev->name().find("llvmpipe") != std::string::npos;
+  std::printf("%-34s %10s\n", "matmul", "GFLOP/s");
+  for (auto [what, ta, tb, M, N, K] : std::vector<std::tuple<const char*, bool, bool, int, int, int>>{
+           {"qkv X[4096x768]*W^T", false, true, 4096, 2304, 768},
+           {"mlp1 X[4096x768]*W^T", false, true, 4096, 3072, 768},
+           {"mlp2 X[4096x3072]*W^T", false, true, 4096, 768, 3072},
+           {"dX dY[4096x2304]*W", false, false, 4096, 768, 2304},
+           {"dW dY^T[2304x4096]*X", true, false, 2304, 768, 4096}}) {
+    if (slow) M /= 8;  // lavapipe: a smaller M keeps the section short
+    ait::BufferPtr a = dev->alloc(size_t(M) * K), b = dev->alloc(size_t(N) * K), c = dev->alloc(size_t(M) * N);
+    std::vector<float> ha(size_t(M) * K, 0.5f), hb(size_t(N) * K, 0.25f);
+    dev->upload(*a, ha.data(), ha.size());
+    dev->upload(*b, hb.data(), hb.size());
+    ait::MatmulArgs m;
+    m.M = M, m.N = N, m.K = K, m.trans_a = ta, m.trans_b = tb;
+    m.lda = ta ? M : K, m.ldb = tb ? K : N, m.ldc = N;
+    dev->matmul(*a, *b, *c, m);
+    dev->sync();
+    int reps = 0;
+    auto t0 = Clock::now();
+    while (seconds_since(t0) < (slow ? 1.0 : 0.5) || reps < 3) {
+      for (int i = 0; i < 10; ++i) dev->matmul(*a, *b, *c, m);
+      dev->sync();
+      reps += 10;
+    }
+    double gf = 2.0 * M * N * K * reps / seconds_since(t0) / 1e9;
+    char label[80];
+    std::snprintf(label, sizeof label, "%s%s", what, slow ? " (M/8)" : "");
+    std::printf("%-34s %10.1f\n", label, gf);
+  }
+  std::string device_arg = spec ? spec : "vulkan";
+  std::printf("%-28s %10s %10s %10s\n", "model", "train/s", "eval/s", "host MB");
+  for (const ModelCase& c : {kTiny, kSmall}) {
+    if (slow && std::string(c.preset) == "small") {
+      std::printf("%-28s skipped on a CPU rasteriser\n", "small b64");
+      continue;
+    }
+    ait::Json o = run_json(ours_cmd(c, device_arg, slow ? 0.0 : 5.0, slow ? 1 : 5));
+    std::printf("%-28s %10.1f %10.1f %10.0f\n", (std::string(c.preset) + " b" + std::to_string(c.batch)).c_str(),
+                num(o, "train_images_per_s"), num(o, "eval_images_per_s"), num(o, "peak_rss_mb"));
+  }
+}
+
 struct Section {
   const char* name;
   void (*run)();
 };
 const Section kSections[] = {
     {"gemm", bench_gemm},
-    // {"attention", bench_attention},
+    {"train", bench_train},
+    {"vulkan", bench_vulkan},
 };
 
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (argc == 6 && std::strcmp(argv[1], "--child") == 0) {
+    try {
+      return child_main(argv[2], argv[3], std::atof(argv[4]), std::atoi(argv[5]));
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "ait-bench child: %s\n", e.what());
+      return 1;
+    }
+  }
   bool ran = false;
   for (const Section& s : kSections) {
     bool selected = argc < 2;

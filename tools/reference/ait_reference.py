@@ -302,14 +302,16 @@ def dump(ckpt, batch, steps=0, lr=1e-4, wd=0.01, dtype=torch.float64, on_pass=No
     return {k: v.detach().float().contiguous() for k, v in out.items()}
 
 
-def bench(c, batch_size, steps, threads):
+def bench(c, batch_size, steps, threads, device="cpu"):
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    model = AiT(c)
+    dev = torch.device(device)
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    model = AiT(c).to(dev)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.01)
-    images = torch.randn(batch_size, c["channels"], c["image_height"], c["image_width"])
-    labels = torch.randint(0, c["num_classes"], (batch_size,))
-    questions = torch.randn(batch_size, c["question_dim"]) if c["question_dim"] else None
+    images = torch.randn(batch_size, c["channels"], c["image_height"], c["image_width"], device=dev)
+    labels = torch.randint(0, c["num_classes"], (batch_size,), device=dev)
+    questions = torch.randn(batch_size, c["question_dim"], device=dev) if c["question_dim"] else None
 
     def train_step():
         opt.zero_grad(set_to_none=True)
@@ -319,17 +321,21 @@ def bench(c, batch_size, steps, threads):
     def eval_step():
         with torch.no_grad():
             model(images, questions, write=False)
-    result = {"batch_size": batch_size, "steps": steps, "threads": threads}
+    result = {"batch_size": batch_size, "steps": steps, "threads": threads, "device": device}
     for name, fn, mode in (("train", train_step, model.train), ("eval", eval_step, model.eval)):
         mode()
         fn()  # warm-up
+        sync()
         t0 = time.perf_counter()
         for _ in range(steps):
             fn()
+        sync()
         dt = time.perf_counter() - t0
         result[f"{name}_images_per_s"] = batch_size * steps / dt
         result[f"{name}_ms_per_step"] = 1000 * dt / steps
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if dev.type == "cuda":
+        result["peak_device_mb"] = torch.cuda.max_memory_allocated() / 2**20
     print(json.dumps(result))
 
 
@@ -451,6 +457,7 @@ def main(argv=None):
     a.add_argument("--batch-size", type=int, required=True)
     a.add_argument("--steps", type=int, required=True)
     a.add_argument("--threads", type=int, default=2)
+    a.add_argument("--device", default="cpu", help="cpu or cuda")
     a = sub.add_parser("selfcheck", help="finite differences and invariants on a checkpoint")
     a.add_argument("--checkpoint", required=True)
     a.add_argument("--batch", required=True)
@@ -468,7 +475,7 @@ def main(argv=None):
     elif args.cmd == "bench":
         with open(args.config) as f:
             c = check_config(json.load(f))
-        bench(c, args.batch_size, args.steps, args.threads)
+        bench(c, args.batch_size, args.steps, args.threads, args.device)
     else:
         sys.exit(0 if selfcheck(args.checkpoint, args.batch) else 1)
 
