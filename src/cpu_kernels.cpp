@@ -4,6 +4,9 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <numeric>
 
 #include "gemm.h"
@@ -15,6 +18,21 @@
 namespace ait {
 
 namespace {
+
+// Tensor storage comes from malloc. glibc would hand every block over 128 KiB to mmap and give
+// it back on free, so each training step would fault in its activations afresh (about a
+// tenth of a step). Keeping large blocks in the heap lets freed memory be reused for any size
+// in the next step, with no more peak memory than the live tensors need.
+void keep_large_blocks_in_heap() {
+#ifdef __GLIBC__
+  static bool once = [] {
+    mallopt(M_MMAP_THRESHOLD, 1 << 30);
+    mallopt(M_TRIM_THRESHOLD, 1 << 30);
+    return true;
+  }();
+  (void)once;
+#endif
+}
 
 class CpuBuffer final : public Buffer {
 public:
@@ -65,9 +83,12 @@ inline float row_max(const float* x, int64_t n, float scale) {
 // x in [-87, 88], clamped outside. erf: the Chebyshev erfc fit of Numerical Recipes (fractional
 // error below 1.2e-7), via that exp.
 inline float exp_fast(float x) {
-  x = std::min(std::max(x, -87.0f), 88.0f);
-  float n = std::floor(x * 1.44269504088896341f + 0.5f);
-  float r = x - n * 0.693359375f + n * 2.12194440e-4f;
+  // The integer part is taken by truncating a positive number (no floor call, which the
+  // compiler will not vectorise under strict IEEE flags); NaN is carried through by a select.
+  float xc = x == x ? std::min(std::max(x, -87.0f), 88.0f) : 0.0f;
+  int32_t ni = static_cast<int32_t>(xc * 1.44269504088896341f + 128.5f) - 128;
+  float n = static_cast<float>(ni);
+  float r = xc - n * 0.693359375f + n * 2.12194440e-4f;
   float p = 1.9875691500e-4f;
   p = p * r + 1.3981999507e-3f;
   p = p * r + 8.3334519073e-3f;
@@ -75,11 +96,10 @@ inline float exp_fast(float x) {
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
   p = p * r * r + r + 1.0f;
-  // NaN stays NaN through r and p; keep the integer conversion defined for it.
-  int32_t bits = ((n == n ? static_cast<int32_t>(n) : 0) + 127) << 23;
+  int32_t bits = (ni + 127) << 23;
   float scale;
   std::memcpy(&scale, &bits, 4);
-  return p * scale;
+  return x == x ? p * scale : x;
 }
 inline float erf_fast(float x) {
   float z = std::fabs(x);
@@ -96,7 +116,10 @@ public:
   DeviceKind kind() const override { return DeviceKind::CPU; }
   std::string name() const override { return "cpu (" + std::to_string(num_threads()) + " threads)"; }
 
-  BufferPtr alloc(size_t n) override { return std::make_shared<CpuBuffer>(n); }
+  BufferPtr alloc(size_t n) override {
+    keep_large_blocks_in_heap();
+    return std::make_shared<CpuBuffer>(n);
+  }
   void upload(Buffer& dst, const void* src, size_t n, size_t off) override {
     if (n) std::memcpy(P(dst) + off, src, n * 4);
   }

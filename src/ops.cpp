@@ -106,9 +106,9 @@ Tensor binary_forward(BinaryOp op, const char* name, const Tensor& a, const Tens
 Tensor add(const Tensor& a, const Tensor& b) {
   Tensor y = binary_forward(BinaryOp::Add, "add", a, b);
   if (Node* n = attach_node(y, "add", {a, b}))
-    n->backward = [a, b](const Tensor& g) {
-      accumulate_grad(a, reduce_to(g, a.shape()));
-      accumulate_grad(b, reduce_to(g, b.shape()));
+    n->backward = [ra = grad_ref(a), rb = grad_ref(b), sa = a.shape(), sb = b.shape()](const Tensor& g) {
+      if (ra) accumulate_grad(ra, reduce_to(g, sa));
+      if (rb) accumulate_grad(rb, reduce_to(g, sb));
     };
   return y;
 }
@@ -116,9 +116,9 @@ Tensor add(const Tensor& a, const Tensor& b) {
 Tensor sub(const Tensor& a, const Tensor& b) {
   Tensor y = binary_forward(BinaryOp::Sub, "sub", a, b);
   if (Node* n = attach_node(y, "sub", {a, b}))
-    n->backward = [a, b](const Tensor& g) {
-      accumulate_grad(a, reduce_to(g, a.shape()));
-      if (b.requires_grad()) accumulate_grad(b, scale(reduce_to(g, b.shape()), -1.0f));
+    n->backward = [ra = grad_ref(a), rb = grad_ref(b), sa = a.shape(), sb = b.shape()](const Tensor& g) {
+      if (ra) accumulate_grad(ra, reduce_to(g, sa));
+      if (rb) accumulate_grad(rb, scale(reduce_to(g, sb), -1.0f));
     };
   return y;
 }
@@ -126,10 +126,11 @@ Tensor sub(const Tensor& a, const Tensor& b) {
 Tensor mul(const Tensor& a, const Tensor& b) {
   Tensor y = binary_forward(BinaryOp::Mul, "mul", a, b);
   if (Node* n = attach_node(y, "mul", {a, b})) {
-    Tensor ad = a.detach(), bd = b.detach();
-    n->backward = [a, b, ad, bd](const Tensor& g) {
-      if (a.requires_grad()) accumulate_grad(a, reduce_to(mul(g, bd), a.shape()));
-      if (b.requires_grad()) accumulate_grad(b, reduce_to(mul(g, ad), b.shape()));
+    GradRef ra = grad_ref(a), rb = grad_ref(b);
+    Tensor ad = rb ? a.detach() : Tensor(), bd = ra ? b.detach() : Tensor();  // only what is needed
+    n->backward = [ra, rb, ad, bd, sa = a.shape(), sb = b.shape()](const Tensor& g) {
+      if (ra) accumulate_grad(ra, reduce_to(mul(g, bd), sa));
+      if (rb) accumulate_grad(rb, reduce_to(mul(g, ad), sb));
     };
   }
   return y;
@@ -139,10 +140,10 @@ Tensor div(const Tensor& a, const Tensor& b) {
   Tensor y = binary_forward(BinaryOp::Div, "div", a, b);
   if (Node* n = attach_node(y, "div", {a, b})) {
     Tensor bd = b.detach(), yd = y.detach();
-    n->backward = [a, b, bd, yd](const Tensor& g) {
+    n->backward = [ra = grad_ref(a), rb = grad_ref(b), sa = a.shape(), bd, yd](const Tensor& g) {
       Tensor ga = div(g, bd);  // d(a/b)/da = 1/b;  d(a/b)/db = -(a/b)/b
-      if (a.requires_grad()) accumulate_grad(a, reduce_to(ga, a.shape()));
-      if (b.requires_grad()) accumulate_grad(b, reduce_to(scale(mul(ga, yd), -1.0f), b.shape()));
+      if (ra) accumulate_grad(ra, reduce_to(ga, sa));
+      if (rb) accumulate_grad(rb, reduce_to(scale(mul(ga, yd), -1.0f), bd.shape()));
     };
   }
   return y;
@@ -155,9 +156,9 @@ Tensor axpby(float a, const Tensor& x, float b, const Tensor& z) {
   x.dev().axpby(y.buf(), z.buf(), y.numel(), b, 0.0f);
   x.dev().axpby(y.buf(), x.buf(), y.numel(), a, 1.0f);
   if (Node* n = attach_node(y, "axpby", {x, z}))
-    n->backward = [a, b, x, z](const Tensor& g) {
-      if (x.requires_grad()) accumulate_grad(x, scale(g, a));
-      if (z.requires_grad()) accumulate_grad(z, scale(g, b));
+    n->backward = [a, b, rx = grad_ref(x), rz = grad_ref(z)](const Tensor& g) {
+      if (rx) accumulate_grad(rx, scale(g, a));
+      if (rz) accumulate_grad(rz, scale(g, b));
     };
   return y;
 }
@@ -165,7 +166,7 @@ Tensor axpby(float a, const Tensor& x, float b, const Tensor& z) {
 Tensor scale(const Tensor& x, float s) {
   Tensor y = like(x.shape(), x);
   x.dev().axpby(y.buf(), x.buf(), y.numel(), s, 0.0f);
-  if (Node* n = attach_node(y, "scale", {x})) n->backward = [x, s](const Tensor& g) { accumulate_grad(x, scale(g, s)); };
+  if (Node* n = attach_node(y, "scale", {x})) n->backward = [rx = grad_ref(x), s](const Tensor& g) { accumulate_grad(rx, scale(g, s)); };
   return y;
 }
 
@@ -174,10 +175,10 @@ Tensor gelu(const Tensor& x) {
   x.dev().gelu(x.buf(), y.buf(), y.numel());
   if (Node* n = attach_node(y, "gelu", {x})) {
     Tensor xd = x.detach();
-    n->backward = [x, xd](const Tensor& g) {
+    n->backward = [rx = grad_ref(x), xd](const Tensor& g) {
       Tensor dx = like(xd.shape(), xd);
       xd.dev().gelu_backward(xd.buf(), g.buf(), dx.buf(), dx.numel());
-      accumulate_grad(x, dx);
+      accumulate_grad(rx, dx);
     };
   }
   return y;
@@ -188,7 +189,7 @@ Tensor dropout(const Tensor& x, float p, uint32_t seed) {
   if (p == 0.0f) return x;
   Tensor y = like(x.shape(), x), mask = like(x.shape(), x);
   x.dev().dropout(x.buf(), y.buf(), mask.buf(), y.numel(), p, seed);
-  if (Node* n = attach_node(y, "dropout", {x})) n->backward = [x, mask](const Tensor& g) { accumulate_grad(x, mul(g, mask)); };
+  if (Node* n = attach_node(y, "dropout", {x})) n->backward = [rx = grad_ref(x), mask](const Tensor& g) { accumulate_grad(rx, mul(g, mask)); };
   return y;
 }
 
@@ -202,7 +203,7 @@ Tensor sum(const Tensor& x, int axis, bool keepdim) {
   out[a] = 1;
   Tensor y = like(out, x);
   if (y.numel()) x.dev().reduce_sum(x.buf(), y.buf(), outer, n, inner, 1.0f);
-  if (Node* nd = attach_node(y, "sum", {x})) nd->backward = [x](const Tensor& g) { accumulate_grad(x, broadcast_to(g, x.shape())); };
+  if (Node* nd = attach_node(y, "sum", {x})) nd->backward = [rx = grad_ref(x), sx = x.shape()](const Tensor& g) { accumulate_grad(rx, broadcast_to(g, sx)); };
   if (!keepdim) {
     out.erase(out.begin() + a);
     y = reshape(y, out);
@@ -264,7 +265,7 @@ Tensor reshape(const Tensor& x, const Shape& shape) {
   Tensor y = x.detach();  // contiguous: a reshape shares the storage
   y.impl()->shape = s;
   y.impl()->name.clear();
-  if (Node* n = attach_node(y, "reshape", {x})) n->backward = [x](const Tensor& g) { accumulate_grad(x, reshape(g, x.shape())); };
+  if (Node* n = attach_node(y, "reshape", {x})) n->backward = [rx = grad_ref(x), sx = x.shape()](const Tensor& g) { accumulate_grad(rx, reshape(g, sx)); };
   return y;
 }
 
@@ -282,7 +283,7 @@ Tensor permute(const Tensor& x, const std::vector<int>& perm) {
   for (int i = 0; i < r; ++i) out[i] = x.shape()[perm[i]];
   Tensor y = like(out, x);
   if (y.numel()) x.dev().permute(x.buf(), y.buf(), r, x.shape().data(), perm.data());
-  if (Node* n = attach_node(y, "permute", {x})) n->backward = [x, inv](const Tensor& g) { accumulate_grad(x, permute(g, inv)); };
+  if (Node* n = attach_node(y, "permute", {x})) n->backward = [rx = grad_ref(x), inv](const Tensor& g) { accumulate_grad(rx, permute(g, inv)); };
   return y;
 }
 
@@ -316,13 +317,17 @@ Tensor concat(const std::vector<Tensor>& xs, int axis) {
     at += w;
   }
   if (Node* nd = attach_node(y, "concat", xs))
-    nd->backward = [xs, a](const Tensor& g) {
+  {
+    std::vector<std::pair<GradRef, int64_t>> parts;  // each input's slot and width along the axis
+    for (const Tensor& t : xs) parts.push_back({grad_ref(t), t.shape()[a]});
+    nd->backward = [parts, a](const Tensor& g) {
       int64_t start = 0;
-      for (const Tensor& t : xs) {
-        if (t.requires_grad()) accumulate_grad(t, slice(g, a, start, t.shape()[a]));
-        start += t.shape()[a];
+      for (auto& [r, width] : parts) {
+        if (r) accumulate_grad(r, slice(g, a, start, width));
+        start += width;
       }
     };
+  }
   return y;
 }
 
@@ -338,11 +343,11 @@ Tensor slice(const Tensor& x, int axis, int64_t start, int64_t length) {
   split3(x.shape(), a, outer, n, inner);
   if (outer && length && inner) x.dev().copy_blocks(x.buf(), start * inner, n * inner, y.buf(), 0, length * inner, outer, length * inner, false);
   if (Node* nd = attach_node(y, "slice", {x}))
-    nd->backward = [x, a, start, length, outer, n, inner](const Tensor& g) {
-      Tensor dx = Tensor::zeros(x.shape(), &x.dev());
+    nd->backward = [rx = grad_ref(x), sx = x.shape(), dev = &x.dev(), start, length, outer, n, inner](const Tensor& g) {
+      Tensor dx = Tensor::zeros(sx, dev);
       if (outer && length && inner)
-        x.dev().copy_blocks(g.buf(), 0, length * inner, dx.buf(), start * inner, n * inner, outer, length * inner, false);
-      accumulate_grad(x, dx);
+        dev->copy_blocks(g.buf(), 0, length * inner, dx.buf(), start * inner, n * inner, outer, length * inner, false);
+      accumulate_grad(rx, dx);
     };
   return y;
 }
@@ -385,26 +390,29 @@ Tensor matmul(const Tensor& a, const Tensor& b, bool ta, bool tb) {
     else a.dev().matmul(a.buf(), b.buf(), y.buf(), m);
   }
   if (Node* n = attach_node(y, "matmul", {a, b})) {
-    Tensor ad = a.detach(), bd = b.detach();
-    n->backward = [a, b, ad, bd, ta, tb](const Tensor& g) {
+    // Each gradient needs only the other operand's values: keep just those.
+    GradRef ra = grad_ref(a), rb = grad_ref(b);
+    Tensor ad = rb ? a.detach() : Tensor(), bd = ra ? b.detach() : Tensor();
+    int rank_a = a.rank(), rank_b = b.rank();
+    n->backward = [ra, rb, ad, bd, ta, tb, rank_a, rank_b](const Tensor& g) {
       // C = op(A)·op(B):  d op(A) = dC·op(B)ᵀ,  d op(B) = op(A)ᵀ·dC; undo the op on the way back.
-      auto fit = [](const Tensor& grad, const Tensor& target) {
-        return grad.rank() > target.rank() ? sum(grad, 0) : grad;  // shared operand: sum over the batch
+      auto fit = [](const Tensor& grad, int target_rank) {
+        return grad.rank() > target_rank ? sum(grad, 0) : grad;  // shared operand: sum over the batch
       };
-      if (a.requires_grad()) {
+      if (ra) {
         Tensor da = ta ? matmul(bd, g, tb, true) : matmul(g, bd, false, !tb);
-        accumulate_grad(a, fit(da, a));
+        accumulate_grad(ra, fit(da, rank_a));
       }
-      if (b.requires_grad()) {
+      if (rb) {
         Tensor db;
-        if (ad.rank() == 3 && bd.rank() == 2 && !ta) {  // fold the batch into the contraction
+        if (rank_a == 3 && rank_b == 2 && !ta) {  // fold the batch into the contraction
           Tensor a2 = reshape(ad, {ad.dim(0) * ad.dim(1), ad.dim(2)});
           Tensor g2 = reshape(g, {g.dim(0) * g.dim(1), g.dim(2)});
           db = tb ? matmul(g2, a2, true, false) : matmul(a2, g2, true, false);
         } else {
           db = tb ? matmul(g, ad, true, ta) : matmul(ad, g, !ta, false);
         }
-        accumulate_grad(b, fit(db, b));
+        accumulate_grad(rb, fit(db, rank_b));
       }
     };
   }
@@ -438,13 +446,13 @@ Tensor layernorm(const Tensor& x, const Tensor& w, const Tensor& b, float eps) {
   if (y.numel()) x.dev().layernorm(x.buf(), w.buf(), b.buf(), y.buf(), mu.buf(), rstd.buf(), rows, cols, eps);
   if (Node* n = attach_node(y, "layernorm", {x, w, b})) {
     Tensor xd = x.detach(), wd = w.detach();
-    n->backward = [x, w, b, xd, wd, mu, rstd, rows, cols](const Tensor& g) {
+    n->backward = [rx = grad_ref(x), rw = grad_ref(w), rb = grad_ref(b), xd, wd, mu, rstd, rows, cols](const Tensor& g) {
       Tensor dx = like(xd.shape(), xd), dw = Tensor::zeros({cols}, &xd.dev()), db = Tensor::zeros({cols}, &xd.dev());
       if (rows && cols)
         xd.dev().layernorm_backward(xd.buf(), wd.buf(), mu.buf(), rstd.buf(), g.buf(), dx.buf(), dw.buf(), db.buf(), rows, cols);
-      accumulate_grad(x, dx);
-      accumulate_grad(w, dw);
-      accumulate_grad(b, db);
+      accumulate_grad(rx, dx);
+      accumulate_grad(rw, dw);
+      accumulate_grad(rb, db);
     };
   }
   return y;
@@ -455,10 +463,10 @@ Tensor layernorm(const Tensor& x, const Tensor& w, const Tensor& b, float eps) {
 static void attach_softmax_backward(Tensor& y, const Tensor& x, const char* op, int64_t rows, int64_t cols, float s) {
   if (Node* n = attach_node(y, op, {x})) {
     Tensor yd = y.detach();
-    n->backward = [x, yd, rows, cols, s](const Tensor& g) {
+    n->backward = [rx = grad_ref(x), yd, rows, cols, s](const Tensor& g) {
       Tensor dx = like(yd.shape(), yd);
       if (dx.numel()) yd.dev().softmax_backward(yd.buf(), g.buf(), dx.buf(), rows, cols, s);
-      accumulate_grad(x, dx);
+      accumulate_grad(rx, dx);
     };
   }
 }
@@ -489,10 +497,10 @@ Tensor l2_normalize(const Tensor& x) {
   if (y.numel()) x.dev().l2_normalize(x.buf(), y.buf(), norm.buf(), rows, cols);
   if (Node* n = attach_node(y, "l2_normalize", {x})) {
     Tensor yd = y.detach();
-    n->backward = [x, yd, norm, rows, cols](const Tensor& g) {
+    n->backward = [rx = grad_ref(x), yd, norm, rows, cols](const Tensor& g) {
       Tensor dx = like(yd.shape(), yd);
       if (dx.numel()) yd.dev().l2_normalize_backward(yd.buf(), norm.buf(), g.buf(), dx.buf(), rows, cols);
-      accumulate_grad(x, dx);
+      accumulate_grad(rx, dx);
     };
   }
   return y;
@@ -511,11 +519,11 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& labels) {
   Tensor y = loss.detach();
   if (Node* n = attach_node(y, "cross_entropy", {logits})) {
     Tensor ld = labels.detach();
-    n->backward = [logits, probs, ld, rows, classes](const Tensor& g) {
+    n->backward = [rl = grad_ref(logits), probs, ld, rows, classes](const Tensor& g) {
       Tensor dl = scale(broadcast_to(reshape(g, {1}), {rows}), 1.0f / static_cast<float>(rows));
       Tensor dx = like(probs.shape(), probs);
       probs.dev().cross_entropy_backward(probs.buf(), ld.buf(), dl.buf(), dx.buf(), rows, classes);
-      accumulate_grad(logits, dx);
+      accumulate_grad(rl, dx);
     };
   }
   return y;

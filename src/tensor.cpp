@@ -101,17 +101,41 @@ Tensor Tensor::to(Kernels& target) const {
 }
 
 // ---- autodiff ----
-bool Tensor::requires_grad() const { return need(impl_).requires_grad; }
+namespace {
+AutogradMeta& meta_of(TensorImpl& t) {
+  if (!t.meta) {
+    t.meta = std::make_shared<AutogradMeta>();
+    t.meta->shape = t.shape;
+    t.meta->dev = t.dev;
+    t.meta->name = t.name;
+  }
+  return *t.meta;
+}
+}  // namespace
+
+bool Tensor::requires_grad() const {
+  const TensorImpl& t = need(impl_);
+  return t.meta && t.meta->requires_grad;
+}
 Tensor& Tensor::set_requires_grad(bool on) {
-  need(impl_).requires_grad = on;
+  TensorImpl& t = need(impl_);
+  if (on || t.meta) meta_of(t).requires_grad = on;
   return *this;
 }
-Tensor Tensor::grad() const { return need(impl_).grad; }
-void Tensor::zero_grad() { need(impl_).grad = Tensor(); }
-void Tensor::set_grad(const Tensor& g) { need(impl_).grad = g; }
+Tensor Tensor::grad() const {
+  const TensorImpl& t = need(impl_);
+  return t.meta ? t.meta->grad : Tensor();
+}
+void Tensor::zero_grad() {
+  TensorImpl& t = need(impl_);
+  if (t.meta) t.meta->grad = Tensor();
+}
+void Tensor::set_grad(const Tensor& g) { meta_of(need(impl_)).grad = g; }
 const std::string& Tensor::name() const { return need(impl_).name; }
 Tensor& Tensor::set_name(const std::string& n) {
-  need(impl_).name = n;
+  TensorImpl& t = need(impl_);
+  t.name = n;
+  if (t.meta) t.meta->name = n;
   return *this;
 }
 
@@ -124,22 +148,27 @@ Tensor Tensor::detach() const {
   return Tensor(impl);
 }
 
-void accumulate_grad(const Tensor& t, const Tensor& g) {
-  TensorImpl& ti = *t.impl();
-  if (!ti.requires_grad) return;
-  if (g.shape() != ti.shape)
-    throw Error("gradient of shape " + shape_str(g.shape()) + " for tensor " + shape_str(ti.shape) +
-                (ti.name.empty() ? "" : " '" + ti.name + "'"));
-  if (!ti.grad.defined()) {
+GradRef grad_ref(const Tensor& t) {
+  const TensorImpl& ti = *t.impl();
+  return ti.meta && ti.meta->requires_grad ? ti.meta : nullptr;
+}
+
+void accumulate_grad(const GradRef& r, const Tensor& g) {
+  if (!r) return;
+  AutogradMeta& m = *r;
+  if (g.shape() != m.shape)
+    throw Error("gradient of shape " + shape_str(g.shape()) + " for tensor " + shape_str(m.shape) +
+                (m.name.empty() ? "" : " '" + m.name + "'"));
+  if (!m.grad.defined()) {
     // Gradients are never modified in place by ops, so the first contribution can be shared;
     // a second one then goes into a fresh buffer.
-    ti.grad = g.detach();
+    m.grad = g.detach();
     return;
   }
-  Tensor sum = Tensor::empty(ti.shape, ti.dev);
-  ti.dev->axpby(sum.buf(), ti.grad.buf(), sum.numel(), 1.0f, 0.0f);
-  ti.dev->axpby(sum.buf(), g.buf(), sum.numel(), 1.0f, 1.0f);
-  ti.grad = sum;
+  Tensor sum = Tensor::empty(m.shape, m.dev);
+  m.dev->axpby(sum.buf(), m.grad.buf(), sum.numel(), 1.0f, 0.0f);
+  m.dev->axpby(sum.buf(), g.buf(), sum.numel(), 1.0f, 1.0f);
+  m.grad = sum;
 }
 
 namespace {
@@ -149,16 +178,18 @@ bool grad_enabled() { return t_grad_enabled; }
 NoGradScope::NoGradScope() : prev_(t_grad_enabled) { t_grad_enabled = false; }
 NoGradScope::~NoGradScope() { t_grad_enabled = prev_; }
 
-Node* attach_node(Tensor& out, const char* op, std::vector<Tensor> inputs) {
+Node* attach_node(Tensor& out, const char* op, const std::vector<Tensor>& inputs) {
   if (!grad_enabled()) return nullptr;
   bool any = false;
   for (const Tensor& t : inputs) any = any || t.requires_grad();
   if (!any) return nullptr;
   auto node = std::make_shared<Node>();
   node->op = op;
-  node->inputs = std::move(inputs);
-  out.impl()->requires_grad = true;
-  out.impl()->node = node;
+  for (const Tensor& t : inputs)
+    if (GradRef r = grad_ref(t)) node->inputs.push_back(r);
+  AutogradMeta& m = meta_of(*out.impl());
+  m.requires_grad = true;
+  m.node = node;
   return node.get();
 }
 
@@ -170,31 +201,31 @@ void Tensor::backward() const {
 
 void Tensor::backward(const Tensor& seed) const {
   TensorImpl& root = need(impl_);
-  if (!root.node)
+  if (!root.meta || !root.meta->node)
     throw Error("backward(): tensor" + (root.name.empty() ? std::string() : " '" + root.name + "'") + " of shape " +
                 shape_str(root.shape) + " has no graph (made without gradients, or a leaf)");
   if (seed.shape() != root.shape)
     throw Error("backward(): seed shape " + shape_str(seed.shape()) + " differs from tensor " + shape_str(root.shape));
-  // Reverse topological order by iterative DFS over tensors that carry a node. `order` holds
-  // strong references: freeing a node below may drop the last other owner of its inputs.
-  std::vector<std::shared_ptr<TensorImpl>> order;
-  std::unordered_set<TensorImpl*> seen;
-  std::vector<std::pair<std::shared_ptr<TensorImpl>, size_t>> stack{{impl_, 0}};
-  seen.insert(impl_.get());
+  // Reverse topological order by iterative DFS over the graph's nodes. `order` holds strong
+  // references: freeing a node below may drop the last other owner of its inputs.
+  std::vector<GradRef> order;
+  std::unordered_set<AutogradMeta*> seen;
+  std::vector<std::pair<GradRef, size_t>> stack{{root.meta, 0}};
+  seen.insert(root.meta.get());
   while (!stack.empty()) {
     auto& [t, i] = stack.back();
     if (t->node && i < t->node->inputs.size()) {
-      const std::shared_ptr<TensorImpl>& in = t->node->inputs[i++].impl_ptr();
-      if (in->node && in->requires_grad && seen.insert(in.get()).second) stack.push_back({in, 0});
+      const GradRef& in = t->node->inputs[i++];
+      if (in->node && seen.insert(in.get()).second) stack.push_back({in, 0});
       continue;
     }
     order.push_back(t);
     stack.pop_back();
   }
   NoGradScope no_grad;  // backward closures use ops; they must not record a graph of their own
-  accumulate_grad(*this, seed);
+  accumulate_grad(root.meta, seed);
   for (auto it = order.rbegin(); it != order.rend(); ++it) {
-    TensorImpl* t = it->get();
+    AutogradMeta* t = it->get();
     std::shared_ptr<Node> node = std::move(t->node);
     Tensor g = std::move(t->grad);
     // Free the graph and intermediate gradients as we go: peak memory stays at one step's worth.

@@ -25,6 +25,7 @@ struct Error : std::runtime_error {
 
 struct Node;
 struct TensorImpl;
+struct AutogradMeta;
 
 class Tensor {
 public:
@@ -75,9 +76,23 @@ private:
   std::shared_ptr<TensorImpl> impl_;
 };
 
+// The autodiff side of a tensor: what the graph needs, without the data. Graph nodes hold
+// their inputs' AutogradMeta, not the tensors, so an intermediate whose values no backward
+// step needs (an add's inputs, a permute's input, ...) is freed as soon as the forward pass
+// drops it; the values a backward step does need are captured by that step explicitly.
+struct AutogradMeta {
+  bool requires_grad = false;
+  Tensor grad;
+  std::shared_ptr<Node> node;  // null for leaves and for tensors made without gradients
+  Shape shape;
+  Kernels* dev = nullptr;
+  std::string name;
+};
+using GradRef = std::shared_ptr<AutogradMeta>;
+
 struct Node {
   std::string op;
-  std::vector<Tensor> inputs;
+  std::vector<GradRef> inputs;
   // Receives the output's gradient; adds each input's gradient with accumulate_grad().
   std::function<void(const Tensor& grad_out)> backward;
 };
@@ -86,14 +101,15 @@ struct TensorImpl {
   Shape shape;
   Kernels* dev = nullptr;
   BufferPtr data;
-  bool requires_grad = false;
-  Tensor grad;
-  std::shared_ptr<Node> node;  // null for leaves and for tensors made without gradients
+  GradRef meta;  // null until the tensor needs a gradient or joins a graph
   std::string name;
 };
 
-// Adds g into t's gradient (allocating it on first use). No-op when t needs no gradient.
-void accumulate_grad(const Tensor& t, const Tensor& g);
+// The gradient slot of t when t needs a gradient, else null (backward steps skip null slots).
+GradRef grad_ref(const Tensor& t);
+// Adds g into the slot's gradient (allocating it on first use). No-op for a null slot.
+void accumulate_grad(const GradRef& r, const Tensor& g);
+inline void accumulate_grad(const Tensor& t, const Tensor& g) { accumulate_grad(grad_ref(t), g); }
 
 // Gradient mode: when off (NoGradScope), ops record no graph.
 bool grad_enabled();
@@ -109,7 +125,7 @@ private:
 };
 
 // Makes `out` a graph node over `inputs` when gradients are on and any input needs one.
-// Returns true when a node was attached (the op then fills node->backward).
-Node* attach_node(Tensor& out, const char* op, std::vector<Tensor> inputs);
+// Returns the node when one was attached (the op then fills node->backward), else null.
+Node* attach_node(Tensor& out, const char* op, const std::vector<Tensor>& inputs);
 
 }  // namespace ait
