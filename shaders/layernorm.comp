@@ -1,6 +1,6 @@
 #version 450
 // LayerNorm forward; `lanes` threads per row, WG_SIZE / lanes rows per workgroup:
-//   mean = sum(x) / cols;  var = sum((x - mean)^2) / cols;  rstd = 1 / sqrt(var + eps)
+//   mean = x0 + sum(x - x0) / cols;  var = sum((x - mean)^2) / cols;  rstd = 1 / sqrt(var + eps)
 //   y = (x - mean) * rstd * w + b;  saves mean[row], rstd[row]
 // Two passes over the row (mean first, then the centred sum of squares) for accuracy.
 // Bindings: 0 x, 1 w, 2 b, 3 y, 4 mean, 5 rstd.
@@ -32,9 +32,12 @@ void main() {
   bool in_range = row < pc.rows;
   uint cols = in_range ? pc.cols : 0u;
   uint base = row * pc.cols;
+  // Deviations from the row's first element: a constant row gets its mean exactly and variance
+  // exactly 0 (the CPU backend does the same).
+  float shift = in_range ? x[base] : 0.0;
   float s = 0.0;
-  for (uint c = lane; c < cols; c += lanes) s += x[base + c];
-  float mean = seg_sum(s, lanes) / float(pc.cols);
+  for (uint c = lane; c < cols; c += lanes) s += x[base + c] - shift;
+  float mean = shift + seg_sum(s, lanes) / float(pc.cols);
   float q = 0.0;
   for (uint c = lane; c < cols; c += lanes) {
     float d = x[base + c] - mean;

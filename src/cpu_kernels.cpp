@@ -323,7 +323,11 @@ public:
     parallel_for(rows, row_grain(cols), [&](int64_t r0, int64_t r1) {
       for (int64_t r = r0; r < r1; ++r) {
         const float* xr = px + r * cols;
-        float mu = lane_sum(cols, [&](int64_t j) { return xr[j]; }) / cols;
+        // Sum deviations from the first element: a constant row (a blank patch) then has its
+        // mean exactly and variance exactly 0, as PyTorch's Welford update gives; a plain sum
+        // would leave rounding noise that rstd = 1/sqrt(eps) amplifies ~300-fold.
+        const float shift = xr[0];
+        float mu = shift + lane_sum(cols, [&](int64_t j) { return xr[j] - shift; }) / cols;
         float v = lane_sum(cols, [&](int64_t j) { return (xr[j] - mu) * (xr[j] - mu); });
         float rs = 1.0f / std::sqrt(v / cols + eps);
         float* yr = py + r * cols;

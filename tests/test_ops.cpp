@@ -13,6 +13,12 @@ namespace {
 
 std::vector<int64_t> kSizes = {1, 3, 13, 127, 128};
 
+std::vector<float> broadcast_rows(const std::vector<float>& row, int n) {
+  std::vector<float> out;
+  for (int i = 0; i < n; ++i) out.insert(out.end(), row.begin(), row.end());
+  return out;
+}
+
 std::string error_of(const std::function<void()>& fn) {
   try {
     fn();
@@ -369,4 +375,13 @@ TEST(Threads, RowWiseOpsIndependentOfThreadCount) {
   set_num_threads(static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
   EXPECT_EQ(one, two);
   EXPECT_EQ(one, three);
+}
+
+// A constant row (a blank image patch) has mean exactly its value and variance exactly 0, so
+// LayerNorm gives exactly the bias, however large rstd = 1/sqrt(eps) is.
+TEST(OpsForward, LayerNormConstantRowIsExact) {
+  for (float c : {0.0f, 0.1f, -0.4242f, 3.3333333f}) {
+    Tensor x = Tensor::full({3, 48}, c), w = random_tensor({48}, 31), b = random_tensor({48}, 32);
+    EXPECT_EQ(layernorm(x, w, b, 1e-5f).to_vector(), broadcast_rows(b.to_vector(), 3)) << c;
+  }
 }
