@@ -12,6 +12,7 @@
 #include "ops.h"
 #include "safetensors.h"
 #include "train.h"
+#include "viz.h"
 
 using namespace ait;
 
@@ -31,6 +32,9 @@ usage: ait COMMAND [options]
   dump     --checkpoint CKPT --batch BATCH --out OUT [--train-steps N] [--lr LR] [--weight-decay WD] [--device D]
   convert  idx --images IMAGES --labels LABELS --out OUT [--classes fashion-mnist|mnist|a,b,...]
   devices                            list Vulkan devices
+  viz      --checkpoint CKPT --data DATA --out DIR [--count N] [--start I] [--device D]
+                                     PNGs of each layer's bottleneck gates and Hopfield read weights
+  plot     RUN_DIR [--out FILE.svg]  training curves from RUN_DIR/metrics.jsonl (default RUN_DIR/curves.svg)
 
 --device: cpu | vulkan | vulkan:N | auto (default; AIT_VK_DEVICE=N picks N for "vulkan").
 AIT_THREADS sets the CPU thread count (default: all cores).
@@ -258,6 +262,25 @@ int cmd_convert(Args& a) {
   return 0;
 }
 
+int cmd_viz(Args& a) {
+  std::string ckpt = a.need("checkpoint"), data = a.need("data"), out = a.need("out");
+  int64_t count = a.num("count", 4), start = a.num("start", 0);
+  Kernels& dev = device_from(a);
+  a.finish();
+  AiT model = AiT::load(ckpt, dev);
+  Dataset ds = load_dataset(data);
+  for (const std::string& f : write_viz(model, ds, out, start, count)) std::printf("wrote %s\n", f.c_str());
+  return 0;
+}
+
+int cmd_plot(Args& a) {
+  if (a.positional.size() != 1) throw Error("usage: ait plot RUN_DIR [--out FILE.svg]");
+  std::string out = a.get("out");
+  a.finish();
+  std::printf("wrote %s\n", write_curves(a.positional[0], out).c_str());
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -274,6 +297,8 @@ int main(int argc, char** argv) {
     if (cmd == "info") return cmd_info(a);
     if (cmd == "dump") return cmd_dump(a);
     if (cmd == "convert") return cmd_convert(a);
+    if (cmd == "viz") return cmd_viz(a);
+    if (cmd == "plot") return cmd_plot(a);
     if (cmd == "devices") {
       a.finish();
       std::fputs(describe_devices().c_str(), stdout);
