@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "model.h"
+#include "safetensors.h"
 #include "testutil.h"
 
 using namespace ait;
@@ -123,4 +124,40 @@ TEST(Model, MemoryUpdateClosedForm) {
     EXPECT_NEAR(nrm, 1.0, 1e-5);  // rows are unit vectors after an update
   }
   EXPECT_NE(g0, g1);
+}
+
+// Spec §6: a loader rejects an unknown version, a missing or extra tensor, a wrong shape or
+// dtype, naming the tensor; a saved model loads back bit for bit.
+TEST(Checkpoint, RoundTripAndRejections) {
+  Config c = micro(5);
+  AiT model(c, cpu(), 3);
+  model.data_mean = {0.1f, 0.2f, 0.3f};
+  model.data_std = {0.5f, 0.6f, 0.7f};
+  std::string dir = ::testing::TempDir(), path = dir + "ait_ckpt_test.safetensors";
+  model.save(path);
+  AiT back = AiT::load(path, cpu());
+  for (auto& [name, t] : model.params()) EXPECT_EQ(t.to_vector(), back.param(name).to_vector()) << name;
+  EXPECT_EQ(back.memory()[1].to_vector(), model.memory()[1].to_vector());
+  EXPECT_EQ(back.data_std, model.data_std);
+
+  auto expect_error = [&](const std::function<void(SafeTensors&)>& mutate, const std::string& want) {
+    SafeTensors st = read_safetensors(path);
+    mutate(st);
+    std::string bad = dir + "ait_ckpt_bad.safetensors";
+    write_safetensors(bad, st);
+    try {
+      AiT::load(bad, cpu());
+      ADD_FAILURE() << "no error; wanted: " << want;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(want), std::string::npos) << e.what();
+    }
+  };
+  expect_error([](SafeTensors& st) { st.metadata["version"] = "2"; }, "unknown checkpoint version '2'");
+  expect_error([](SafeTensors& st) { st.tensors.erase("layers.1.gwl.read.bias"); }, "'layers.1.gwl.read.bias' is missing");
+  expect_error([](SafeTensors& st) { st.add("layers.9.extra", StTensor::from_f32({1}, {0.0f})); }, "unexpected tensor 'layers.9.extra'");
+  expect_error([](SafeTensors& st) { st.tensors["head.proj.bias"] = StTensor::from_f32({3}, {0, 0, 0}); },
+               "'head.proj.bias' has shape [3]");
+  expect_error([](SafeTensors& st) { st.tensors["head.proj.bias"] = StTensor::from_i32({5}, {0, 0, 0, 0, 0}); },
+               "'head.proj.bias' has dtype I32");
+  expect_error([](SafeTensors& st) { st.metadata["config"] = "{\"dim\": 12, \"bogus\": 1}"; }, "unknown config key 'bogus'");
 }
