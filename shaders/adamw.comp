@@ -3,8 +3,10 @@
 //   p *= 1 - lr*wd;  m = b1*m + (1-b1)*g;  v = b2*v + (1-b2)*g*g;
 //   p -= (lr / bc1) * m / (sqrt(v) / sqrt(bc2) + eps)
 // decay = 1 - lr*wd, c1 = 1 - b1, c2 = 1 - b2, step = lr / bc1 and bc2_sqrt = sqrt(bc2) are
-// computed on the host, as the CPU backend does.
-// Bindings: 0 p, 1 g, 2 m, 3 v.
+// computed on the host, as the CPU backend does. In a recorded step (slot != ~0) decay, step
+// and bc2_sqrt, which change every step, are read from slots[slot..slot+2] instead (the host
+// uploads them before each run; the same floats, so the same results).
+// Bindings: 0 p, 1 g, 2 m, 3 v, 4 slots.
 #include "common.glsl"
 
 layout(local_size_x = WG_SIZE) in;
@@ -20,22 +22,30 @@ layout(push_constant) uniform PC {
   float decay;
   float step;
   float bc2_sqrt;
+  uint slot;
 } pc;
 
 layout(binding = 0) buffer P { float p[]; };
 layout(binding = 1) readonly buffer G { float g[]; };
 layout(binding = 2) buffer M { float m[]; };
 layout(binding = 3) buffer V { float v[]; };
+layout(binding = 4) readonly buffer S { uint slots[]; };
 
 void main() {
   uint i = WG_ID.x * WG_SIZE + gl_LocalInvocationID.x;
   if (i >= pc.n) return;
+  float decay = pc.decay, step = pc.step, bc2_sqrt = pc.bc2_sqrt;
+  if (pc.slot != 0xFFFFFFFFu) {
+    decay = uintBitsToFloat(slots[pc.slot]);
+    step = uintBitsToFloat(slots[pc.slot + 1u]);
+    bc2_sqrt = uintBitsToFloat(slots[pc.slot + 2u]);
+  }
   float gi = g[i];
-  float pi = p[i] * pc.decay;
+  float pi = p[i] * decay;
   float mi = pc.beta1 * m[i] + pc.c1 * gi;
   float vi = pc.beta2 * v[i] + pc.c2 * gi * gi;
   m[i] = mi;
   v[i] = vi;
-  float denom = sqrt(vi) / pc.bc2_sqrt + pc.eps;
-  p[i] = pi - pc.step * mi / denom;
+  float denom = sqrt(vi) / bc2_sqrt + pc.eps;
+  p[i] = pi - step * mi / denom;
 }

@@ -5,6 +5,8 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <numeric>
@@ -25,9 +27,13 @@ AdamW::AdamW(AiT& model, float weight_decay, float beta1, float beta2, float eps
   }
 }
 
-void AdamW::step(float lr) {
+AdamWArgs AdamW::advance(float lr) {
   ++t_;
-  AdamWArgs a{lr, b1_, b2_, eps_, wd_, 1.0f - std::pow(b1_, static_cast<float>(t_)), 1.0f - std::pow(b2_, static_cast<float>(t_))};
+  return {lr, b1_, b2_, eps_, wd_, 1.0f - std::pow(b1_, static_cast<float>(t_)), 1.0f - std::pow(b2_, static_cast<float>(t_))};
+}
+
+void AdamW::step(float lr) {
+  AdamWArgs a = advance(lr);
   auto& ps = model_.params();
   for (size_t i = 0; i < ps.size(); ++i) {
     Tensor& p = ps[i].second;
@@ -258,6 +264,35 @@ double train(const TrainOptions& opt, Kernels& dev) {
   std::fprintf(stderr, "ait train: %s, %lld parameters, %lld train / %lld val images, %lld steps/epoch, device %s\n",
                opt.model.c_str(), static_cast<long long>(model.parameter_count()), static_cast<long long>(train_ds.n),
                static_cast<long long>(val_ds.n), static_cast<long long>(steps_per_epoch), dev.name().c_str());
+  // Recorded steps (a Vulkan device; env AIT_VK_REPLAY=0 turns them off): the run's first
+  // full-size step runs as usual, the second is recorded (Kernels::begin_capture) and later
+  // full-size steps replay it: the batch is uploaded into the recorded step's input buffers and
+  // the loss and logits are read from its output buffers. Smaller batches run as usual.
+  const char* replay_env = std::getenv("AIT_VK_REPLAY");
+  const bool replay_on = !(replay_env && std::strcmp(replay_env, "0") == 0);
+  struct Recorded {
+    Batch batch;
+    Tensor loss, ce, balance, logits;
+    size_t dropout_calls = 0;
+  } recorded;
+  int64_t full_steps = 0;
+  struct DropOnExit {
+    Kernels& dev;
+    ~DropOnExit() { dev.drop_capture(); }
+  } drop_on_exit{dev};
+  // The write-dropout seeds of a step (checked against what the recorded step passed, so a
+  // mismatch turns replay off instead of replaying wrong masks).
+  auto dropout_seeds = [](uint32_t step_seed, size_t calls) {
+    std::vector<uint32_t> s(calls);
+    for (size_t i = 0; i < calls; ++i) s[i] = AiT::write_dropout_seed(step_seed, static_cast<int64_t>(i));
+    return s;
+  };
+  auto upload_into = [](const Tensor& dst, const Tensor& host) {
+    if (!dst.defined()) return;
+    std::vector<float> v = host.to_vector();  // raw 4-byte values (labels are int32)
+    dst.dev().upload(dst.buf(), v.data(), v.size());
+  };
+
   Progress bar;
   auto t_start = std::chrono::steady_clock::now();
   int64_t images_done = 0;
@@ -276,14 +311,35 @@ double train(const TrainOptions& opt, Kernels& dev) {
       const int64_t step = epoch * steps_per_epoch + s;
       std::vector<int64_t> idx(order.begin() + s * opt.batch_size,
                                order.begin() + std::min(train_ds.n, (s + 1) * opt.batch_size));
-      Batch b = make_batch(train_ds, idx, dev, opt.augment, &aug_rng, &model);
-      ForwardResult f = model.forward(b.images, b.questions, b.labels, true, true,
-                                      hash32(static_cast<uint32_t>(opt.seed) * 7919u + static_cast<uint32_t>(step)));
-      f.loss.backward();
-      float lr = learning_rate(step, total_steps, warmup, opt.lr);
-      adam.step(lr);
-      adam.zero_grad();
-      model.commit_memory(f);
+      const uint32_t step_seed = hash32(static_cast<uint32_t>(opt.seed) * 7919u + static_cast<uint32_t>(step));
+      const float lr = learning_rate(step, total_steps, warmup, opt.lr);
+      const bool full = static_cast<int64_t>(idx.size()) == opt.batch_size;
+      Batch b;
+      ForwardResult f;
+      if (replay_on && full && dev.can_replay()) {
+        Batch host = make_batch(train_ds, idx, cpu(), opt.augment, &aug_rng, &model);
+        b = recorded.batch;
+        upload_into(b.images, host.images);
+        upload_into(b.labels, host.labels);
+        upload_into(b.questions, host.questions);
+        dev.replay({adam.advance(lr), dropout_seeds(step_seed, recorded.dropout_calls)});
+        f.loss = recorded.loss, f.ce = recorded.ce, f.balance = recorded.balance, f.logits = recorded.logits;
+      } else {
+        b = make_batch(train_ds, idx, dev, opt.augment, &aug_rng, &model);
+        const bool record = replay_on && full && ++full_steps == 2 && dev.begin_capture();
+        f = model.forward(b.images, b.questions, b.labels, true, true, step_seed);
+        f.loss.backward();
+        adam.step(lr);
+        adam.zero_grad();
+        model.commit_memory(f);
+        if (record) {
+          StepArgs got;
+          if (dev.end_capture(&got) && got.dropout_seeds == dropout_seeds(step_seed, got.dropout_seeds.size()))
+            recorded = {b, f.loss.detach(), f.ce.detach(), f.balance.detach(), f.logits.detach(), got.dropout_seeds.size()};
+          else
+            dev.drop_capture();
+        }
+      }
       float loss = f.loss.item(), ce = f.ce.item(), bal = f.balance.item();
       if (!std::isfinite(loss))
         throw Error("training diverged: loss is " + std::to_string(loss) + " at step " + std::to_string(step) +

@@ -399,6 +399,7 @@ struct Block {
   std::map<VkDeviceSize, VkDeviceSize> by_off;        // offset -> size
   std::multimap<VkDeviceSize, VkDeviceSize> by_size;  // size -> offset
   size_t live = 0;
+  bool program = false;  // kept for the program (recorded or replayed), see vk_runtime.h
 
   void add_free(VkDeviceSize off, VkDeviceSize bytes) {
     by_off[off] = bytes;
@@ -483,7 +484,17 @@ Context::Context(Instance* inst, int index) : inst_(inst), fi_(inst->fns()), ind
     VkFenceCreateInfo fci{VK_STRUCTURE_TYPE_FENCE_CREATE_INFO};
     check(f_.vkCreateFence(device_, &fci, nullptr, &fr.fence), "vkCreateFence");
   }
+  {
+    VkCommandBufferAllocateInfo ai{VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO};
+    ai.commandPool = cmd_pool_;
+    ai.level = VK_COMMAND_BUFFER_LEVEL_PRIMARY;
+    ai.commandBufferCount = 1;
+    check(f_.vkAllocateCommandBuffers(device_, &ai, &program_.cmd), "vkAllocateCommandBuffers");
+    VkFenceCreateInfo fci{VK_STRUCTURE_TYPE_FENCE_CREATE_INFO};
+    check(f_.vkCreateFence(device_, &fci, nullptr, &program_.fence), "vkCreateFence");
+  }
   dummy_ = alloc(64);
+  slots_ = alloc(kMaxSlots);
   load_pipeline_cache();
   std::lock_guard<std::mutex> lock(g_ctx_mu);
   static bool registered = false;
@@ -603,17 +614,7 @@ VkDeviceMemory Context::allocate_memory(VkDeviceSize bytes, uint32_t type, bool 
   if ((r == VK_ERROR_OUT_OF_DEVICE_MEMORY || r == VK_ERROR_OUT_OF_HOST_MEMORY) && count_heap) {
     // Release what finished work still holds (freed dedicated buffers, empty blocks) and retry.
     sync();
-    for (auto it = blocks_.begin(); it != blocks_.end();) {
-      Block& b = **it;
-      if (b.live == 0) {
-        f_.vkDestroyBuffer(device_, b.buffer, nullptr);
-        f_.vkFreeMemory(device_, b.memory, nullptr);
-        heap_used_ -= b.size;
-        it = blocks_.erase(it);
-      } else {
-        ++it;
-      }
-    }
+    free_empty_blocks();
     r = f_.vkAllocateMemory(device_, &ai, nullptr, &mem);
   }
   if (r == VK_ERROR_OUT_OF_DEVICE_MEMORY || r == VK_ERROR_OUT_OF_HOST_MEMORY) throw_oom(bytes);
@@ -622,10 +623,27 @@ VkDeviceMemory Context::allocate_memory(VkDeviceSize bytes, uint32_t type, bool 
   return mem;
 }
 
+// Returns the empty blocks of the ordinary pool to the heap (the device must be idle). A
+// program's blocks stay: a replay still uses them.
+void Context::free_empty_blocks() {
+  for (auto it = blocks_.begin(); it != blocks_.end();) {
+    Block& b = **it;
+    if (b.live == 0 && !b.program) {
+      f_.vkDestroyBuffer(device_, b.buffer, nullptr);
+      f_.vkFreeMemory(device_, b.memory, nullptr);
+      heap_used_ -= b.size;
+      it = blocks_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
 Block* Context::new_block(VkDeviceSize need) {
   auto b = std::make_unique<Block>();
   b->size = std::max(block_size_, round_up(need, alloc_align_));
   b->memory = allocate_memory(b->size, device_type_, true);
+  b->program = recording_;  // (after the allocation: its out-of-memory retry ends a recording)
   create_buffer(b->size, kDeviceUsage, &b->buffer);
   VkMemoryRequirements req;
   f_.vkGetBufferMemoryRequirements(device_, b->buffer, &req);
@@ -642,7 +660,8 @@ std::shared_ptr<VkBuf> Context::alloc(size_t n) {
   if (n > (SIZE_MAX - alloc_align_) / 4) throw_oom(UINT64_MAX);
   VkDeviceSize bytes = round_up(static_cast<VkDeviceSize>(n) * 4, alloc_align_);
   if (bytes > heap_size_) throw_oom(bytes);
-  if (bytes > block_size_ / 2) {
+  // A recording takes every buffer from its own blocks (a block of the buffer's size if need be).
+  if (bytes > block_size_ / 2 && !(recording_ && bytes <= limits_.max_allocation)) {
     // Dedicated allocation.
     if (bytes > limits_.max_allocation)
       throw Error("vulkan: a buffer of " + mib(bytes) + " MiB exceeds the largest allocation " + info_.name +
@@ -667,6 +686,7 @@ std::shared_ptr<VkBuf> Context::alloc(size_t n) {
     return buf;
   }
   for (auto& blk : blocks_) {
+    if (blk->program != recording_) continue;
     VkDeviceSize off = blk->carve(bytes);
     if (off != UINT64_MAX) {
       buf->block = blk.get();
@@ -686,13 +706,18 @@ std::shared_ptr<VkBuf> Context::alloc(size_t n) {
 
 void Context::release(VkBuf& b) {
   std::lock_guard<std::recursive_mutex> lock(mu_);
+  // An ordinary buffer the program's commands use: a replay would touch whatever reuses it.
+  const bool used_by_program = b.program_use != 0 && b.program_use == program_id_ && !(b.block && b.block->program);
+  if (used_by_program && recording_) keepable_ = false;
+  if (used_by_program && has_program_) drop_program();
   if (b.block) {
     // Safe to reuse at once: later commands are ordered after earlier ones by barriers.
     b.block->give_back(b.offset, b.bytes);
   } else if (b.dedicated) {
     // The VkBuffer may still be referenced by recorded or in-flight commands: destroy it once
-    // the last frame that could use it has finished.
-    deferred_.push_back({serial_, b.buffer, b.dedicated});
+    // the last frame that could use it has finished (for a recording: once its run has; the
+    // serial is set when it is submitted).
+    deferred_.push_back({used_by_program && recording_ ? UINT64_MAX : serial_, b.buffer, b.dedicated});
     heap_used_ -= b.bytes;  // accounted as free now; the retry path in allocate_memory syncs
     if (!rec_) collect_deferred();
   }
@@ -700,7 +725,7 @@ void Context::release(VkBuf& b) {
 }
 
 void Context::collect_deferred() {
-  bool idle = rec_ == nullptr;
+  bool idle = rec_ == nullptr && !program_.pending;
   for (auto& f : frames_) idle = idle && !f.pending;
   for (auto it = deferred_.begin(); it != deferred_.end();) {
     if (it->serial <= completed_serial_ || (idle && it->serial <= serial_)) {
@@ -775,6 +800,7 @@ void Context::wait_frame(Frame& f) {
 }
 
 void Context::submit(bool wait) {
+  if (recording_) abandon_program();
   if (rec_) {
     check(f_.vkEndCommandBuffer(rec_->cmd), "vkEndCommandBuffer");
     VkSubmitInfo si{VK_STRUCTURE_TYPE_SUBMIT_INFO};
@@ -788,6 +814,7 @@ void Context::submit(bool wait) {
   if (wait) {
     // Wait oldest first (the ring order after next_frame_).
     for (size_t i = 0; i < frames_.size(); ++i) wait_frame(frames_[(next_frame_ + i) % frames_.size()]);
+    wait_frame(program_);
     staging_used_ = 0;
     collect_deferred();
   }
@@ -796,6 +823,98 @@ void Context::submit(bool wait) {
 void Context::sync() {
   std::lock_guard<std::recursive_mutex> lock(mu_);
   submit(true);
+}
+
+// ---- programs ----
+
+void Context::begin_program() {
+  std::lock_guard<std::recursive_mutex> lock(mu_);
+  if (recording_) throw Error("vulkan: begin_program while recording one");
+  drop_program();
+  sync();               // earlier work runs outside the program (and the device is idle)
+  free_empty_blocks();  // e.g. the previous step's blocks: the program gets its own
+  check(f_.vkResetCommandBuffer(program_.cmd, 0), "vkResetCommandBuffer");
+  for (auto pool : program_.pools) f_.vkResetDescriptorPool(device_, pool, 0);
+  program_.pool_next = 0;
+  VkCommandBufferBeginInfo bi{VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO};
+  check(f_.vkBeginCommandBuffer(program_.cmd, &bi), "vkBeginCommandBuffer");
+  rec_ = &program_;
+  rec_dispatches_ = 0;
+  need_barrier_ = true;  // each run is ordered after the work submitted before it
+  recording_ = keepable_ = true;
+  ++program_id_;
+  slot_values_.clear();
+}
+
+uint32_t Context::program_slot(uint32_t value) {
+  std::lock_guard<std::recursive_mutex> lock(mu_);
+  if (!recording_) return kNoSlot;
+  if (slot_values_.size() == kMaxSlots) {
+    abandon_program();
+    return kNoSlot;
+  }
+  slot_values_.push_back(value);
+  return static_cast<uint32_t>(slot_values_.size() - 1);
+}
+
+// Uploads the slot values (in an ordinary frame, submitted first) and submits the program.
+void Context::launch_program() {
+  wait_frame(program_);  // the previous run (a pending command buffer must not be resubmitted)
+  if (!slot_values_.empty()) upload(*slots_, slot_values_.data(), slot_values_.size() * 4, 0);
+  submit(false);
+  check(f_.vkResetFences(device_, 1, &program_.fence), "vkResetFences");
+  program_.serial = ++serial_;
+  for (auto& d : deferred_)
+    if (d.serial == UINT64_MAX) d.serial = program_.serial;
+  VkSubmitInfo si{VK_STRUCTURE_TYPE_SUBMIT_INFO};
+  si.commandBufferCount = 1;
+  si.pCommandBuffers = &program_.cmd;
+  check(f_.vkQueueSubmit(queue_, 1, &si, program_.fence), "vkQueueSubmit");
+  program_.pending = true;
+  ++program_runs_;
+}
+
+bool Context::end_program() {
+  std::lock_guard<std::recursive_mutex> lock(mu_);
+  if (!recording_) return false;  // abandoned: the work already ran
+  check(f_.vkEndCommandBuffer(program_.cmd), "vkEndCommandBuffer");
+  recording_ = false;
+  rec_ = nullptr;
+  launch_program();
+  if (keepable_)
+    has_program_ = true;
+  else
+    drop_program();
+  return has_program_;
+}
+
+void Context::abandon_program() {
+  check(f_.vkEndCommandBuffer(program_.cmd), "vkEndCommandBuffer");
+  recording_ = keepable_ = false;
+  rec_ = nullptr;
+  launch_program();
+  drop_program();
+}
+
+void Context::run_program(const std::vector<uint32_t>& values) {
+  std::lock_guard<std::recursive_mutex> lock(mu_);
+  if (!has_program_) throw Error("vulkan: no recorded program to run");
+  if (values.size() != slot_values_.size())
+    throw Error("vulkan: a program with " + std::to_string(slot_values_.size()) + " slots run with " +
+                std::to_string(values.size()) + " values");
+  slot_values_ = values;
+  launch_program();
+}
+
+void Context::drop_program() {
+  std::lock_guard<std::recursive_mutex> lock(mu_);
+  if (recording_) {
+    abandon_program();  // (which comes back here)
+    return;
+  }
+  has_program_ = false;
+  // Its blocks join the ordinary pool: work recorded from now on is ordered after its last run.
+  for (auto& b : blocks_) b->program = false;
 }
 
 VkDescriptorSet Context::allocate_set(const Pipeline& p) {
@@ -829,6 +948,7 @@ VkDescriptorSet Context::allocate_set(const Pipeline& p) {
 void Context::upload(VkBuf& dst, const void* src, size_t bytes, size_t off) {
   std::lock_guard<std::recursive_mutex> lock(mu_);
   if (bytes == 0) return;
+  if (recording_) abandon_program();  // the data would be baked into the program
   const uint8_t* s = static_cast<const uint8_t*>(src);
   if (bytes <= 65536) {
     // Small: the data travels inside the command buffer.
@@ -855,6 +975,7 @@ void Context::upload(VkBuf& dst, const void* src, size_t bytes, size_t off) {
 
 void Context::download(const VkBuf& src, void* dst, size_t bytes, size_t off) {
   std::lock_guard<std::recursive_mutex> lock(mu_);
+  if (recording_) abandon_program();
   if (bytes == 0) {
     sync();
     return;
@@ -904,6 +1025,7 @@ BindRange Context::bind(const Buffer& b, const char* kernel, size_t elem_off, si
     throw Error(std::string("vulkan ") + kernel + ": binding range past the end of a buffer (" +
                 std::to_string(elem_off) + " + " + std::to_string(elems) + " > " + std::to_string(v.size) + ")");
   if (elems == 0) return dummy();
+  if (recording_) v.program_use = program_id_;
   VkDeviceSize bytes = static_cast<VkDeviceSize>(elems) * 4;
   if (bytes > limits_.max_storage_buffer_range)
     throw Error(std::string("vulkan ") + kernel + ": a tensor of " + mib(bytes) + " MiB exceeds the " +
@@ -1056,7 +1178,7 @@ void Context::dispatch(const char* kernel, Pipeline& p, const std::vector<BindRa
       }
   need_barrier_ = true;
   rec_dispatches_ += pieces;
-  if (rec_dispatches_ >= kMaxDispatchesPerSubmit) submit(false);
+  if (rec_dispatches_ >= kMaxDispatchesPerSubmit && !recording_) submit(false);
 }
 
 // ---- pipeline cache ----

@@ -11,6 +11,15 @@
 // command at once. Work is submitted when the host needs results (download, sync) or when a
 // command buffer holds kMaxDispatchesPerSubmit dispatches (then it is submitted with a fence and
 // recording continues in the next of a small ring of command buffers, without waiting).
+//
+// Programs (a recorded training step, see Kernels::begin_capture). Between begin_program() and
+// end_program() commands go into one reusable command buffer instead, never split, and buffers
+// come from blocks kept for the program: freed ones are reused inside the recording (the barriers
+// order that) but never handed to work outside it, so a replay finds its intermediates where the
+// recording put them. Per-step scalars live in a small device buffer of slots that is uploaded
+// before every run. A buffer of the ordinary pool that a recorded command uses must outlive the
+// program: releasing it drops the program (or, during recording, keeps it from being kept). A
+// transfer, sync or submit during recording abandons the program: what was recorded runs once.
 #pragma once
 #ifdef AIT_VULKAN
 
@@ -159,6 +168,7 @@ public:
   VkDeviceSize bytes = 0;            // bytes reserved (>= size * 4, rounded up)
   Block* block = nullptr;            // owning block, or null for a dedicated allocation
   VkDeviceMemory dedicated = VK_NULL_HANDLE;
+  mutable uint64_t program_use = 0;  // id of the last program whose recording bound it
 };
 
 // One storage-buffer binding of a dispatch: a byte range of a VkBuffer.
@@ -231,6 +241,25 @@ public:
   BindRange dummy() const { return {dummy_->buffer, dummy_->offset, 256}; }
   const VkBuf& vkbuf(const Buffer& b, const char* kernel) const;
 
+  // Programs (see the top of this file). begin_program() drops any previous program and syncs.
+  // end_program() stops recording and runs the recorded work once; it returns whether the program
+  // is kept for run_program(), which runs it again with new slot values (one per slot, in the
+  // order program_slot() handed them out).
+  static constexpr uint32_t kNoSlot = UINT32_MAX;
+  static constexpr uint32_t kMaxSlots = 1024;
+  void begin_program();
+  bool recording_program() const { return recording_; }
+  bool has_program() const { return has_program_; }
+  // A slot holding `value` for the recording's next run; kNoSlot when not recording (the slot
+  // table being full abandons the recording).
+  uint32_t program_slot(uint32_t value);
+  BindRange slots() const { return {slots_->buffer, slots_->offset, slots_->bytes}; }
+  const std::vector<uint32_t>& slot_values() const { return slot_values_; }
+  bool end_program();
+  void run_program(const std::vector<uint32_t>& slot_values);
+  void drop_program();  // during a recording: abandons it
+  uint64_t program_runs() const { return program_runs_; }
+
   // Largest element count one binding may span (a multiple of the offset alignment).
   size_t max_binding_elems() const;
 
@@ -265,6 +294,9 @@ private:
   void wait_frame(Frame& f);
   void collect_deferred();
   void load_pipeline_cache();
+  void free_empty_blocks();
+  void abandon_program();
+  void launch_program();
 public:
   void save_pipeline_cache();
 
@@ -304,6 +336,16 @@ private:
   uint64_t completed_serial_ = 0;  // every frame up to this serial has finished
   uint32_t rec_dispatches_ = 0;
   bool need_barrier_ = false;
+
+  // program
+  Frame program_;            // its command buffer and descriptor pools (kept while it lives)
+  bool recording_ = false;   // commands go into program_
+  bool keepable_ = false;    // the recording may still be kept
+  bool has_program_ = false;
+  uint64_t program_id_ = 0;  // of the current or last recording
+  uint64_t program_runs_ = 0;
+  std::shared_ptr<VkBuf> slots_;
+  std::vector<uint32_t> slot_values_;
 
   // pipelines
   VkPipelineCache pipeline_cache_ = VK_NULL_HANDLE;
