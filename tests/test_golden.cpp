@@ -7,6 +7,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 
 #include "safetensors.h"
 #include "testutil.h"
@@ -16,7 +17,9 @@ using namespace ait;
 
 namespace {
 
-const std::string kGolden = std::string(AIT_SOURCE_DIR) + "/tests/golden/";
+// The source tree's golden folder; AIT_SOURCE_DIR in the environment overrides the build's
+// path (a test binary carried to another machine).
+const std::string kGolden = std::string(std::getenv("AIT_SOURCE_DIR") ? std::getenv("AIT_SOURCE_DIR") : AIT_SOURCE_DIR) + "/tests/golden/";
 
 double rel(const std::vector<float>& a, const std::vector<float>& b, double floor_norm = 0) {
   double num = 0, den = 0;

@@ -195,12 +195,33 @@ int child_main(const std::string& preset, const std::string& device, double min_
   for (auto& l : lab) l = static_cast<int32_t>(rng.below(10));
   ait::Tensor images = ait::Tensor::from({c.batch, c.channels, c.size, c.size}, img, &dev);
   ait::Tensor labels = ait::Tensor::from_int({c.batch}, lab, &dev);
+  // On a device that can record a step (Vulkan), the second step is recorded and later ones
+  // replay it, as `ait train` does (AIT_VK_REPLAY=0 measures the unrecorded path).
+  const char* replay_env = std::getenv("AIT_VK_REPLAY");
+  const bool replay_on = !(replay_env && std::string(replay_env) == "0");
+  int steps_run = 0;
+  size_t dropout_calls = 0;
+  ait::Tensor recorded_loss;
   auto train_step = [&] {
+    if (replay_on && dev.can_replay()) {
+      std::vector<uint32_t> seeds(dropout_calls);
+      for (size_t i = 0; i < dropout_calls; ++i) seeds[i] = ait::AiT::write_dropout_seed(0, static_cast<int64_t>(i));
+      dev.replay({adam.advance(1e-4f), seeds});
+      return recorded_loss.item();
+    }
+    const bool record = replay_on && ++steps_run == 2 && dev.begin_capture();
     ait::ForwardResult f = model.forward(images, {}, labels, true, true, 0);
     f.loss.backward();
     adam.step(1e-4f);
     adam.zero_grad();
     model.commit_memory(f);
+    if (record) {
+      ait::StepArgs got;
+      if (dev.end_capture(&got)) {
+        dropout_calls = got.dropout_seeds.size();
+        recorded_loss = f.loss.detach();
+      }
+    }
     return f.loss.item();  // the value a log line needs; waits for the device
   };
   auto eval_step = [&] {
@@ -253,6 +274,11 @@ std::string ours_cmd(const ModelCase& c, const std::string& device, double secs,
          " 2>/dev/null";
 }
 
+std::string source_dir() {
+  const char* env = std::getenv("AIT_SOURCE_DIR");  // a bench binary carried to another machine
+  return env ? env : AIT_SOURCE_DIR;
+}
+
 bool torch_available() { return std::system("/usr/bin/python3 -c 'import torch' >/dev/null 2>&1") == 0; }
 
 std::string theirs_cmd(const ModelCase& c, int blas_threads, int steps, const std::string& device) {
@@ -260,7 +286,7 @@ std::string theirs_cmd(const ModelCase& c, int blas_threads, int steps, const st
   std::ofstream(cfg) << config_of(c).to_json().dump();
   // OpenBLAS's best settings for PyTorch: the machine's core-type pins unset, thread count tried.
   return "env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OPENBLAS_NUM_THREADS=" + std::to_string(blas_threads) +
-         " /usr/bin/python3 " AIT_SOURCE_DIR "/tools/reference/ait_reference.py bench --config " + cfg +
+         " /usr/bin/python3 " + source_dir() + "/tools/reference/ait_reference.py bench --config " + cfg +
          " --batch-size " + std::to_string(c.batch) + " --steps " + std::to_string(steps) + " --threads 2 --device " +
          device + " 2>/dev/null";
 }

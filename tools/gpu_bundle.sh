@@ -49,7 +49,7 @@ d.update(channels=ch, image_height=size, image_width=size, patch_size=4, questio
          hopfield_beta=1.0, memory_momentum=0.9, balance_coef=0.01, write_dropout=0.1)
 print(json.dumps(d))
 PY
-  echo "$1 b$2:"; timeout 120 python3 tools/reference/ait_reference.py bench --config $H/$1.json --batch-size $2 --steps 20 --device cuda
+  echo "$1 b$2:"; timeout ${TORCH_T:-60} python3 tools/reference/ait_reference.py bench --config $H/$1.json --batch-size $2 --steps 10 --device cuda
 done
 EOS
 chmod +x "$out/run.sh"
