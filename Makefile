@@ -39,5 +39,12 @@ bench: build
 crosscheck: build
 	tools/reference/crosscheck.sh $(BUILD)
 
+# libFuzzer targets (tools/fuzz/fuzz_*.cpp) with ASan + UBSan, each run FUZZ_SECONDS.
+FUZZ_SECONDS ?= 60
+FUZZ_DIR     ?= $(BUILD)-fuzz
+fuzz:
+	@command -v clang++ >/dev/null 2>&1 || { echo "make fuzz needs clang and libFuzzer; run as root:  apt-get update && apt-get install -y clang libclang-rt-dev" >&2; exit 1; }
+	tools/fuzz/build.sh $(FUZZ_DIR) $(FUZZ_SECONDS)
+
 clean:
 	rm -rf $(BUILD) build-asan
