@@ -9,15 +9,6 @@ namespace ait {
 
 namespace {
 
-std::string dims_str(const Shape& s) {
-  std::string out = "[";
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (i) out += ", ";
-    out += std::to_string(s[i]);
-  }
-  return out + "]";
-}
-
 // a * b for non-negative values, or -1 on overflow.
 int64_t mul_checked(int64_t a, int64_t b) {
   if (a < 0 || b < 0) return -1;
@@ -37,7 +28,7 @@ void validate_dataset(const Dataset& ds, const std::string& where) {
   int64_t total = mul_checked(mul_checked(mul_checked(ds.n, ds.channels), ds.height), ds.width);
   if (total < 0 || uint64_t(total) != ds.images.size())
     throw Error(where + ": tensor 'images': " + std::to_string(ds.images.size()) + " bytes, but shape " +
-                dims_str({ds.n, ds.channels, ds.height, ds.width}) + " needs " +
+                shape_str({ds.n, ds.channels, ds.height, ds.width}) + " needs " +
                 (total < 0 ? std::string("more") : std::to_string(total)));
   if (ds.labels.size() != uint64_t(ds.n))
     throw Error(where + ": tensor 'labels': " + std::to_string(ds.labels.size()) + " labels for " +
@@ -100,7 +91,7 @@ std::vector<float> meta_floats(const SafeTensors& st, const std::string& key) {
 
 void expect_rank(const StTensor& t, size_t rank, const char* layout) {
   if (t.shape.size() != rank)
-    throw Error(t.where() + ": shape " + dims_str(t.shape) + " has " + std::to_string(t.shape.size()) +
+    throw Error(t.where() + ": shape " + shape_str(t.shape) + " has " + std::to_string(t.shape.size()) +
                 " dimensions, expected " + std::to_string(rank) + " " + layout);
 }
 
@@ -143,7 +134,7 @@ Dataset dataset_from_safetensors(SafeTensors st) {
   int64_t count = images.numel();
   if (uint64_t(count) != images.bytes.size())
     throw Error(images.where() + ": " + std::to_string(images.bytes.size()) + " bytes for shape " +
-                dims_str(images.shape));
+                shape_str(images.shape));
   ds.n = images.shape[0];
   ds.channels = images.shape[1];
   ds.height = images.shape[2];
@@ -152,7 +143,7 @@ Dataset dataset_from_safetensors(SafeTensors st) {
   const StTensor& labels = st.get("labels");
   expect_rank(labels, 1, "[N]");
   if (labels.shape[0] != ds.n)
-    throw Error(labels.where() + ": shape " + dims_str(labels.shape) + " does not match the " +
+    throw Error(labels.where() + ": shape " + shape_str(labels.shape) + " does not match the " +
                 std::to_string(ds.n) + " images");
   ds.labels = labels.i32();
 
@@ -160,7 +151,7 @@ Dataset dataset_from_safetensors(SafeTensors st) {
     const StTensor& q = st.get("questions");
     expect_rank(q, 2, "[N, q]");
     if (q.shape[0] != ds.n)
-      throw Error(q.where() + ": shape " + dims_str(q.shape) + " does not match the " + std::to_string(ds.n) +
+      throw Error(q.where() + ": shape " + shape_str(q.shape) + " does not match the " + std::to_string(ds.n) +
                   " images");
     ds.question_dim = q.shape[1];
     ds.questions = q.f32();
@@ -206,7 +197,7 @@ void compute_channel_stats(Dataset& ds) {
   int64_t total = mul_checked(mul_checked(ds.n, ds.channels), plane);
   if (total < 0 || uint64_t(total) != ds.images.size())
     throw Error(where + ": " + std::to_string(ds.images.size()) + " image bytes, but shape " +
-                dims_str({ds.n, ds.channels, ds.height, ds.width}) + " needs " +
+                shape_str({ds.n, ds.channels, ds.height, ds.width}) + " needs " +
                 (total < 0 ? std::string("more") : std::to_string(total)));
   std::vector<uint64_t> sum(size_t(ds.channels), 0), sumsq(size_t(ds.channels), 0);
   const uint8_t* p = ds.images.data();
@@ -242,9 +233,9 @@ Dataset dataset_from_idx(const std::string& images_path, const std::string& labe
   IdxArray im = read_idx(images_path);
   IdxArray lb = read_idx(labels_path);
   if (im.dims.size() != 3)
-    throw Error(images_path + ": IDX images have dims " + dims_str(im.dims) + ", expected 3 dimensions [N, H, W]");
+    throw Error(images_path + ": IDX images have dims " + shape_str(im.dims) + ", expected 3 dimensions [N, H, W]");
   if (lb.dims.size() != 1)
-    throw Error(labels_path + ": IDX labels have dims " + dims_str(lb.dims) + ", expected 1 dimension [N]");
+    throw Error(labels_path + ": IDX labels have dims " + shape_str(lb.dims) + ", expected 1 dimension [N]");
   if (im.dims[0] != lb.dims[0])
     throw Error(images_path + " has " + std::to_string(im.dims[0]) + " images but " + labels_path + " has " +
                 std::to_string(lb.dims[0]) + " labels");
@@ -264,7 +255,7 @@ Dataset dataset_from_idx(const std::string& images_path, const std::string& labe
   ds.source = source;
   if (ds.n == 0) throw Error(images_path + ": the IDX file holds no images");
   if (ds.height == 0 || ds.width == 0)
-    throw Error(images_path + ": IDX images have dims " + dims_str(im.dims) + " (empty images)");
+    throw Error(images_path + ": IDX images have dims " + shape_str(im.dims) + " (empty images)");
   compute_channel_stats(ds);
   validate_dataset(ds, images_path);
   return ds;

@@ -22,15 +22,6 @@ constexpr bool kLittleEndian =
 // Largest element count we accept: keeps numel * 8 far from overflowing.
 constexpr uint64_t kMaxElements = uint64_t(1) << 60;
 
-std::string dims_str(const Shape& s) {
-  std::string out = "[";
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (i) out += ", ";
-    out += std::to_string(s[i]);
-  }
-  return out + "]";
-}
-
 // Element count, or -1 when a dim is negative or the product exceeds kMaxElements.
 int64_t checked_numel(const Shape& s) {
   uint64_t n = 1;
@@ -82,9 +73,9 @@ std::vector<uint8_t> store_le_array(const std::vector<T>& values) {
 template <typename T>
 StTensor make_tensor(const char* dtype, const char* fn, const Shape& shape, const std::vector<T>& values) {
   int64_t n = checked_numel(shape);
-  if (n < 0) throw Error(std::string("StTensor::") + fn + ": invalid shape " + dims_str(shape));
+  if (n < 0) throw Error(std::string("StTensor::") + fn + ": invalid shape " + shape_str(shape));
   if (uint64_t(n) != values.size())
-    throw Error(std::string("StTensor::") + fn + ": shape " + dims_str(shape) + " has " + std::to_string(n) +
+    throw Error(std::string("StTensor::") + fn + ": shape " + shape_str(shape) + " has " + std::to_string(n) +
                 " elements but " + std::to_string(values.size()) + " values were given");
   StTensor t;
   t.dtype = dtype;
@@ -114,7 +105,7 @@ std::string StTensor::where() const {
 
 int64_t StTensor::numel() const {
   int64_t n = checked_numel(shape);
-  if (n < 0) throw Error(where() + ": invalid shape " + dims_str(shape));
+  if (n < 0) throw Error(where() + ": invalid shape " + shape_str(shape));
   return n;
 }
 
@@ -128,7 +119,7 @@ size_t check_bytes(const StTensor& t, std::initializer_list<const char*> dtypes,
   size_t es = st_dtype_size(t.dtype);
   if (t.bytes.size() != uint64_t(n) * es)
     throw Error(t.where() + ": " + std::to_string(t.bytes.size()) + " data bytes, but dtype " + t.dtype +
-                " and shape " + dims_str(t.shape) + " need " + std::to_string(uint64_t(n) * es));
+                " and shape " + shape_str(t.shape) + " need " + std::to_string(uint64_t(n) * es));
   return size_t(n);
 }
 }  // namespace
@@ -178,9 +169,9 @@ StTensor StTensor::from_u8(const Shape& shape, const std::vector<uint8_t>& value
 }
 StTensor StTensor::from_u8(const Shape& shape, std::vector<uint8_t>&& values) {
   int64_t n = checked_numel(shape);
-  if (n < 0) throw Error("StTensor::from_u8: invalid shape " + dims_str(shape));
+  if (n < 0) throw Error("StTensor::from_u8: invalid shape " + shape_str(shape));
   if (uint64_t(n) != values.size())
-    throw Error("StTensor::from_u8: shape " + dims_str(shape) + " has " + std::to_string(n) + " elements but " +
+    throw Error("StTensor::from_u8: shape " + shape_str(shape) + " has " + std::to_string(n) + " elements but " +
                 std::to_string(values.size()) + " values were given");
   StTensor t;
   t.dtype = "U8";
@@ -205,10 +196,10 @@ void validate_for_write(const std::string& where, const StTensor& t) {
   size_t es = st_dtype_size(t.dtype);
   if (es == 0) throw Error(where + ": unknown dtype '" + t.dtype + "'");
   int64_t n = checked_numel(t.shape);
-  if (n < 0) throw Error(where + ": invalid shape " + dims_str(t.shape));
+  if (n < 0) throw Error(where + ": invalid shape " + shape_str(t.shape));
   if (t.bytes.size() != uint64_t(n) * es)
     throw Error(where + ": " + std::to_string(t.bytes.size()) + " data bytes, but dtype " + t.dtype +
-                " and shape " + dims_str(t.shape) + " need " + std::to_string(uint64_t(n) * es));
+                " and shape " + shape_str(t.shape) + " need " + std::to_string(uint64_t(n) * es));
 }
 }  // namespace
 
@@ -306,11 +297,11 @@ SafeTensors parse_safetensors(const uint8_t* data, size_t n, const std::string& 
                   " data bytes)");
     int64_t count = checked_numel(shape);
     if (count < 0 || uint64_t(count) > body_n)  // more elements than bytes: cannot fit
-      throw Error(where + ": shape " + dims_str(shape) + " holds more elements than the file has bytes (" +
+      throw Error(where + ": shape " + shape_str(shape) + " holds more elements than the file has bytes (" +
                   std::to_string(body_n) + " data bytes)");
     uint64_t need = uint64_t(count) * es;
     if (need != end - begin)
-      throw Error(where + ": dtype " + dtype + " and shape " + dims_str(shape) + " need " + std::to_string(need) +
+      throw Error(where + ": dtype " + dtype + " and shape " + shape_str(shape) + " need " + std::to_string(need) +
                   " bytes but " + offs + " hold " + std::to_string(end - begin));
     StTensor t;
     t.dtype = dtype;

@@ -1,18 +1,9 @@
 #include "tensor.h"
 
 #include <cstring>
-#include <sstream>
 #include <unordered_set>
 
 namespace ait {
-
-std::string shape_str(const Shape& s) {
-  std::ostringstream o;
-  o << '[';
-  for (size_t i = 0; i < s.size(); ++i) o << (i ? ", " : "") << s[i];
-  o << ']';
-  return o.str();
-}
 
 int64_t numel(const Shape& s) {
   int64_t n = 1;

@@ -14,7 +14,12 @@
 namespace ait {
 
 using Shape = std::vector<int64_t>;
-std::string shape_str(const Shape& s);
+// "[2, 3]". Inline so that readers built without tensor.cpp (the fuzz targets) can use it.
+inline std::string shape_str(const Shape& s) {
+  std::string out = "[";
+  for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
+  return out + "]";
+}
 int64_t numel(const Shape& s);
 
 // Every error a caller's input can reach is one of these, with a message naming the op,

@@ -18,19 +18,6 @@ using namespace ait::test;
 
 namespace {
 
-Config small_config(int64_t q) {
-  Config c;
-  c.channels = q ? 3 : 1;
-  c.image_height = 8;
-  c.image_width = q ? 12 : 8;
-  c.patch_size = 4;
-  c.question_dim = q;
-  c.dim = 12, c.depth = 2, c.heads = 2, c.head_dim = 4, c.mlp_dim = 16, c.num_classes = 5;
-  c.memory_slots = 3, c.memory_dim = 4, c.memory_heads = 2, c.bottleneck = 5;
-  c.write_dropout = 0;
-  return c;
-}
-
 std::string tmp_path(const std::string& name) {
   return (std::filesystem::temp_directory_path() / ("ait_export_test_" + std::to_string(::getpid()) + "_" + name)).string();
 }
@@ -107,7 +94,7 @@ TEST(ExportTest, ZipRoundTripAndCorruption) {
 }
 
 TEST(ExportTest, NpzHoldsEveryTensorExactly) {
-  Config c = small_config(0);
+  Config c = micro_config(0);
   std::string ckpt = make_checkpoint(c, "npz.safetensors"), npz = tmp_path("x.npz");
   size_t n = export_npz(ckpt, npz);
   AiT model = AiT::load(ckpt, cpu());
@@ -187,11 +174,11 @@ void authors_round_trip(const Config& c) {
 }
 }  // namespace
 
-TEST(ExportTest, AuthorsRoundTripIsExact) { authors_round_trip(small_config(0)); }
-TEST(ExportTest, AuthorsRoundTripIsExactWithQuestion) { authors_round_trip(small_config(3)); }
+TEST(ExportTest, AuthorsRoundTripIsExact) { authors_round_trip(micro_config(0)); }
+TEST(ExportTest, AuthorsRoundTripIsExactWithQuestion) { authors_round_trip(micro_config(3)); }
 
 TEST(ExportTest, ImportErrorsNameTheTensor) {
-  Config c = small_config(0);
+  Config c = micro_config(0);
   AiT model(c, cpu(), 5);
   SafeTensors good = to_authors(model);
   good.source = "auth.safetensors";

@@ -12,17 +12,11 @@ using namespace ait::test;
 
 namespace {
 
+// The shared micro model with a large balance coefficient, so that the balance term's gradient
+// is visible in the finite-difference check.
 Config micro(int64_t q) {
-  Config c;
-  c.channels = q ? 3 : 1;
-  c.image_height = 8;
-  c.image_width = q ? 12 : 8;
-  c.patch_size = 4;
-  c.question_dim = q;
-  c.dim = 12, c.depth = 2, c.heads = 2, c.head_dim = 4, c.mlp_dim = 16, c.num_classes = 5;
-  c.memory_slots = 3, c.memory_dim = 4, c.memory_heads = 2, c.bottleneck = 5;
-  c.write_dropout = 0;
-  c.balance_coef = 0.5;  // large, so the balance term's gradient is visible in the check
+  Config c = micro_config(q);
+  c.balance_coef = 0.5;
   return c;
 }
 

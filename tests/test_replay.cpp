@@ -19,38 +19,11 @@
 #endif
 
 using namespace ait;
+using namespace ait::test;
 namespace fs = std::filesystem;
 
 #ifdef AIT_VULKAN
 namespace {
-
-std::string tmpdir(const std::string& name) {
-  fs::path p = fs::path(::testing::TempDir()) / ("ait_replay_" + name);
-  fs::remove_all(p);
-  fs::create_directories(p);
-  return p.string();
-}
-
-// The quadrant task of test_train.cpp: class = the quadrant of a bright square, 12x12 grey.
-Dataset quadrant_dataset(int64_t n, uint64_t seed) {
-  Dataset ds;
-  ds.n = n, ds.channels = 1, ds.height = 12, ds.width = 12;
-  ds.images.assign(n * 144, 0);
-  Rng rng(seed);
-  for (int64_t i = 0; i < n; ++i) {
-    int32_t q = static_cast<int32_t>(rng.below(4));
-    ds.labels.push_back(q);
-    int y0 = (q / 2) * 6 + static_cast<int>(rng.below(3)), x0 = (q % 2) * 6 + static_cast<int>(rng.below(3));
-    for (int y = 0; y < 3; ++y)
-      for (int x = 0; x < 3; ++x) ds.images[i * 144 + (y0 + y) * 12 + x0 + x] = 255;
-    for (int p = 0; p < 144; ++p)
-      ds.images[i * 144 + p] = static_cast<uint8_t>(std::min(255u, ds.images[i * 144 + p] + static_cast<unsigned>(rng.below(40))));
-  }
-  ds.classes = {"top-left", "top-right", "bottom-left", "bottom-right"};
-  ds.source = "quadrant test task";
-  compute_channel_stats(ds);
-  return ds;
-}
 
 TrainOptions tiny_run(const std::string& dir, const std::string& data) {
   TrainOptions o;
@@ -122,7 +95,7 @@ double seconds_per_step(const std::string& dir, int64_t steps_per_epoch) {
 TEST(ReplayTest, SameLossesAndWeightsAsWithout) {
   Kernels* vk = test::vulkan_device();
   if (!vk) GTEST_SKIP() << "no Vulkan device";
-  std::string dir = tmpdir("same");
+  std::string dir = fresh_tmpdir("same");
   std::string data = dir + "/quadrant.safetensors";
   save_dataset(data, quadrant_dataset(64, 7));
   TrainOptions off = tiny_run(dir + "/off", data), on = tiny_run(dir + "/on", data);
@@ -141,7 +114,7 @@ TEST(ReplayTest, SameLossesAndWeightsAsWithout) {
 TEST(ReplayTest, SmallerLastBatchRunsAsUsual) {
   Kernels* vk = test::vulkan_device();
   if (!vk) GTEST_SKIP() << "no Vulkan device";
-  std::string dir = tmpdir("last");
+  std::string dir = fresh_tmpdir("last");
   std::string data = dir + "/quadrant.safetensors";
   save_dataset(data, quadrant_dataset(40, 8));
   TrainOptions off = tiny_run(dir + "/off", data), on = tiny_run(dir + "/on", data);

@@ -14,36 +14,10 @@
 #include "train.h"
 
 using namespace ait;
+using namespace ait::test;
 namespace fs = std::filesystem;
 
 namespace {
-
-std::string tmpdir(const std::string& name) {
-  fs::path p = fs::path(::testing::TempDir()) / ("ait_train_" + name);
-  fs::remove_all(p);
-  fs::create_directories(p);
-  return p.string();
-}
-
-// A small learnable task: class = which quadrant holds the bright square, 12x12 grey images.
-Dataset quadrant_dataset(int64_t n, uint64_t seed) {
-  Dataset ds;
-  ds.n = n, ds.channels = 1, ds.height = 12, ds.width = 12;
-  ds.images.assign(n * 144, 0);
-  Rng rng(seed);
-  for (int64_t i = 0; i < n; ++i) {
-    int32_t q = static_cast<int32_t>(rng.below(4));
-    ds.labels.push_back(q);
-    int y0 = (q / 2) * 6 + static_cast<int>(rng.below(3)), x0 = (q % 2) * 6 + static_cast<int>(rng.below(3));
-    for (int y = 0; y < 3; ++y)
-      for (int x = 0; x < 3; ++x) ds.images[i * 144 + (y0 + y) * 12 + x0 + x] = 255;
-    for (int p = 0; p < 144; ++p) ds.images[i * 144 + p] = static_cast<uint8_t>(std::min(255u, ds.images[i * 144 + p] + static_cast<unsigned>(rng.below(40))));
-  }
-  ds.classes = {"top-left", "top-right", "bottom-left", "bottom-right"};
-  ds.source = "quadrant test task";
-  compute_channel_stats(ds);
-  return ds;
-}
 
 TrainOptions small_run(const std::string& dir, const std::string& data) {
   TrainOptions o;
@@ -83,7 +57,7 @@ int run_ait(const std::string& args, std::string* output) {
 }  // namespace
 
 TEST(Train, LearnsAndResumesBitIdentically) {
-  std::string dir = tmpdir("resume");
+  std::string dir = fresh_tmpdir("resume");
   std::string data = dir + "/quadrant.safetensors";
   save_dataset(data, quadrant_dataset(96, 1));
 
@@ -114,7 +88,7 @@ TEST(Train, LearnsAndResumesBitIdentically) {
 }
 
 TEST(Train, SameSeedSameThreadsSameBits) {
-  std::string dir = tmpdir("repro");
+  std::string dir = fresh_tmpdir("repro");
   std::string data = dir + "/quadrant.safetensors";
   save_dataset(data, quadrant_dataset(48, 2));
   TrainOptions o1 = small_run(dir + "/one", data), o2 = small_run(dir + "/two", data);
@@ -126,7 +100,7 @@ TEST(Train, SameSeedSameThreadsSameBits) {
 }
 
 TEST(Cli, BadInputGivesOneClearError) {
-  std::string dir = tmpdir("cli");
+  std::string dir = fresh_tmpdir("cli");
   std::string data = dir + "/quadrant.safetensors";
   Dataset ds = quadrant_dataset(16, 3);
   save_dataset(data, ds);
@@ -193,7 +167,7 @@ TEST(Cli, BadInputGivesOneClearError) {
 }
 
 TEST(Train, DivergenceStopsWithTheStep) {
-  std::string dir = tmpdir("nan");
+  std::string dir = fresh_tmpdir("nan");
   std::string data = dir + "/quadrant.safetensors";
   save_dataset(data, quadrant_dataset(32, 6));
   TrainOptions o = small_run(dir + "/run", data);
@@ -212,7 +186,7 @@ TEST(Train, DivergenceStopsWithTheStep) {
 TEST(Train, VulkanLossesMatchCpu) {
   Kernels* vk = test::vulkan_device();
   if (!vk) GTEST_SKIP() << "no Vulkan device";
-  std::string dir = tmpdir("vulkan");
+  std::string dir = fresh_tmpdir("vulkan");
   std::string data = dir + "/quadrant.safetensors";
   save_dataset(data, quadrant_dataset(64, 7));
   TrainOptions oc = small_run(dir + "/cpu", data), ov = small_run(dir + "/vk", data);

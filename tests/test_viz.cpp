@@ -13,20 +13,15 @@
 #include "inflate.h"
 #include "model.h"
 #include "rng.h"
+#include "testutil.h"
 #include "train.h"
 #include "viz.h"
 
 using namespace ait;
+using namespace ait::test;
 namespace fs = std::filesystem;
 
 namespace {
-
-std::string tmpdir(const std::string& name) {
-  fs::path p = fs::path(::testing::TempDir()) / ("ait_viz_" + name);
-  fs::remove_all(p);
-  fs::create_directories(p);
-  return p.string();
-}
 
 Config tiny_config(int64_t question_dim) {
   Config c;
@@ -123,7 +118,7 @@ void check_gate_pictures(int64_t q) {
   const Config cfg = tiny_config(q);
   AiT model(cfg, cpu(), 11);
   Dataset ds = tiny_dataset(4, q, 3);
-  const std::string dir = tmpdir("gates_q" + std::to_string(q)) + "/out";  // created by write_viz
+  const std::string dir = fresh_tmpdir("gates_q" + std::to_string(q)) + "/out";  // created by write_viz
   const int64_t start = 1, count = 2;
   std::vector<std::string> files = write_viz(model, ds, dir, start, count);
   ASSERT_EQ(files.size(), 2u * cfg.depth + 1);
@@ -188,7 +183,7 @@ TEST(VizTest, GatePicturesWithQuestionToken) { check_gate_pictures(3); }
 TEST(VizTest, VizRejectsDataThatDoesNotFit) {
   AiT model(tiny_config(0), cpu(), 1);
   Dataset ds = tiny_dataset(2, 0, 1);
-  const std::string dir = tmpdir("bad");
+  const std::string dir = fresh_tmpdir("bad");
   EXPECT_NE(error_of([&] { write_viz(model, ds, dir, 5, 1); }).find("--start 5"), std::string::npos);
   EXPECT_NE(error_of([&] { write_viz(model, ds, dir, 0, 0); }).find("--count"), std::string::npos);
   Dataset q = tiny_dataset(2, 3, 1);
@@ -196,7 +191,7 @@ TEST(VizTest, VizRejectsDataThatDoesNotFit) {
 }
 
 TEST(VizTest, PlotWritesOnePolylinePointPerStep) {
-  const std::string dir = tmpdir("plot");
+  const std::string dir = fresh_tmpdir("plot");
   std::string text;
   for (int s = 1; s <= 7; ++s) text += step_line(s * 10, 2.0 / s, 0.1 * s, 1e-3 * s / 7, s <= 4 ? 1 : 2);
   text.insert(text.find("{\"kind\":\"step\",\"epoch\":2"), "{\"kind\":\"epoch\",\"epoch\":1,\"loss\":1,\"accuracy\":0.4,\"val_ce\":1,\"val_accuracy\":0.5}\n\n");
@@ -232,7 +227,7 @@ TEST(VizTest, PlotWritesOnePolylinePointPerStep) {
 }
 
 TEST(VizTest, PlotResumedRunKeepsTheLaterLines) {
-  const std::string dir = tmpdir("resumed");
+  const std::string dir = fresh_tmpdir("resumed");
   std::string text;
   for (int s = 1; s <= 5; ++s) text += step_line(s, 1.0, 0.5, 1e-3);
   text += "{\"kind\":\"epoch\",\"epoch\":1,\"val_accuracy\":0.5}\n";
@@ -247,7 +242,7 @@ TEST(VizTest, PlotResumedRunKeepsTheLaterLines) {
 }
 
 TEST(VizTest, MalformedMetricsNameFileAndLine) {
-  const std::string dir = tmpdir("malformed");
+  const std::string dir = fresh_tmpdir("malformed");
   const std::string path = dir + "/metrics.jsonl";
   auto err = [&](const std::string& text) {
     write_text(path, text);

@@ -6,6 +6,12 @@
 #include <functional>
 #include <vector>
 
+#include <algorithm>
+#include <filesystem>
+#include <string>
+
+#include "dataset.h"
+#include "model.h"
 #include "ops.h"
 #include "rng.h"
 
@@ -114,6 +120,54 @@ inline void expect_no_validation_messages() {
   for (size_t i = 0; i < msgs.size() && i < 10; ++i) all += "\n  " + msgs[i];
   EXPECT_EQ(msgs.size(), 0u) << "validation layer messages:" << all;
   vk_clear_validation_messages();
+}
+
+}  // namespace ait::test
+
+namespace ait::test {
+
+// An empty directory under the test temp dir (recreated on every call).
+inline std::string fresh_tmpdir(const std::string& name) {
+  std::filesystem::path p = std::filesystem::path(::testing::TempDir()) / ("ait_" + name);
+  std::filesystem::remove_all(p);
+  std::filesystem::create_directories(p);
+  return p.string();
+}
+
+// A small learnable task: class = which quadrant holds the bright square, 12x12 grey images.
+inline Dataset quadrant_dataset(int64_t n, uint64_t seed) {
+  Dataset ds;
+  ds.n = n, ds.channels = 1, ds.height = 12, ds.width = 12;
+  ds.images.assign(n * 144, 0);
+  Rng rng(seed);
+  for (int64_t i = 0; i < n; ++i) {
+    int32_t q = static_cast<int32_t>(rng.below(4));
+    ds.labels.push_back(q);
+    int y0 = (q / 2) * 6 + static_cast<int>(rng.below(3)), x0 = (q % 2) * 6 + static_cast<int>(rng.below(3));
+    for (int y = 0; y < 3; ++y)
+      for (int x = 0; x < 3; ++x) ds.images[i * 144 + (y0 + y) * 12 + x0 + x] = 255;
+    for (int p = 0; p < 144; ++p)
+      ds.images[i * 144 + p] = static_cast<uint8_t>(std::min(255u, ds.images[i * 144 + p] + static_cast<unsigned>(rng.below(40))));
+  }
+  ds.classes = {"top-left", "top-right", "bottom-left", "bottom-right"};
+  ds.source = "quadrant test task";
+  compute_channel_stats(ds);
+  return ds;
+}
+
+// A model small enough for finite differences: 8x8 grey images, or 8x12 RGB with a q-feature
+// question token; top-k really selects (k = 5 of B·T tokens).
+inline Config micro_config(int64_t q) {
+  Config c;
+  c.channels = q ? 3 : 1;
+  c.image_height = 8;
+  c.image_width = q ? 12 : 8;
+  c.patch_size = 4;
+  c.question_dim = q;
+  c.dim = 12, c.depth = 2, c.heads = 2, c.head_dim = 4, c.mlp_dim = 16, c.num_classes = 5;
+  c.memory_slots = 3, c.memory_dim = 4, c.memory_heads = 2, c.bottleneck = 5;
+  c.write_dropout = 0;
+  return c;
 }
 
 }  // namespace ait::test
