@@ -526,25 +526,69 @@ void VulkanKernels::matmul(const Buffer& a, const Buffer& b, Buffer& c, const Ma
   const bool vec_a = span_a && vec_ok(pc.off_a, pc.lda, pc.stride_a, a_cols, B);
   const bool vec_b = span_b && vec_ok(pc.off_b, pc.ldb, pc.stride_b, b_cols, B);
 
+  // Tile variants: 1 64x64 (256 threads), 2 128x128 (256 threads, 8x8 each), 3 128x64 (M x N,
+  // 256 threads, 8x4 each). (A 128x128 tile of 128 threads with 16x8 outputs each was slower on
+  // an H200 at every AiT-Small shape.)
+  struct Tile {
+    const char* shader;
+    uint64_t bm, bn;
+  };
+  static const Tile kTiles[] = {{"matmul64", 64, 64},
+                                {"matmul64", 64, 64},
+                                {"matmul128", 128, 128},
+                                {"matmul128x64", 128, 64}};
   int variant = matmul_variant_;
+  if (variant < 0 || variant > 3) bad(k, "unknown tile variant");
+  // Split-K: the partial products go to a scratch buffer and matmul_reduce.comp adds them in a
+  // fixed order (deterministic), applying alpha and beta.
+  uint64_t splits = matmul_splits_ > 0 ? static_cast<uint64_t>(matmul_splits_) : 0;  // 0: choose
+  const bool big = M >= 128 && N >= 128 && groups_for(M, 128) * groups_for(N, 128) * B >= 64;
+  // Concurrent 128 x 128 workgroups where known (2 per SM on NVIDIA Hopper, 132 SMs; Vulkan 1.1
+  // does not report the SM count), else 0: the generic rule below.
+  const std::string& dev_name = ctx_->info().name;
+  const uint64_t slots = (dev_name.find("H100") != std::string::npos || dev_name.find("H200") != std::string::npos ||
+                          dev_name.find("H800") != std::string::npos)
+                             ? 264
+                             : 0;
+  if (variant == 0 && splits == 0 && big && slots > 0 && K > 0) {
+    // Cost model fitted on an H200 (tools/ait-vk-matmul-bench.cpp): the 128 x 128 tile runs in
+    // whole waves of `slots` workgroups, so its time is ceil(workgroups / slots) waves of
+    // 128 x 128 x k_len; split-K adds the scratch traffic ((2 splits + 1) M N floats, each
+    // costing about as much as 70 flops); the 128 x 64 tile fills the device smoothly
+    // (small workgroups, several per SM) at ~83% of the full-wave rate of the 128 x 128 one.
+    // Time unit: one flop at the 128 x 128 tile's full-wave rate.
+    const uint64_t t2 = groups_for(M, 128) * groups_for(N, 128) * B;
+    const double flops = 2.0 * double(B) * double(M) * double(N) * double(K);
+    double best = flops / 0.83;  // 128 x 64 tile, no split
+    variant = 3;
+    splits = 1;
+    const uint64_t max_splits = t2 < 256 ? std::min<uint64_t>(8, K / 256) : 1;
+    for (uint64_t sp = 1; sp <= std::max<uint64_t>(max_splits, 1); ++sp) {
+      uint64_t k_len = sp == 1 ? K : (groups_for(K, sp) + 15) / 16 * 16;
+      uint64_t n_sp = groups_for(K, k_len);
+      if (n_sp > 1 && n_sp * B * M * N > (uint64_t(24) << 20)) break;  // scratch <= 96 MiB
+      double waves = double(groups_for(t2 * n_sp, slots));
+      double cost = waves * double(slots) * 2.0 * 128 * 128 * double(k_len);
+      if (n_sp > 1) cost += 70.0 * double(2 * n_sp + 1) * double(B * M * N);
+      if (cost < best) {
+        best = cost;
+        variant = 2;
+        splits = n_sp;
+      }
+    }
+  }
   if (variant == 0) {
     // The 128 x 128 tile when it still yields a reasonable number of workgroups.
-    uint64_t big_tiles = groups_for(M, 128) * groups_for(N, 128) * B;
-    variant = (M >= 128 && N >= 128 && big_tiles >= 64) ? 2 : 1;
+    variant = big ? 2 : 1;
   }
-  const uint64_t tile = variant == 2 ? 128 : 64;
-  const uint64_t tiles = groups_for(M, tile) * groups_for(N, tile) * B;
-
-  // Split-K when the output has too few tiles to fill a GPU but K is long (weight gradients:
-  // small M x N, K = batch x tokens). The partial products go to a scratch buffer and
-  // matmul_reduce.comp adds them in a fixed order (deterministic), applying alpha and beta.
-  uint64_t splits = 1;
-  if (matmul_splits_ > 0) {
-    splits = static_cast<uint64_t>(matmul_splits_);
-  } else if (tiles < 256 && K >= 1024) {
-    // Aim at about 512 workgroups (a few per compute unit on a large GPU) with K pieces of at
-    // least 256.
-    splits = std::min<uint64_t>({groups_for(512, tiles), K / 256, 64});
+  const Tile& tl = kTiles[variant];
+  const uint64_t tiles = groups_for(M, tl.bm) * groups_for(N, tl.bn) * B;
+  if (splits == 0) {
+    splits = 1;
+    // Split-K when the output has too few tiles to fill a GPU but K is long (weight gradients:
+    // small M x N, K = batch x tokens): about 512 workgroups (a few per compute unit on a large
+    // GPU) with K pieces of at least 256.
+    if (tiles < 256 && K >= 1024) splits = std::min<uint64_t>({groups_for(512, tiles), K / 256, 64});
   }
   const uint64_t scratch_cap = std::min<uint64_t>(uint64_t(64) << 20, ctx_->max_binding_elems());  // elements
   while (splits > 1 && splits * B * M * N > scratch_cap) splits /= 2;
@@ -554,10 +598,10 @@ void VulkanKernels::matmul(const Buffer& a, const Buffer& b, Buffer& c, const Ma
     splits = groups_for(K, k_len);
     pc.k_len = static_cast<uint32_t>(k_len);
   }
-  auto& p = ctx_->pipeline(variant == 2 ? "matmul128" : "matmul64", 3, sizeof(Pc),
+  auto& p = ctx_->pipeline(tl.shader, 3, sizeof(Pc),
                            {g.trans_a ? 1u : 0u, g.trans_b ? 1u : 0u, vec_a ? 1u : 0u, vec_b ? 1u : 0u});
   if (splits <= 1) {
-    ctx_->dispatch(k, p, {ba, bb, bc}, &pc, sizeof pc, groups_for(N, tile), groups_for(M, tile), B);
+    ctx_->dispatch(k, p, {ba, bb, bc}, &pc, sizeof pc, groups_for(N, tl.bn), groups_for(M, tl.bm), B);
     return;
   }
   // Partial products: scratch [splits, batch, M, N], alpha 1, beta 0.
@@ -571,8 +615,8 @@ void VulkanKernels::matmul(const Buffer& a, const Buffer& b, Buffer& c, const Ma
   part.beta = 0.0f;
   part.splits = static_cast<uint32_t>(splits);
   part.split_stride_c = u32(static_cast<int64_t>(B * mn), k, "batch * M * N");
-  ctx_->dispatch(k, p, {ba, bb, ctx_->bind(*scratch, k)}, &part, sizeof part, groups_for(N, tile),
-                 groups_for(M, tile), B * splits);
+  ctx_->dispatch(k, p, {ba, bb, ctx_->bind(*scratch, k)}, &part, sizeof part, groups_for(N, tl.bn),
+                 groups_for(M, tl.bm), B * splits);
   struct PcR {
     PcBase base;
     uint32_t M, N, batch, splits, ldc, stride_c, off_c;

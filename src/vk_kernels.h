@@ -25,7 +25,7 @@ public:
   std::string name() const override;
   vk::Context& context() { return *ctx_; }
 
-  // Matmul tile variant: 0 automatic, 1 the 64x64 tile, 2 the 128x128 tile; split-K pieces:
+  // Matmul tile variant: 0 automatic, 1 the 64x64 tile, 2 the 128x128 tile, 3 the 128x64 tile; split-K pieces:
   // 0 automatic, 1 never, N > 1 that many (clamped to K / 16). For tests and benchmarks.
   void set_matmul_variant(int v) { matmul_variant_ = v; }
   void set_matmul_splits(int s) { matmul_splits_ = s; }

@@ -720,7 +720,7 @@ TEST_F(VulkanTest, MatmulSizesAndTransposes) {
   int seed = 0;
   for (int64_t s : kSizes)
     for (int tr = 0; tr < 4; ++tr)
-      for (int variant : {1, 2}) run_matmul(vk, {1, s, s, s, bool(tr & 1), bool(tr & 2)}, variant, seed++);
+      for (int variant : {1, 2, 3}) run_matmul(vk, {1, s, s, s, bool(tr & 1), bool(tr & 2)}, variant, seed++);
   // Mixed extents (thin, wide, deep), all transposes.
   const std::vector<std::array<int64_t, 3>> mixed = {{1, 200, 13}, {200, 1, 127}, {127, 3, 200}, {13, 200, 1},
                                                       {3, 127, 200}, {200, 13, 3}, {130, 140, 0}};
@@ -732,7 +732,7 @@ TEST_F(VulkanTest, MatmulBatchOffsetsAlphaBeta) {
   int seed = 1000;
   for (int tr = 0; tr < 4; ++tr) {
     bool ta = tr & 1, tb = tr & 2;
-    for (int variant : {1, 2}) {
+    for (int variant : {1, 2, 3}) {
       run_matmul(vk, {3, 13, 127, 13, ta, tb}, variant, seed++);
       run_matmul(vk, {2, 127, 13, 200, ta, tb, /*shared_b=*/true}, variant, seed++);
       run_matmul(vk, {2, 130, 129, 17, ta, tb, false, /*pad=*/3, /*off=*/5, 0.5f, 0.0f}, variant, seed++);
