@@ -648,15 +648,26 @@ uint32_t lanes_for(int64_t cols) {
   return l;
 }
 uint64_t row_groups(int64_t rows, uint32_t lanes) { return groups_for(static_cast<uint64_t>(rows), kWG / lanes); }
+
+// Checks a row-wise kernel's [rows, cols] extent and returns rows·cols, or 0 when there is
+// nothing to do. Forward kernels that write per-row results treat zero columns as an error
+// (there is no row to normalise); backward kernels have nothing to do.
+uint64_t row_extent(const char* k, int64_t rows, int64_t cols, bool zero_cols_is_error) {
+  if (rows < 0 || cols < 0) bad(k, "negative extent");
+  if (rows == 0) return 0;
+  if (cols == 0) {
+    if (zero_cols_is_error) bad(k, "zero columns");
+    return 0;
+  }
+  return static_cast<uint64_t>(rows) * static_cast<uint64_t>(cols);
+}
 }  // namespace
 
 void VulkanKernels::layernorm(const Buffer& x, const Buffer& w, const Buffer& b, Buffer& y, Buffer& mean,
                               Buffer& rstd, int64_t rows, int64_t cols, float eps) {
   const char* k = "layernorm";
-  if (rows < 0 || cols < 0) bad(k, "negative extent");
-  if (rows == 0) return;
-  if (cols == 0) bad(k, "zero columns");
-  uint64_t n = static_cast<uint64_t>(rows) * static_cast<uint64_t>(cols);
+  const uint64_t n = row_extent(k, rows, cols, true);
+  if (n == 0) return;
   need(x, n, k, "x");
   need(y, n, k, "y");
   need(w, static_cast<uint64_t>(cols), k, "w");
@@ -675,9 +686,8 @@ void VulkanKernels::layernorm_backward(const Buffer& x, const Buffer& w, const B
                                        const Buffer& dy, Buffer& dx, Buffer& dw, Buffer& db, int64_t rows,
                                        int64_t cols) {
   const char* k = "layernorm_backward";
-  if (rows < 0 || cols < 0) bad(k, "negative extent");
-  if (rows == 0 || cols == 0) return;
-  uint64_t n = static_cast<uint64_t>(rows) * static_cast<uint64_t>(cols);
+  const uint64_t n = row_extent(k, rows, cols, false);
+  if (n == 0) return;
   need(x, n, k, "x");
   need(dy, n, k, "dy");
   need(dx, n, k, "dx");
@@ -722,9 +732,8 @@ void VulkanKernels::layernorm_backward(const Buffer& x, const Buffer& w, const B
 
 void VulkanKernels::softmax(const Buffer& x, Buffer& y, int64_t rows, int64_t cols, float scale) {
   const char* k = "softmax";
-  if (rows < 0 || cols < 0) bad(k, "negative extent");
-  if (rows == 0 || cols == 0) return;
-  uint64_t n = static_cast<uint64_t>(rows) * static_cast<uint64_t>(cols);
+  const uint64_t n = row_extent(k, rows, cols, false);
+  if (n == 0) return;
   need(x, n, k, "x");
   need(y, n, k, "y");
   PcRows pc{{}, u32(rows, k, "rows"), u32(cols, k, "cols"), lanes_for(cols), scale};
@@ -736,9 +745,8 @@ void VulkanKernels::softmax(const Buffer& x, Buffer& y, int64_t rows, int64_t co
 void VulkanKernels::softmax_backward(const Buffer& y, const Buffer& dy, Buffer& dx, int64_t rows, int64_t cols,
                                      float scale) {
   const char* k = "softmax_backward";
-  if (rows < 0 || cols < 0) bad(k, "negative extent");
-  if (rows == 0 || cols == 0) return;
-  uint64_t n = static_cast<uint64_t>(rows) * static_cast<uint64_t>(cols);
+  const uint64_t n = row_extent(k, rows, cols, false);
+  if (n == 0) return;
   need(y, n, k, "y");
   need(dy, n, k, "dy");
   need(dx, n, k, "dx");
@@ -750,9 +758,8 @@ void VulkanKernels::softmax_backward(const Buffer& y, const Buffer& dy, Buffer& 
 
 void VulkanKernels::topk_gate(const Buffer& x, Buffer& y, int64_t rows, int64_t cols, int64_t kk, float scale) {
   const char* k = "topk_gate";
-  if (rows < 0 || cols < 0) bad(k, "negative extent");
-  if (rows == 0 || cols == 0) return;
-  uint64_t n = static_cast<uint64_t>(rows) * static_cast<uint64_t>(cols);
+  const uint64_t n = row_extent(k, rows, cols, false);
+  if (n == 0) return;
   need(x, n, k, "x");
   need(y, n, k, "y");
   struct Pc {
@@ -767,10 +774,8 @@ void VulkanKernels::topk_gate(const Buffer& x, Buffer& y, int64_t rows, int64_t 
 void VulkanKernels::cross_entropy(const Buffer& logits, const Buffer& labels, Buffer& loss, Buffer& probs,
                                   int64_t rows, int64_t classes) {
   const char* k = "cross_entropy";
-  if (rows < 0 || classes < 0) bad(k, "negative extent");
-  if (rows == 0) return;
-  if (classes == 0) bad(k, "zero classes");
-  uint64_t n = static_cast<uint64_t>(rows) * static_cast<uint64_t>(classes);
+  const uint64_t n = row_extent(k, rows, classes, true);
+  if (n == 0) return;
   need(logits, n, k, "logits");
   need(probs, n, k, "probs");
   need(labels, static_cast<uint64_t>(rows), k, "labels");
@@ -786,9 +791,8 @@ void VulkanKernels::cross_entropy(const Buffer& logits, const Buffer& labels, Bu
 void VulkanKernels::cross_entropy_backward(const Buffer& probs, const Buffer& labels, const Buffer& dloss,
                                            Buffer& dlogits, int64_t rows, int64_t classes) {
   const char* k = "cross_entropy_backward";
-  if (rows < 0 || classes < 0) bad(k, "negative extent");
-  if (rows == 0 || classes == 0) return;
-  uint64_t n = static_cast<uint64_t>(rows) * static_cast<uint64_t>(classes);
+  const uint64_t n = row_extent(k, rows, classes, false);
+  if (n == 0) return;
   need(probs, n, k, "probs");
   need(dlogits, n, k, "dlogits");
   need(labels, static_cast<uint64_t>(rows), k, "labels");
@@ -804,10 +808,8 @@ void VulkanKernels::cross_entropy_backward(const Buffer& probs, const Buffer& la
 
 void VulkanKernels::l2_normalize(const Buffer& x, Buffer& y, Buffer& norm, int64_t rows, int64_t cols) {
   const char* k = "l2_normalize";
-  if (rows < 0 || cols < 0) bad(k, "negative extent");
-  if (rows == 0) return;
-  if (cols == 0) bad(k, "zero columns");
-  uint64_t n = static_cast<uint64_t>(rows) * static_cast<uint64_t>(cols);
+  const uint64_t n = row_extent(k, rows, cols, true);
+  if (n == 0) return;
   need(x, n, k, "x");
   need(y, n, k, "y");
   need(norm, static_cast<uint64_t>(rows), k, "norm");
@@ -820,9 +822,8 @@ void VulkanKernels::l2_normalize(const Buffer& x, Buffer& y, Buffer& norm, int64
 void VulkanKernels::l2_normalize_backward(const Buffer& y, const Buffer& norm, const Buffer& dy, Buffer& dx,
                                           int64_t rows, int64_t cols) {
   const char* k = "l2_normalize_backward";
-  if (rows < 0 || cols < 0) bad(k, "negative extent");
-  if (rows == 0 || cols == 0) return;
-  uint64_t n = static_cast<uint64_t>(rows) * static_cast<uint64_t>(cols);
+  const uint64_t n = row_extent(k, rows, cols, false);
+  if (n == 0) return;
   need(y, n, k, "y");
   need(dy, n, k, "dy");
   need(dx, n, k, "dx");
