@@ -218,3 +218,35 @@ TEST(Train, VulkanLossesMatchCpu) {
   EXPECT_NEAR(ev.ce, ec.ce, 1e-4 * ec.ce);
   test::expect_no_validation_messages();
 }
+
+// Augmentation: a random shift of up to 4 pixels with zero padding (the 4-pixel-padded random
+// crop) and a horizontal flip, drawn from the given Rng in that order; pixels are normalised
+// with the dataset's mean/std. Checked against a direct implementation of that description.
+TEST(Train, AugmentationIsPaddedCropAndFlip) {
+  Dataset ds;
+  ds.n = 1, ds.channels = 2, ds.height = 5, ds.width = 7;
+  for (int i = 0; i < 2 * 5 * 7; ++i) ds.images.push_back(static_cast<uint8_t>(3 * i + 1));
+  ds.labels = {0};
+  ds.classes = {"only"};
+  ds.mean = {0.25f, 0.5f};
+  ds.std = {0.5f, 0.25f};
+  bool saw_flip = false, saw_noflip = false;
+  for (uint64_t seed = 0; seed < 12; ++seed) {
+    Rng rng(seed), mirror(seed);
+    std::vector<float> got = make_batch(ds, {0}, cpu(), true, &rng).images.to_vector();
+    int dy = static_cast<int>(mirror.below(9)) - 4, dx = static_cast<int>(mirror.below(9)) - 4;
+    bool flip = mirror.below(2);
+    (flip ? saw_flip : saw_noflip) = true;
+    for (int c = 0; c < 2; ++c)
+      for (int y = 0; y < 5; ++y)
+        for (int x = 0; x < 7; ++x) {
+          int sy = y + dy, sx = (flip ? 6 - x : x) + dx;
+          float pix = (sy >= 0 && sy < 5 && sx >= 0 && sx < 7) ? ds.images[(c * 5 + sy) * 7 + sx] / 255.0f : 0.0f;
+          EXPECT_FLOAT_EQ(got[(c * 5 + y) * 7 + x], (pix - ds.mean[c]) / ds.std[c]) << seed;
+        }
+  }
+  EXPECT_TRUE(saw_flip && saw_noflip);
+  // Without augmentation the image is only normalised.
+  std::vector<float> plain = make_batch(ds, {0}, cpu(), false, nullptr).images.to_vector();
+  for (int i = 0; i < 70; ++i) EXPECT_FLOAT_EQ(plain[i], (ds.images[i] / 255.0f - ds.mean[i / 35]) / ds.std[i / 35]);
+}
