@@ -24,6 +24,7 @@
 #include "inflate.h"
 #include "json.h"
 #include "safetensors.h"
+#include "../tools/fuzz/memfile.h"
 
 // Every header the targets include is included above, so the #includes inside the targets
 // are no-ops and only their code lands in the namespaces below.
