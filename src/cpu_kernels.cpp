@@ -415,15 +415,10 @@ public:
         if (kk < cols) std::nth_element(idx.begin(), idx.begin() + (kk - 1), idx.end(), before);
         float mx = -INFINITY;
         for (int64_t i = 0; i < kk; ++i) mx = std::max(mx, scale * xr[idx[i]]);
+        for (int64_t i = 0; i < kk; ++i) yr[idx[i]] = std::exp(scale * xr[idx[i]] - mx);
+        // Normalise by a sum in column order (idx's order is up to nth_element), so the result
+        // is a fixed function of the kept set.
         float s = 0;
-        for (int64_t i = 0; i < kk; ++i) {
-          float e = std::exp(scale * xr[idx[i]] - mx);
-          yr[idx[i]] = e;
-          s += e;
-        }
-        // Sum order above follows idx (implementation-defined); renormalise in column order so
-        // the result is a fixed function of the kept set.
-        s = 0;
         for (int64_t j = 0; j < cols; ++j) s += yr[j];
         float inv = 1.0f / s;
         for (int64_t j = 0; j < cols; ++j) yr[j] *= inv;
