@@ -3,6 +3,8 @@
 #include <cstring>
 #include <unordered_set>
 
+#include "ops.h"
+
 namespace ait {
 
 int64_t numel(const Shape& s) {
@@ -156,10 +158,8 @@ void accumulate_grad(const GradRef& r, const Tensor& g) {
     m.grad = g.detach();
     return;
   }
-  Tensor sum = Tensor::empty(m.shape, m.dev);
-  m.dev->axpby(sum.buf(), m.grad.buf(), sum.numel(), 1.0f, 0.0f);
-  m.dev->axpby(sum.buf(), g.buf(), sum.numel(), 1.0f, 1.0f);
-  m.grad = sum;
+  NoGradScope no_grad;
+  m.grad = add(m.grad, g);
 }
 
 namespace {
