@@ -185,7 +185,7 @@ int cmd_predict(Args& a) {
   const int64_t C = model.config().num_classes;
   std::printf("%-8s %-16s %-16s %s\n", "index", "predicted", "label", "probability");
   for (int64_t i = 0; i < count; ++i) {
-    int64_t k = std::max_element(p.begin() + i * C, p.begin() + (i + 1) * C) - (p.begin() + i * C);
+    int64_t k = predicted_class(p, i, C);
     auto cls = [&](int64_t c) { return c < static_cast<int64_t>(ds.classes.size()) ? ds.classes[c] : std::to_string(c); };
     std::printf("%-8lld %-16s %-16s %.4f\n", static_cast<long long>(idx[i]), cls(k).c_str(), cls(ds.labels[idx[i]]).c_str(), p[i * C + k]);
   }

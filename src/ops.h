@@ -48,7 +48,8 @@ Tensor softmax(const Tensor& x, float scale = 1.0f);  // softmax(scale · x)
 Tensor topk_gate(const Tensor& x, int64_t k, float scale = 1.0f);
 Tensor l2_normalize(const Tensor& x);  // x / ‖x‖ per row
 // Fused log-softmax + negative log-likelihood, mean over rows. logits [N, C], labels int32 [N].
-// Throws when a label is outside [0, C).
+// Labels must lie in [0, C): data readers check them where they enter (the CPU kernel also
+// throws; a device backend cannot report it without a wait, and gives NaN).
 Tensor cross_entropy(const Tensor& logits, const Tensor& labels);
 
 }  // namespace ait

@@ -118,6 +118,14 @@ Batch make_batch(const Dataset& ds, const std::vector<int64_t>& idx, Kernels& de
 
 namespace {
 
+// Several tensors read with one device wait: flattened and joined on the device first.
+std::vector<float> read_together(const std::vector<Tensor>& ts) {
+  NoGradScope no_grad;
+  std::vector<Tensor> flat;
+  for (const Tensor& t : ts) flat.push_back(reshape(t, {t.numel()}));
+  return concat(flat, 0).to_vector();
+}
+
 void check_fits(const AiT& model, const Dataset& ds, const std::string& what) {
   const Config& c = model.config();
   if (ds.channels != c.channels || ds.height != c.image_height || ds.width != c.image_width)
@@ -177,10 +185,11 @@ EvalResult evaluate(AiT& model, const Dataset& ds, int64_t batch_size, MemoryEva
     bool write = mode == MemoryEval::Update;
     ForwardResult f = model.forward(b.images, b.questions, b.labels, write, false, 0);
     if (write) model.commit_memory(f);
-    std::vector<float> logits = f.logits.to_vector();
-    r.ce += double(f.ce.item()) * b.size;
+    std::vector<float> logits = read_together({f.ce, f.logits});
+    r.ce += double(logits[0]) * b.size;
+    logits.erase(logits.begin());
     for (int64_t i = 0; i < b.size; ++i) {
-      int64_t pred = std::max_element(logits.begin() + i * C, logits.begin() + (i + 1) * C) - (logits.begin() + i * C);
+      int64_t pred = predicted_class(logits, i, C);
       int32_t truth = ds.labels[idx[i]];
       r.correct += pred == truth;
       r.confusion[truth * C + pred]++;
@@ -340,14 +349,16 @@ double train(const TrainOptions& opt, Kernels& dev) {
             dev.drop_capture();
         }
       }
-      float loss = f.loss.item(), ce = f.ce.item(), bal = f.balance.item();
+      // The log line's values in one read: one device wait per step.
+      std::vector<float> logits = read_together({f.loss, f.ce, f.balance, f.logits});
+      const float loss = logits[0], ce = logits[1], bal = logits[2];
+      logits.erase(logits.begin(), logits.begin() + 3);
       if (!std::isfinite(loss))
         throw Error("training diverged: loss is " + std::to_string(loss) + " at step " + std::to_string(step) +
                     " (epoch " + std::to_string(epoch + 1) + "); try a lower --lr");
-      std::vector<float> logits = f.logits.to_vector();
       const int64_t C = cfg.num_classes;
       for (int64_t i = 0; i < b.size; ++i) {
-        int64_t pred = std::max_element(logits.begin() + i * C, logits.begin() + (i + 1) * C) - (logits.begin() + i * C);
+        int64_t pred = predicted_class(logits, i, C);
         correct += pred == train_ds.labels[idx[i]];
       }
       loss_sum += loss * b.size, ce_sum += ce * b.size, bal_sum += bal * b.size;

@@ -1,6 +1,7 @@
 // Training, evaluation and the cross-check dump: AdamW and its schedule (spec §4), batches
 // from a dataset file, the epoch loop with checkpoints, resume, metrics and progress.
 #pragma once
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -44,6 +45,12 @@ struct Batch {
 // `model`, when given, supplies the training data's normalisation (AiT::data_mean/data_std).
 Batch make_batch(const Dataset& ds, const std::vector<int64_t>& indices, Kernels& dev, bool augment, Rng* rng,
                  const AiT* model = nullptr);
+
+// The predicted class of row `row` of row-major logits [B, classes] (first maximum on ties).
+inline int64_t predicted_class(const std::vector<float>& logits, int64_t row, int64_t classes) {
+  auto first = logits.begin() + row * classes;
+  return std::max_element(first, first + classes) - first;
+}
 
 struct EvalResult {
   int64_t n = 0, correct = 0;
