@@ -457,9 +457,12 @@ VkBuf::~VkBuf() {
 namespace {
 std::mutex g_ctx_mu;
 std::vector<Context*> g_contexts;  // for the exit-time pipeline-cache save
-void save_all_pipeline_caches() {
+void at_exit() {
   std::lock_guard<std::mutex> lock(g_ctx_mu);
-  for (Context* c : g_contexts) c->save_pipeline_cache();
+  for (Context* c : g_contexts) {
+    c->save_pipeline_cache();
+    c->print_profile();
+  }
 }
 }  // namespace
 
@@ -493,14 +496,16 @@ Context::Context(Instance* inst, int index) : inst_(inst), fi_(inst->fns()), ind
     VkFenceCreateInfo fci{VK_STRUCTURE_TYPE_FENCE_CREATE_INFO};
     check(f_.vkCreateFence(device_, &fci, nullptr, &program_.fence), "vkCreateFence");
   }
-  dummy_ = alloc(64);
+  dummy_ = alloc(kDummySlices * 64);
   slots_ = alloc(kMaxSlots);
   load_pipeline_cache();
+  init_profiling();
+  if (const char* b = getenv("AIT_VK_BARRIERS"); b && strcmp(b, "all") == 0) barrier_every_dispatch_ = true;
   std::lock_guard<std::mutex> lock(g_ctx_mu);
   static bool registered = false;
   if (!registered) {
     registered = true;
-    std::atexit(save_all_pipeline_caches);
+    std::atexit(at_exit);
   }
   g_contexts.push_back(this);
 }
@@ -513,6 +518,7 @@ Context::~Context() {
   }
   save_pipeline_cache();
   if (device_) f_.vkDeviceWaitIdle(device_);
+  if (query_pool_) f_.vkDestroyQueryPool(device_, query_pool_, nullptr);
 }
 
 void Context::create_device() {
@@ -780,9 +786,13 @@ VkCommandBuffer Context::cmd() {
   return f.cmd;
 }
 
+// Before a transfer: everything recorded before it must be complete and visible.
 void Context::barrier_if_needed() {
   VkCommandBuffer c = cmd();
-  if (!need_barrier_) return;
+  if (need_barrier_ || !since_barrier_.empty()) emit_barrier(c);
+}
+
+void Context::emit_barrier(VkCommandBuffer c) {
   VkMemoryBarrier mb{VK_STRUCTURE_TYPE_MEMORY_BARRIER};
   mb.srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_TRANSFER_WRITE_BIT;
   mb.dstAccessMask = VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_TRANSFER_READ_BIT |
@@ -790,6 +800,8 @@ void Context::barrier_if_needed() {
   const VkPipelineStageFlags stages = VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT;
   f_.vkCmdPipelineBarrier(c, stages, stages, 0, 1, &mb, 0, nullptr, 0, nullptr);
   need_barrier_ = false;
+  since_barrier_.clear();
+  if (recording_) ++program_barriers_;
 }
 
 void Context::wait_frame(Frame& f) {
@@ -832,16 +844,24 @@ void Context::begin_program() {
   if (recording_) throw Error("vulkan: begin_program while recording one");
   drop_program();
   sync();               // earlier work runs outside the program (and the device is idle)
+  collect_profile();    // of the previous program's last run
   free_empty_blocks();  // e.g. the previous step's blocks: the program gets its own
   check(f_.vkResetCommandBuffer(program_.cmd, 0), "vkResetCommandBuffer");
   for (auto pool : program_.pools) f_.vkResetDescriptorPool(device_, pool, 0);
   program_.pool_next = 0;
   VkCommandBufferBeginInfo bi{VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO};
   check(f_.vkBeginCommandBuffer(program_.cmd, &bi), "vkBeginCommandBuffer");
+  if (query_pool_) {
+    f_.vkCmdResetQueryPool(program_.cmd, query_pool_, 0, query_capacity_);
+    f_.vkCmdWriteTimestamp(program_.cmd, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, query_pool_, 0);
+    queries_used_ = 1;
+    query_labels_.assign(1, "");
+  }
   rec_ = &program_;
   rec_dispatches_ = 0;
   need_barrier_ = true;  // each run is ordered after the work submitted before it
   recording_ = keepable_ = true;
+  program_barriers_ = program_dispatches_ = 0;
   ++program_id_;
   slot_values_.clear();
 }
@@ -860,6 +880,7 @@ uint32_t Context::program_slot(uint32_t value) {
 // Uploads the slot values (in an ordinary frame, submitted first) and submits the program.
 void Context::launch_program() {
   wait_frame(program_);  // the previous run (a pending command buffer must not be resubmitted)
+  collect_profile();
   if (!slot_values_.empty()) upload(*slots_, slot_values_.data(), slot_values_.size() * 4, 0);
   submit(false);
   check(f_.vkResetFences(device_, 1, &program_.fence), "vkResetFences");
@@ -871,6 +892,8 @@ void Context::launch_program() {
   si.pCommandBuffers = &program_.cmd;
   check(f_.vkQueueSubmit(queue_, 1, &si, program_.fence), "vkQueueSubmit");
   program_.pending = true;
+  // The recording's own run (first pipeline use, first-touch memory) is not profiled.
+  profile_pending_ = query_pool_ && has_program_;
   ++program_runs_;
 }
 
@@ -1037,6 +1060,47 @@ BindRange Context::bind(const Buffer& b, const char* kernel, size_t elem_off, si
   return {v.buffer, off, bytes};
 }
 
+// Which descriptor bindings (set 0) a SPIR-V module may write: bit i is clear when every
+// variable at binding i is NonWritable (GLSL `readonly`, decorated on the variable or on all
+// members of its block). Anything it cannot make sense of counts as written.
+uint32_t spirv_written_bindings(const uint32_t* w, size_t n) {
+  enum { kDecorate = 71, kMemberDecorate = 72, kTypeStruct = 30, kTypePointer = 32, kVariable = 59 };
+  enum { kNonWritable = 24, kBinding = 33 };
+  std::map<uint32_t, uint32_t> binding_of, pointee, var_type, struct_members, struct_readonly;
+  std::map<uint32_t, bool> readonly_var;
+  if (n < 5 || w[0] != 0x07230203u) return ~0u;
+  for (size_t i = 5; i < n;) {
+    const uint32_t op = w[i] & 0xffffu, len = w[i] >> 16;
+    if (len == 0 || i + len > n) return ~0u;
+    const uint32_t* a = w + i + 1;
+    if (op == kDecorate && len >= 3) {
+      if (a[1] == kBinding && len >= 4) binding_of[a[0]] = a[2];
+      if (a[1] == kNonWritable) readonly_var[a[0]] = true;
+    } else if (op == kMemberDecorate && len >= 4 && a[2] == kNonWritable) {
+      ++struct_readonly[a[0]];
+    } else if (op == kTypeStruct && len >= 2) {
+      struct_members[a[0]] = len - 2;
+    } else if (op == kTypePointer && len >= 4) {
+      pointee[a[0]] = a[2];
+    } else if (op == kVariable && len >= 4) {
+      var_type[a[1]] = a[0];
+    }
+    i += len;
+  }
+  uint32_t written = 0;
+  for (auto& [var, binding] : binding_of) {
+    if (binding >= 32) return ~0u;
+    bool ro = readonly_var.count(var) > 0;
+    if (!ro && var_type.count(var) && pointee.count(var_type[var])) {
+      uint32_t st = pointee[var_type[var]];
+      ro = struct_members.count(st) && struct_members[st] > 0 && struct_readonly[st] == struct_members[st];
+    }
+    if (!ro) written |= 1u << binding;
+  }
+  // Bindings no variable names are never touched by the shader.
+  return written;
+}
+
 Pipeline& Context::pipeline(const char* shader, uint32_t num_bindings, uint32_t push_size,
                             const std::vector<uint32_t>& spec) {
   std::lock_guard<std::recursive_mutex> lock(mu_);
@@ -1060,6 +1124,7 @@ Pipeline& Context::pipeline(const char* shader, uint32_t num_bindings, uint32_t 
   p->key = key;
   p->num_bindings = num_bindings;
   p->push_size = push_size;
+  p->written_bindings = spirv_written_bindings(es->words, es->size_words);
   uint64_t lk = (static_cast<uint64_t>(num_bindings) << 32) | push_size;
   auto lt = layouts_.find(lk);
   if (lt == layouts_.end()) {
@@ -1152,8 +1217,18 @@ void Context::dispatch(const char* kernel, Pipeline& p, const std::vector<BindRa
   }
   f_.vkUpdateDescriptorSets(device_, p.num_bindings, writes, 0, nullptr);
 
-  barrier_if_needed();
   VkCommandBuffer c = cmd();
+  bool hazard = need_barrier_ || (barrier_every_dispatch_ && !since_barrier_.empty());
+  for (size_t i = 0; i < binds.size() && !hazard; ++i) {
+    const bool w = (p.written_bindings >> i) & 1u;
+    for (const Access& a : since_barrier_)
+      if (a.buffer == binds[i].buffer && a.begin < binds[i].offset + binds[i].size && binds[i].offset < a.end &&
+          (w || a.write)) {
+        hazard = true;
+        break;
+      }
+  }
+  if (hazard) emit_barrier(c);
   f_.vkCmdBindPipeline(c, VK_PIPELINE_BIND_POINT_COMPUTE, p.pipeline);
   f_.vkCmdBindDescriptorSets(c, VK_PIPELINE_BIND_POINT_COMPUTE, p.layout, 0, 1, &set, 0, nullptr);
   uint8_t data[256];
@@ -1165,10 +1240,7 @@ void Context::dispatch(const char* kernel, Pipeline& p, const std::vector<BindRa
       for (uint64_t x = 0; x < gx; x += mx) {
         // Pieces touch disjoint outputs, but a barrier keeps the synchronization validation
         // (which sees whole bindings) quiet; pieces only exist for very large grids.
-        if (pieces > 0) {
-          need_barrier_ = true;
-          barrier_if_needed();
-        }
+        if (pieces > 0) emit_barrier(c);
         uint32_t base[3] = {static_cast<uint32_t>(x), static_cast<uint32_t>(y), static_cast<uint32_t>(z)};
         memcpy(data, base, sizeof base);
         f_.vkCmdPushConstants(c, p.layout, VK_SHADER_STAGE_COMPUTE_BIT, 0, push_size, data);
@@ -1176,9 +1248,91 @@ void Context::dispatch(const char* kernel, Pipeline& p, const std::vector<BindRa
                          static_cast<uint32_t>(std::min(mz, gz - z)));
         ++pieces;
       }
-  need_barrier_ = true;
+  for (size_t i = 0; i < binds.size(); ++i)
+    since_barrier_.push_back(
+        {binds[i].buffer, binds[i].offset, binds[i].offset + binds[i].size, bool((p.written_bindings >> i) & 1u)});
   rec_dispatches_ += pieces;
+  if (recording_) program_dispatches_ += pieces;
+  if (recording_ && query_pool_ && queries_used_ < query_capacity_) {
+    // With AIT_VK_BARRIERS=all, consecutive timestamps bracket one dispatch; otherwise a
+    // dispatch's time is when it finished after the previous one (overlap goes to the earlier).
+    f_.vkCmdWriteTimestamp(c, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, query_pool_, queries_used_++);
+    query_labels_.push_back(std::string(kernel) + " " + p.key + " grid " + std::to_string(gx) + "x" +
+                            std::to_string(gy) + "x" + std::to_string(gz));
+  }
   if (rec_dispatches_ >= kMaxDispatchesPerSubmit && !recording_) submit(false);
+}
+
+// ---- profiling ----
+
+void Context::init_profiling() {
+  const char* env = getenv("AIT_VK_PROFILE");
+  if (!env || !*env || strcmp(env, "0") == 0) return;
+  uint32_t nq = 0;
+  fi_.vkGetPhysicalDeviceQueueFamilyProperties(phys_, &nq, nullptr);
+  std::vector<VkQueueFamilyProperties> q(nq);
+  fi_.vkGetPhysicalDeviceQueueFamilyProperties(phys_, &nq, q.data());
+  VkPhysicalDeviceProperties p{};
+  fi_.vkGetPhysicalDeviceProperties(phys_, &p);
+  const uint32_t bits = q[queue_family_].timestampValidBits;
+  if (bits == 0 || p.limits.timestampPeriod <= 0) {
+    fprintf(stderr, "ait vulkan: AIT_VK_PROFILE: %s has no timestamps on its compute queue\n", info_.name.c_str());
+    return;
+  }
+  timestamp_mask_ = bits >= 64 ? ~0ull : ((1ull << bits) - 1);
+  tick_ns_ = p.limits.timestampPeriod;
+  query_capacity_ = 2 * kMaxDispatchesPerSubmit;
+  VkQueryPoolCreateInfo ci{VK_STRUCTURE_TYPE_QUERY_POOL_CREATE_INFO};
+  ci.queryType = VK_QUERY_TYPE_TIMESTAMP;
+  ci.queryCount = query_capacity_;
+  check(f_.vkCreateQueryPool(device_, &ci, nullptr, &query_pool_), "vkCreateQueryPool");
+}
+
+void Context::collect_profile() {
+  if (!profile_pending_ || program_.pending) return;
+  profile_pending_ = false;
+  std::vector<uint64_t> t(queries_used_);
+  if (f_.vkGetQueryPoolResults(device_, query_pool_, 0, queries_used_, t.size() * 8, t.data(), 8,
+                               VK_QUERY_RESULT_64_BIT) != VK_SUCCESS)
+    return;
+  for (uint32_t i = 1; i < queries_used_; ++i) {
+    auto& e = profile_[query_labels_[i]];
+    e.first += double((t[i] - t[i - 1]) & timestamp_mask_) * tick_ns_ * 1e-6;
+    e.second += 1;
+  }
+  ++profiled_runs_;
+}
+
+void Context::print_profile() {
+  std::lock_guard<std::recursive_mutex> lock(mu_);
+  if (!query_pool_) return;
+  wait_frame(program_);
+  collect_profile();
+  if (profiled_runs_ == 0) return;
+  const double runs = double(profiled_runs_);
+  double total = 0;
+  std::map<std::string, std::pair<double, uint64_t>> by_kernel;
+  for (auto& [label, e] : profile_) {
+    total += e.first;
+    auto& k = by_kernel[label.substr(0, label.find(' '))];
+    k.first += e.first;
+    k.second += e.second;
+  }
+  auto print = [&](const char* title, const std::map<std::string, std::pair<double, uint64_t>>& m, size_t top) {
+    std::vector<std::pair<std::string, std::pair<double, uint64_t>>> v(m.begin(), m.end());
+    std::sort(v.begin(), v.end(), [](auto& a, auto& b) { return a.second.first > b.second.first; });
+    fprintf(stderr, "%s\n", title);
+    for (size_t i = 0; i < v.size() && i < top; ++i)
+      fprintf(stderr, "  %9.3f ms %5.1f%% %6.1f x  %s\n", v[i].second.first / runs, 100 * v[i].second.first / total,
+              double(v[i].second.second) / runs, v[i].first.c_str());
+  };
+  fprintf(stderr,
+          "ait vulkan profile (%s): %.0f runs of a recorded program, %.3f ms per run; %u dispatches, %u barriers "
+          "(%s)\n",
+          info_.name.c_str(), runs, total / runs, program_dispatches_, program_barriers_,
+          barrier_every_dispatch_ ? "AIT_VK_BARRIERS=all" : "on hazards");
+  print(" by kernel (ms per run, share, dispatches per run):", by_kernel, 100);
+  print(" by dispatch (kernel, pipeline, grid):", profile_, 60);
 }
 
 // ---- pipeline cache ----

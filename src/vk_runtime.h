@@ -5,10 +5,13 @@
 // Everything here is internal to the backend (vk_kernels.cpp, device.cpp); the rest of the
 // program sees only kernels.h and device.h. Compiled only when AIT_VULKAN is defined.
 //
-// Execution model. Kernels record dispatches into the current command buffer, with a global
-// compute/transfer memory barrier between consecutive commands, so every command sees the
-// results of every earlier one and a buffer freed on the host may be handed to a later-recorded
-// command at once. Work is submitted when the host needs results (download, sync) or when a
+// Execution model. Kernels record dispatches into the current command buffer. A global
+// compute/transfer memory barrier goes before a dispatch whose buffer ranges overlap a range that
+// a dispatch since the last barrier wrote, or that it writes and one of them read (which bindings
+// a shader writes is read from its SPIR-V), and before every transfer. So every command sees the
+// results of every earlier one, independent dispatches (e.g. the optimizer's per-parameter
+// updates) run concurrently, and a buffer freed on the host may be handed to a later-recorded
+// command at once. Env AIT_VK_BARRIERS=all puts a barrier between every two dispatches. Work is submitted when the host needs results (download, sync) or when a
 // command buffer holds kMaxDispatchesPerSubmit dispatches (then it is submitted with a fence and
 // recording continues in the next of a small ring of command buffers, without waiting).
 //
@@ -102,7 +105,12 @@ namespace vk {
   X(vkCreateFence)                      \
   X(vkResetFences)                      \
   X(vkWaitForFences)                    \
-  X(vkQueueSubmit)
+  X(vkQueueSubmit)                      \
+  X(vkCreateQueryPool)                  \
+  X(vkDestroyQueryPool)                 \
+  X(vkCmdResetQueryPool)                \
+  X(vkCmdWriteTimestamp)                \
+  X(vkGetQueryPoolResults)
 
 #define AIT_VK_DECLARE_FN(name) PFN_##name name = nullptr;
 struct InstanceFns {
@@ -118,6 +126,8 @@ struct DeviceFns {
 
 // Throws ait::Error("vulkan: <what> failed: <VkResult name>") unless r == VK_SUCCESS.
 void check(VkResult r, const char* what);
+// Which descriptor bindings a SPIR-V module may write (bit i: binding i); see vk_runtime.cpp.
+uint32_t spirv_written_bindings(const uint32_t* words, size_t n);
 const char* result_name(VkResult r);
 
 // ---- instance ----
@@ -182,6 +192,7 @@ struct Pipeline {
   std::string key;
   uint32_t num_bindings = 0;
   uint32_t push_size = 0;
+  uint32_t written_bindings = ~0u;  // bit i: binding i may be written (from the SPIR-V)
   VkDescriptorSetLayout set_layout = VK_NULL_HANDLE;
   VkPipelineLayout layout = VK_NULL_HANDLE;
   VkPipeline pipeline = VK_NULL_HANDLE;
@@ -238,7 +249,9 @@ public:
   // buffer by default). Throws naming `kernel` when the buffer belongs to another backend, the
   // range is out of bounds, or it exceeds maxStorageBufferRange. An empty range binds a dummy.
   BindRange bind(const Buffer& b, const char* kernel, size_t elem_off = 0, size_t elems = SIZE_MAX);
-  BindRange dummy() const { return {dummy_->buffer, dummy_->offset, 256}; }
+  // A binding the shader ignores: the next of a ring of 256-byte slices, so that two dispatches
+  // whose unused bindings the shader declares writable do not look like conflicting writes.
+  BindRange dummy() { return {dummy_->buffer, dummy_->offset + 256 * (dummy_next_++ % kDummySlices), 256}; }
   const VkBuf& vkbuf(const Buffer& b, const char* kernel) const;
 
   // Programs (see the top of this file). begin_program() drops any previous program and syncs.
@@ -259,6 +272,7 @@ public:
   void run_program(const std::vector<uint32_t>& slot_values);
   void drop_program();  // during a recording: abandons it
   uint64_t program_runs() const { return program_runs_; }
+  uint32_t program_barriers() const { return program_barriers_; }  // in the last recording
 
   // Largest element count one binding may span (a multiple of the offset alignment).
   size_t max_binding_elems() const;
@@ -277,6 +291,14 @@ private:
     VkBuffer buffer;
     VkDeviceMemory memory;
   };
+
+  // One buffer range a dispatch recorded since the last barrier touches.
+  struct Access {
+    VkBuffer buffer;
+    VkDeviceSize begin, end;
+    bool write;
+  };
+  void emit_barrier(VkCommandBuffer c);
 
   void create_device();
   void choose_memory_types();
@@ -299,6 +321,13 @@ private:
   void launch_program();
 public:
   void save_pipeline_cache();
+  // Profile of recorded programs (env AIT_VK_PROFILE=1): GPU time per dispatch, summed over
+  // every run but the recording one, printed to stderr at exit.
+  void print_profile();
+
+private:
+  void init_profiling();
+  void collect_profile();
 
 private:
   Instance* inst_;
@@ -320,7 +349,9 @@ private:
   VkDeviceSize heap_size_ = 0, heap_used_ = 0;
   VkDeviceSize block_size_ = 0, alloc_align_ = 256;
   std::vector<std::unique_ptr<Block>> blocks_;
+  static constexpr uint32_t kDummySlices = 64;
   std::shared_ptr<VkBuf> dummy_;  // bound where a shader's binding is unused or empty
+  uint32_t dummy_next_ = 0;
   VkBuffer staging_ = VK_NULL_HANDLE;
   VkDeviceMemory staging_memory_ = VK_NULL_HANDLE;
   uint8_t* staging_ptr_ = nullptr;
@@ -335,7 +366,9 @@ private:
   uint64_t serial_ = 0;            // serial of the last begun frame
   uint64_t completed_serial_ = 0;  // every frame up to this serial has finished
   uint32_t rec_dispatches_ = 0;
-  bool need_barrier_ = false;
+  bool need_barrier_ = false;         // the next command must wait for everything before it
+  std::vector<Access> since_barrier_;  // what dispatches since the last barrier touch
+  bool barrier_every_dispatch_ = false;  // env AIT_VK_BARRIERS=all
 
   // program
   Frame program_;            // its command buffer and descriptor pools (kept while it lives)
@@ -353,6 +386,17 @@ private:
   bool pipeline_cache_dirty_ = false;
   std::map<std::string, std::unique_ptr<Pipeline>> pipelines_;
   std::map<uint64_t, std::pair<VkDescriptorSetLayout, VkPipelineLayout>> layouts_;
+
+  // profiling: a timestamp after every dispatch of a recorded program
+  VkQueryPool query_pool_ = VK_NULL_HANDLE;
+  uint32_t query_capacity_ = 0, queries_used_ = 0;
+  uint32_t program_barriers_ = 0, program_dispatches_ = 0;  // in the current recording
+  double tick_ns_ = 1.0;
+  uint64_t timestamp_mask_ = ~0ull;
+  std::vector<std::string> query_labels_;  // what ran between query i - 1 and query i
+  bool profile_pending_ = false;           // a profiled run was submitted and not yet read
+  uint64_t profiled_runs_ = 0;
+  std::map<std::string, std::pair<double, uint64_t>> profile_;  // label -> (ms, dispatches)
 };
 
 }  // namespace vk
