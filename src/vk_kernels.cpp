@@ -467,6 +467,18 @@ void VulkanKernels::count_positive(const Buffer& x, Buffer& y, int64_t outer, in
 
 // ---- matmul ----
 
+// Tile variants (variant = index + 1); shared memory = 2 (double buffer) * BK * (BM + BN) * 4.
+const std::vector<VulkanKernels::MatmulTile>& VulkanKernels::matmul_tiles() {
+  static const std::vector<MatmulTile> tiles = {
+      {"matmul64", 64, 64, 2 * 16 * 128 * 4},           // 1: 256 threads, 4 x 4 each, K step 16
+      {"matmul128", 128, 128, 2 * 8 * 256 * 4},         // 2: 256 threads, 8 x 8 each, K step 8
+      {"matmul128x64", 128, 64, 2 * 8 * 192 * 4},       // 3: 256 threads, 8 x 4 each, K step 8
+      {"matmul128x64t128", 128, 64, 2 * 16 * 192 * 4},  // 4: 128 threads, 8 x 8 each, K step 16
+      {"matmul128x64t128k8", 128, 64, 2 * 8 * 192 * 4},  // 5: as 4, K step 8
+  };
+  return tiles;
+}
+
 void VulkanKernels::matmul(const Buffer& a, const Buffer& b, Buffer& c, const MatmulArgs& g) {
   const char* k = "matmul";
   if (g.batch < 0 || g.M < 0 || g.N < 0 || g.K < 0) bad(k, "negative dimension");
@@ -526,68 +538,37 @@ void VulkanKernels::matmul(const Buffer& a, const Buffer& b, Buffer& c, const Ma
   const bool vec_a = span_a && vec_ok(pc.off_a, pc.lda, pc.stride_a, a_cols, B);
   const bool vec_b = span_b && vec_ok(pc.off_b, pc.ldb, pc.stride_b, b_cols, B);
 
-  // Tile variants: 1 64x64 (256 threads), 2 128x128 (256 threads, 8x8 each), 3 128x64 (M x N,
-  // 256 threads, 8x4 each). (A 128x128 tile of 128 threads with 16x8 outputs each was slower on
-  // an H200 at every AiT-Small shape.)
-  struct Tile {
-    const char* shader;
-    uint64_t bm, bn;
-  };
-  static const Tile kTiles[] = {{"matmul64", 64, 64},
-                                {"matmul64", 64, 64},
-                                {"matmul128", 128, 128},
-                                {"matmul128x64", 128, 64}};
+  const auto& tiles_table = matmul_tiles();
   int variant = matmul_variant_;
-  if (variant < 0 || variant > 3) bad(k, "unknown tile variant");
+  if (variant < 0 || variant > static_cast<int>(tiles_table.size())) bad(k, "unknown tile variant");
   // Split-K: the partial products go to a scratch buffer and matmul_reduce.comp adds them in a
   // fixed order (deterministic), applying alpha and beta.
   uint64_t splits = matmul_splits_ > 0 ? static_cast<uint64_t>(matmul_splits_) : 0;  // 0: choose
   const bool big = M >= 128 && N >= 128 && groups_for(M, 128) * groups_for(N, 128) * B >= 64;
-  // Concurrent 128 x 128 workgroups where known (2 per SM on NVIDIA Hopper, 132 SMs; Vulkan 1.1
-  // does not report the SM count), else 0: the generic rule below.
-  const std::string& dev_name = ctx_->info().name;
-  const uint64_t slots = (dev_name.find("H100") != std::string::npos || dev_name.find("H200") != std::string::npos ||
-                          dev_name.find("H800") != std::string::npos)
-                             ? 264
-                             : 0;
-  if (variant == 0 && splits == 0 && big && slots > 0 && K > 0) {
-    // Cost model fitted on an H200 (tools/ait-vk-matmul-bench.cpp): the 128 x 128 tile runs in
-    // whole waves of `slots` workgroups, so its time is ceil(workgroups / slots) waves of
-    // 128 x 128 x k_len; split-K adds the scratch traffic ((2 splits + 1) M N floats, each
-    // costing about as much as 70 flops); the 128 x 64 tile fills the device smoothly
-    // (small workgroups, several per SM) at ~83% of the full-wave rate of the 128 x 128 one.
-    // Time unit: one flop at the 128 x 128 tile's full-wave rate.
-    const uint64_t t2 = groups_for(M, 128) * groups_for(N, 128) * B;
-    const double flops = 2.0 * double(B) * double(M) * double(N) * double(K);
-    double best = flops / 0.83;  // 128 x 64 tile, no split
-    variant = 3;
-    splits = 1;
-    const uint64_t max_splits = t2 < 256 ? std::min<uint64_t>(8, K / 256) : 1;
-    for (uint64_t sp = 1; sp <= std::max<uint64_t>(max_splits, 1); ++sp) {
-      uint64_t k_len = sp == 1 ? K : (groups_for(K, sp) + 15) / 16 * 16;
-      uint64_t n_sp = groups_for(K, k_len);
-      if (n_sp > 1 && n_sp * B * M * N > (uint64_t(24) << 20)) break;  // scratch <= 96 MiB
-      double waves = double(groups_for(t2 * n_sp, slots));
-      double cost = waves * double(slots) * 2.0 * 128 * 128 * double(k_len);
-      if (n_sp > 1) cost += 70.0 * double(2 * n_sp + 1) * double(B * M * N);
-      if (cost < best) {
-        best = cost;
-        variant = 2;
-        splits = n_sp;
-      }
-    }
-  }
   if (variant == 0) {
-    // The 128 x 128 tile when it still yields a reasonable number of workgroups.
-    variant = big ? 2 : 1;
+    // Measured on an NVIDIA H200 at the AiT-Small shapes (tools/ait-vk-matmul-bench.cpp,
+    // docs/gpu-h200.md): the 128 x 64 tile of 128 threads with 8 x 8 outputs each beats the
+    // 256-thread tiles (and 256-thread tiles with K step 16) at every shape, by 3-40%. It is the choice for large problems on a GPU,
+    // with K step 16 where the device offers its 24 KiB of shared memory, else K step 8. A
+    // CPU-type device (lavapipe) runs the 256-thread 128 x 128 tile faster. Small problems
+    // take the 64 x 64 tile, which leaves fewer workgroups idle.
+    const bool gpu = ctx_->info().type != "cpu";
+    if (big && gpu)
+      variant = tiles_table[3].shared_bytes <= ctx_->limits().max_shared_memory ? 4 : 5;
+    else
+      variant = big ? 2 : 1;
   }
-  const Tile& tl = kTiles[variant];
+  const MatmulTile& tl = tiles_table[static_cast<size_t>(variant - 1)];
+  if (tl.shared_bytes > ctx_->limits().max_shared_memory)
+    bad(k, std::string("tile ") + tl.shader + " needs " + std::to_string(tl.shared_bytes) + " bytes of shared memory, " +
+               ctx_->info().name + " has " + std::to_string(ctx_->limits().max_shared_memory));
   const uint64_t tiles = groups_for(M, tl.bm) * groups_for(N, tl.bn) * B;
   if (splits == 0) {
     splits = 1;
     // Split-K when the output has too few tiles to fill a GPU but K is long (weight gradients:
     // small M x N, K = batch x tokens): about 512 workgroups (a few per compute unit on a large
-    // GPU) with K pieces of at least 256.
+    // GPU) with K pieces of at least 256. (On the H200, dW of qkv, 216 tiles of 128 x 64: 3
+    // splits measured best, as this rule picks.)
     if (tiles < 256 && K >= 1024) splits = std::min<uint64_t>({groups_for(512, tiles), K / 256, 64});
   }
   const uint64_t scratch_cap = std::min<uint64_t>(uint64_t(64) << 20, ctx_->max_binding_elems());  // elements

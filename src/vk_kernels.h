@@ -25,10 +25,16 @@ public:
   std::string name() const override;
   vk::Context& context() { return *ctx_; }
 
-  // Matmul tile variant: 0 automatic, 1 the 64x64 tile, 2 the 128x128 tile, 3 the 128x64 tile; split-K pieces:
-  // 0 automatic, 1 never, N > 1 that many (clamped to K / 16). For tests and benchmarks.
+  // For tests and benchmarks. Matmul tile variant: 0 automatic, else matmul_tiles()[variant - 1].
+  // Split-K pieces: 0 automatic, 1 never, N > 1 that many (clamped to K / 16).
   void set_matmul_variant(int v) { matmul_variant_ = v; }
   void set_matmul_splits(int s) { matmul_splits_ = s; }
+  struct MatmulTile {
+    const char* shader;
+    uint64_t bm, bn;
+    uint32_t shared_bytes;
+  };
+  static const std::vector<MatmulTile>& matmul_tiles();
 
   BufferPtr alloc(size_t n) override;
   void upload(Buffer& dst, const void* src, size_t n, size_t dst_off = 0) override;

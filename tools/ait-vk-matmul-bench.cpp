@@ -15,6 +15,7 @@
 #include "device.h"
 #include "rng.h"
 #include "vk_kernels.h"
+#include "vk_runtime.h"
 
 namespace {
 using Clock = std::chrono::steady_clock;
@@ -50,11 +51,17 @@ int main(int argc, char** argv) {
                                {"mlp2 X[4096x3072]*W^T", false, true, 4096, 768, 3072},
                                {"dX dY[4096x2304]*W", false, false, 4096, 768, 2304},
                                {"dW dY^T[2304x4096]*X", true, false, 2304, 768, 4096}};
-  std::vector<std::pair<int, int>> configs = {{0, 0}};
-  for (int v : {2, 3})
-    for (int s : {1, 2, 3, 4, 5, 6, 7, 8}) configs.push_back({v, s});
-  for (int s : {1, 2, 4}) configs.push_back({1, s});
-  if (slow) configs = {{0, 0}, {1, 1}, {2, 1}, {2, 3}, {3, 1}, {3, 2}};
+  struct Config {
+    int variant, splits;
+  };
+  std::vector<Config> configs = {{0, 0}};
+  const int ntiles = static_cast<int>(ait::VulkanKernels::matmul_tiles().size());
+  const uint32_t shared = vk->context().limits().max_shared_memory;
+  for (int v = 1; v <= ntiles; ++v) {
+    if (ait::VulkanKernels::matmul_tiles()[v - 1].shared_bytes > shared) continue;
+    for (int s : {1, 2, 3, 4, 6, 8}) configs.push_back({v, s});
+  }
+  if (slow) configs = {{0, 0}, {1, 1}, {2, 1}, {2, 3}, {3, 1}, {4, 1}, {4, 2}, {5, 1}};
   const int rounds = 2;
   for (Shape sh : shapes) {
     if (slow) sh.M /= 16;
@@ -81,8 +88,8 @@ int main(int argc, char** argv) {
     std::vector<double> err(configs.size(), 0.0);
     for (int round = 0; round < rounds; ++round)
       for (size_t ci = 0; ci < configs.size(); ++ci) {
-        vk->set_matmul_variant(configs[ci].first);
-        vk->set_matmul_splits(configs[ci].second);
+        vk->set_matmul_variant(configs[ci].variant);
+        vk->set_matmul_splits(configs[ci].splits);
         dev->matmul(*a, *b, *c, m);
         dev->matmul(*a, *b, *c, m);
         dev->sync();
@@ -101,15 +108,38 @@ int main(int argc, char** argv) {
         }
         best[ci] = std::max(best[ci], 2.0 * M * N * K * reps / since(t0) / 1e9);
       }
-    std::printf("\n%s  M %d N %d K %d\n%-10s %7s %10s %10s\n", sh.what, M, N, K, "variant", "splits", "GFLOP/s",
-                "rel err");
+    // One line per tile: GFLOP/s by split count; the largest error.
+    std::printf("\n%s  M %d N %d K %d   auto: %.1f GFLOP/s\n%-22s", sh.what, M, N, K, best[0], "tile");
+    std::vector<int> split_cols;
+    for (const Config& cf : configs)
+      if (cf.variant > 0 && std::find(split_cols.begin(), split_cols.end(), cf.splits) == split_cols.end())
+        split_cols.push_back(cf.splits);
+    std::sort(split_cols.begin(), split_cols.end());
+    for (int sp : split_cols) std::printf("  split%-3d", sp);
+    std::printf("  max rel err\n");
     size_t bi = 0;
-    for (size_t ci = 0; ci < configs.size(); ++ci) {
-      std::printf("%-10d %7d %10.1f %10.2g\n", configs[ci].first, configs[ci].second, best[ci], err[ci]);
+    for (size_t ci = 1; ci < configs.size(); ++ci) {
       if (best[ci] > best[bi]) bi = ci;
+      if (configs[ci - 1].variant == configs[ci].variant) continue;  // one line per tile
+      std::printf("%d %-20s", configs[ci].variant, ait::VulkanKernels::matmul_tiles()[configs[ci].variant - 1].shader);
+      double row_err = 0;
+      for (int sp : split_cols) {
+        double g = -1;
+        for (size_t cj = ci; cj < configs.size() && configs[cj].variant == configs[ci].variant; ++cj)
+          if (configs[cj].splits == sp) {
+            g = best[cj];
+            row_err = std::max(row_err, err[cj]);
+          }
+        if (g < 0)
+          std::printf("  %8s", "-");
+        else
+          std::printf("  %8.1f", g);
+      }
+      std::printf("  %.2g\n", row_err);
     }
-    std::printf("best: variant %d splits %d %.1f GFLOP/s (auto %.1f)\n", configs[bi].first, configs[bi].second,
-                best[bi], best[0]);
+    std::printf("best: variant %d (%s) splits %d: %.1f GFLOP/s; auto %.1f\n", configs[bi].variant,
+                configs[bi].variant ? ait::VulkanKernels::matmul_tiles()[configs[bi].variant - 1].shader : "auto",
+                configs[bi].splits, best[bi], best[0]);
   }
   vk->set_matmul_variant(0);
   vk->set_matmul_splits(0);

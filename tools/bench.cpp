@@ -279,14 +279,24 @@ std::string source_dir() {
   return env ? env : AIT_SOURCE_DIR;
 }
 
-bool torch_available() { return std::system("/usr/bin/python3 -c 'import torch' >/dev/null 2>&1") == 0; }
+// Debian's python3-torch lives under /usr/bin/python3 (the python3 on PATH may lack it);
+// AIT_BENCH_PYTHON names another interpreter (e.g. a GPU machine's CUDA build of PyTorch).
+std::string python() {
+  const char* env = std::getenv("AIT_BENCH_PYTHON");
+  return env && *env ? env : "/usr/bin/python3";
+}
+bool torch_available() { return std::system((python() + " -c 'import torch' >/dev/null 2>&1").c_str()) == 0; }
+bool torch_cuda_available() {
+  return std::system((python() + " -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)' >/dev/null 2>&1")
+                         .c_str()) == 0;
+}
 
 std::string theirs_cmd(const ModelCase& c, int blas_threads, int steps, const std::string& device) {
   std::string cfg = "/tmp/ait-bench-" + std::string(c.preset) + ".json";
   std::ofstream(cfg) << config_of(c).to_json().dump();
   // OpenBLAS's best settings for PyTorch: the machine's core-type pins unset, thread count tried.
   return "env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OPENBLAS_NUM_THREADS=" + std::to_string(blas_threads) +
-         " /usr/bin/python3 " + source_dir() + "/tools/reference/ait_reference.py bench --config " + cfg +
+         " " + python() + " " + source_dir() + "/tools/reference/ait_reference.py bench --config " + cfg +
          " --batch-size " + std::to_string(c.batch) + " --steps " + std::to_string(steps) + " --threads 2 --device " +
          device + " 2>/dev/null";
 }
@@ -379,16 +389,37 @@ void bench_vulkan() {
     std::printf("%-34s %10.1f\n", label, gf);
   }
   std::string device_arg = spec ? spec : "vulkan";
-  std::printf("%-28s %10s %10s %10s\n", "model", "train/s", "eval/s", "host MB");
+  // Beside a real GPU, PyTorch CUDA (eager, fp32) runs the same models when it is available.
+  const bool cuda = !slow && torch_cuda_available();
+  std::printf("%-16s %10s %10s %8s", "model", "train/s", "eval/s", "host MB");
+  if (cuda) std::printf(" | %12s %10s %10s | %7s", "torch cuda/s", "eval/s", "dev MB", "train x");
+  std::printf("\n");
   for (const ModelCase& c : {kTiny, kSmall}) {
+    const std::string name = std::string(c.preset) + " b" + std::to_string(c.batch);
     if (slow && std::string(c.preset) == "small") {
-      std::printf("%-28s skipped on a CPU rasteriser\n", "small b64");
+      std::printf("%-16s skipped on a CPU rasteriser\n", name.c_str());
       continue;
     }
-    ait::Json o = run_json(ours_cmd(c, device_arg, slow ? 0.0 : 5.0, slow ? 1 : 5));
-    std::printf("%-28s %10.1f %10.1f %10.0f\n", (std::string(c.preset) + " b" + std::to_string(c.batch)).c_str(),
-                num(o, "train_images_per_s"), num(o, "eval_images_per_s"), num(o, "peak_rss_mb"));
+    const int rounds = cuda ? 2 : 1;  // ours, theirs, ours, theirs: drift cancels in the ratio
+    double tr = 0, ev = 0, mem = 0, th_tr = 0, th_ev = 0, th_mem = 0;
+    for (int r = 0; r < rounds; ++r) {
+      ait::Json o = run_json(ours_cmd(c, device_arg, slow ? 0.0 : 3.0, slow ? 1 : 5));
+      tr += num(o, "train_images_per_s") / rounds;
+      ev += num(o, "eval_images_per_s") / rounds;
+      mem = std::max(mem, num(o, "peak_rss_mb"));
+      if (!cuda) continue;
+      ait::Json t = run_json(theirs_cmd(c, 1, 30, "cuda"));
+      th_tr += num(t, "train_images_per_s") / rounds;
+      th_ev += num(t, "eval_images_per_s") / rounds;
+      th_mem = std::max(th_mem, num(t, "peak_device_mb"));
+    }
+    std::printf("%-16s %10.1f %10.1f %8.0f", name.c_str(), tr, ev, mem);
+    if (cuda) std::printf(" | %12.1f %10.1f %10.0f | %6.2fx", th_tr, th_ev, th_mem, th_tr > 0 ? tr / th_tr : 0.0);
+    std::printf("\n");
   }
+  if (cuda)
+    std::printf("(images/s, mean of 2 alternating rounds; train x = ours / PyTorch CUDA training images/s;\n"
+                " PyTorch: %s tools/reference/ait_reference.py bench --device cuda)\n", python().c_str());
 }
 
 struct Section {
