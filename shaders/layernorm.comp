@@ -34,18 +34,33 @@ void main() {
   uint base = row * pc.cols;
   // Deviations from the row's first element: a constant row gets its mean exactly and variance
   // exactly 0 (the CPU backend does the same).
+  // Each loop takes four elements per step with independent partial sums, so a thread has four
+  // loads in flight: rows far longer than the workgroup (e.g. the head's T * D) are bound by
+  // memory latency, not bandwidth.
   float shift = in_range ? x[base] : 0.0;
-  float s = 0.0;
-  for (uint c = lane; c < cols; c += lanes) s += x[base + c] - shift;
-  float mean = shift + seg_sum(s, lanes) / float(pc.cols);
-  float q = 0.0;
-  for (uint c = lane; c < cols; c += lanes) {
-    float d = x[base + c] - mean;
-    q += d * d;
-  }
-  float var = seg_sum(q, lanes) / float(pc.cols);
+  float s[4] = float[4](0.0, 0.0, 0.0, 0.0);
+  for (uint c0 = lane; c0 < cols; c0 += 4 * lanes)
+    [[unroll]] for (uint u = 0; u < 4; ++u) {
+      uint c = c0 + u * lanes;
+      if (c < cols) s[u] += x[base + c] - shift;
+    }
+  float mean = shift + seg_sum((s[0] + s[1]) + (s[2] + s[3]), lanes) / float(pc.cols);
+  float q[4] = float[4](0.0, 0.0, 0.0, 0.0);
+  for (uint c0 = lane; c0 < cols; c0 += 4 * lanes)
+    [[unroll]] for (uint u = 0; u < 4; ++u) {
+      uint c = c0 + u * lanes;
+      if (c < cols) {
+        float d = x[base + c] - mean;
+        q[u] += d * d;
+      }
+    }
+  float var = seg_sum((q[0] + q[1]) + (q[2] + q[3]), lanes) / float(pc.cols);
   float rstd = 1.0 / sqrt(var + pc.eps);
-  for (uint c = lane; c < cols; c += lanes) y[base + c] = (x[base + c] - mean) * rstd * w[c] + b[c];
+  for (uint c0 = lane; c0 < cols; c0 += 4 * lanes)
+    [[unroll]] for (uint u = 0; u < 4; ++u) {
+      uint c = c0 + u * lanes;
+      if (c < cols) y[base + c] = (x[base + c] - mean) * rstd * w[c] + b[c];
+    }
   if (in_range && lane == 0) {
     mean_out[row] = mean;
     rstd_out[row] = rstd;

@@ -33,19 +33,29 @@ void main() {
   uint cols = in_range ? pc.cols : 0u;
   uint base = row * pc.cols;
   float mean = in_range ? mean_in[row] : 0.0, rstd = in_range ? rstd_in[row] : 0.0;
-  float sg = 0.0, sgx = 0.0;
-  for (uint c = lane; c < cols; c += lanes) {
-    float xh = (x[base + c] - mean) * rstd;
-    float g = dy[base + c] * w[c];
-    sg += g;
-    sgx += g * xh;
-  }
+  // Four elements per loop step with independent partial sums (as in layernorm.comp): four
+  // loads in flight per thread on long rows.
+  float sg[4] = float[4](0.0, 0.0, 0.0, 0.0), sgx[4] = float[4](0.0, 0.0, 0.0, 0.0);
+  for (uint c0 = lane; c0 < cols; c0 += 4 * lanes)
+    [[unroll]] for (uint u = 0; u < 4; ++u) {
+      uint c = c0 + u * lanes;
+      if (c < cols) {
+        float xh = (x[base + c] - mean) * rstd;
+        float g = dy[base + c] * w[c];
+        sg[u] += g;
+        sgx[u] += g * xh;
+      }
+    }
   float inv = 1.0 / float(pc.cols);
-  float mg = seg_sum(sg, lanes) * inv;
-  float mgx = seg_sum(sgx, lanes) * inv;
-  for (uint c = lane; c < cols; c += lanes) {
-    float xh = (x[base + c] - mean) * rstd;
-    float g = dy[base + c] * w[c];
-    dx[base + c] = rstd * (g - mg - xh * mgx);
-  }
+  float mg = seg_sum((sg[0] + sg[1]) + (sg[2] + sg[3]), lanes) * inv;
+  float mgx = seg_sum((sgx[0] + sgx[1]) + (sgx[2] + sgx[3]), lanes) * inv;
+  for (uint c0 = lane; c0 < cols; c0 += 4 * lanes)
+    [[unroll]] for (uint u = 0; u < 4; ++u) {
+      uint c = c0 + u * lanes;
+      if (c < cols) {
+        float xh = (x[base + c] - mean) * rstd;
+        float g = dy[base + c] * w[c];
+        dx[base + c] = rstd * (g - mg - xh * mgx);
+      }
+    }
 }

@@ -21,7 +21,9 @@
 // 2 VEC_A / 3 VEC_B: the host guarantees 16-byte alignment of every row and of the operand's
 // contiguous extent (ld, offset, batch stride and the contiguous dimension all multiples of 4),
 // so global loads are single vec4 loads; otherwise four bounds-checked scalar loads.
-// Bindings: 0 A, 1 B, 2 C (each bound once as float[] and, for A and B, aliased as vec4[]).
+// 4 HAS_BIAS: C[b, m, n] += bias[n] after alpha and beta (a linear layer's bias, fused).
+// Bindings: 0 A, 1 B, 2 C (each bound once as float[] and, for A and B, aliased as vec4[]),
+// 3 bias (unused without HAS_BIAS).
 #include "common.glsl"
 
 #ifndef NT
@@ -46,6 +48,7 @@ layout(constant_id = 0) const bool TRANS_A = false;
 layout(constant_id = 1) const bool TRANS_B = false;
 layout(constant_id = 2) const bool VEC_A = false;
 layout(constant_id = 3) const bool VEC_B = false;
+layout(constant_id = 4) const bool HAS_BIAS = false;
 
 layout(push_constant) uniform PC {
   AIT_PC_BASE
@@ -62,6 +65,7 @@ layout(binding = 0) readonly buffer A4 { vec4 a4[]; };
 layout(binding = 1) readonly buffer B { float b[]; };
 layout(binding = 1) readonly buffer B4 { vec4 b4[]; };
 layout(binding = 2) buffer C { float c[]; };
+layout(binding = 3) readonly buffer Bias { float bias[]; };
 
 shared vec4 As[2][QA];
 shared vec4 Bs[2][QB];
@@ -218,6 +222,7 @@ void main() {
               uint idx = cbase + m * pc.ldc + n;
               float r = pc.alpha * v[j];
               if (pc.beta != 0.0) r += pc.beta * c[idx];
+              if (HAS_BIAS) r += bias[n];
               c[idx] = r;
             }
           }

@@ -310,6 +310,15 @@ public:
       });
     else
       for (int64_t i = 0; i < m.batch; ++i) one(i);
+    if (m.bias) {
+      const float* pbias = P(*m.bias);
+      parallel_for(m.batch * m.M, row_grain(m.N), [&](int64_t r0, int64_t r1) {
+        for (int64_t r = r0; r < r1; ++r) {
+          float* row = pc + (r / m.M) * m.stride_c + (r % m.M) * m.ldc;
+          for (int64_t j = 0; j < m.N; ++j) row[j] += pbias[j];
+        }
+      });
+    }
   }
 
   void layernorm(const Buffer& x, const Buffer& w, const Buffer& b, Buffer& y, Buffer& mean, Buffer& rstd,

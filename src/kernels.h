@@ -44,6 +44,7 @@ struct MatmulArgs {
   int64_t stride_a = 0, stride_b = 0, stride_c = 0;  // between batch items (0: shared operand)
   int64_t off_a = 0, off_b = 0, off_c = 0;
   float alpha = 1.0f, beta = 0.0f;        // C = alpha * op(A) op(B) + beta * C
+  const Buffer* bias = nullptr;           // when set: then C[b, m, n] += bias[n] (a linear layer)
 };
 
 struct AdamWArgs {

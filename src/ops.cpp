@@ -344,10 +344,20 @@ Tensor slice(const Tensor& x, int axis, int64_t start, int64_t length) {
   if (outer && length && inner) x.dev().copy_blocks(x.buf(), start * inner, n * inner, y.buf(), 0, length * inner, outer, length * inner, false);
   if (Node* nd = attach_node(y, "slice", {x}))
     nd->backward = [rx = grad_ref(x), sx = x.shape(), dev = &x.dev(), start, length, outer, n, inner](const Tensor& g) {
+      if (!rx) return;
+      // Several slices of one tensor (q, k, v of qkv): the first makes the full-size gradient,
+      // the others add into their block of it in place.
+      if (Tensor* acc = exclusive_grad(rx)) {
+        if (outer && length && inner)
+          dev->copy_blocks(g.buf(), 0, length * inner, acc->buf(), start * inner, n * inner, outer, length * inner, true);
+        return;
+      }
       Tensor dx = Tensor::zeros(sx, dev);
       if (outer && length && inner)
         dev->copy_blocks(g.buf(), 0, length * inner, dx.buf(), start * inner, n * inner, outer, length * inner, false);
+      const bool first = !rx->grad.defined();
       accumulate_grad(rx, dx);
+      if (first) rx->grad_exclusive = true;  // dx is referenced nowhere else
     };
   return y;
 }
@@ -427,9 +437,35 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& bias) {
     throw Error("linear: bias " + shape_str(bias.shape()) + " does not fit weight " + shape_str(w.shape()));
   Shape out = x.shape();
   out.back() = w.dim(0);
-  Tensor x2 = reshape(x, {x.numel() / x.dim(-1), x.dim(-1)});
-  Tensor y = matmul(x2, w, false, true);
-  if (bias.defined()) y = add(y, bias);
+  const int64_t rows = x.numel() / std::max<int64_t>(x.dim(-1), 1), in = w.dim(1), outf = w.dim(0);
+  Tensor x2 = reshape(x, {rows, in});
+  if (!bias.defined() || in == 0) {
+    Tensor y = matmul(x2, w, false, true);
+    if (bias.defined()) y = add(y, bias);
+    return reshape(y, out);
+  }
+  // y = x·wᵀ + b with the bias added in the product's epilogue (one pass over y, not two).
+  same_device("linear", x, w);
+  same_device("linear", x, bias);
+  Tensor y = like({rows, outf}, x2);
+  if (y.numel()) {
+    MatmulArgs m;
+    m.M = rows, m.N = outf, m.K = in;
+    m.trans_b = true;
+    m.lda = in, m.ldb = in, m.ldc = outf;
+    m.bias = &bias.buf();
+    x.dev().matmul(x2.buf(), w.buf(), y.buf(), m);
+  }
+  if (Node* n = attach_node(y, "linear", {x2, w, bias})) {
+    GradRef rx = grad_ref(x2), rw = grad_ref(w), rb = grad_ref(bias);
+    Tensor xd = rw ? x2.detach() : Tensor(), wd = rx ? w.detach() : Tensor();
+    n->backward = [rx, rw, rb, xd, wd](const Tensor& g) {
+      // dx = g·w,  dw = gᵀ·x,  db = sum of g over rows.
+      if (rx) accumulate_grad(rx, matmul(g, wd, false, false));
+      if (rw) accumulate_grad(rw, matmul(g, xd, true, false));
+      if (rb) accumulate_grad(rb, sum(g, 0));
+    };
+  }
   return reshape(y, out);
 }
 

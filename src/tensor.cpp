@@ -117,13 +117,19 @@ Tensor& Tensor::set_requires_grad(bool on) {
 }
 Tensor Tensor::grad() const {
   const TensorImpl& t = need(impl_);
-  return t.meta ? t.meta->grad : Tensor();
+  if (!t.meta) return Tensor();
+  t.meta->grad_exclusive = false;  // now shared with the caller
+  return t.meta->grad;
 }
 void Tensor::zero_grad() {
   TensorImpl& t = need(impl_);
   if (t.meta) t.meta->grad = Tensor();
 }
-void Tensor::set_grad(const Tensor& g) { meta_of(need(impl_)).grad = g; }
+void Tensor::set_grad(const Tensor& g) {
+  AutogradMeta& m = meta_of(need(impl_));
+  m.grad = g;
+  m.grad_exclusive = false;
+}
 const std::string& Tensor::name() const { return need(impl_).name; }
 Tensor& Tensor::set_name(const std::string& n) {
   TensorImpl& t = need(impl_);
@@ -156,11 +162,15 @@ void accumulate_grad(const GradRef& r, const Tensor& g) {
     // Gradients are never modified in place by ops, so the first contribution can be shared;
     // a second one then goes into a fresh buffer.
     m.grad = g.detach();
+    m.grad_exclusive = false;
     return;
   }
   NoGradScope no_grad;
   m.grad = add(m.grad, g);
+  m.grad_exclusive = true;  // add's output is a fresh buffer
 }
+
+Tensor* exclusive_grad(const GradRef& r) { return r && r->grad.defined() && r->grad_exclusive ? &r->grad : nullptr; }
 
 namespace {
 thread_local bool t_grad_enabled = true;

@@ -88,6 +88,7 @@ private:
 struct AutogradMeta {
   bool requires_grad = false;
   Tensor grad;
+  bool grad_exclusive = false;  // grad's buffer is this slot's alone: backward may add into it in place
   std::shared_ptr<Node> node;  // null for leaves and for tensors made without gradients
   Shape shape;
   Kernels* dev = nullptr;
@@ -114,6 +115,9 @@ struct TensorImpl {
 GradRef grad_ref(const Tensor& t);
 // Adds g into the slot's gradient (allocating it on first use). No-op for a null slot.
 void accumulate_grad(const GradRef& r, const Tensor& g);
+// The slot's gradient when a backward step may add into it in place (it exists and no other
+// tensor shares its buffer), else null.
+Tensor* exclusive_grad(const GradRef& r);
 inline void accumulate_grad(const Tensor& t, const Tensor& g) { accumulate_grad(grad_ref(t), g); }
 
 // Gradient mode: when off (NoGradScope), ops record no graph.

@@ -364,9 +364,13 @@ void VulkanKernels::permute(const Buffer& x, Buffer& y, int rank, const int64_t*
     pc.shape[d] = u32(shape[d], k, "shape");
     pc.stride[d] = u32(stride[d], k, "stride");
   }
-  auto& p = ctx_->pipeline("permute", 2, sizeof(Pc));
+  // Four elements per thread when the innermost output axis is contiguous in x, a multiple of
+  // 4 long, and every other stride keeps vec4 alignment.
+  bool vec4 = stride[r - 1] == 1 && shape[r - 1] % 4 == 0;
+  for (int d = 0; d + 1 < r; ++d) vec4 = vec4 && stride[d] % 4 == 0;
+  auto& p = ctx_->pipeline("permute", 2, sizeof(Pc), {vec4 ? 1u : 0u});
   ctx_->dispatch(k, p, {ctx_->bind(x, k, 0, total), ctx_->bind(y, k, 0, total)}, &pc, sizeof pc,
-                 groups_for(total, kWG));
+                 groups_for(vec4 ? total / 4 : total, kWG));
 }
 
 namespace {
@@ -475,6 +479,9 @@ const std::vector<VulkanKernels::MatmulTile>& VulkanKernels::matmul_tiles() {
       {"matmul128x64", 128, 64, 2 * 8 * 192 * 4},       // 3: 256 threads, 8 x 4 each, K step 8
       {"matmul128x64t128", 128, 64, 2 * 16 * 192 * 4},  // 4: 128 threads, 8 x 8 each, K step 16
       {"matmul128x64t128k8", 128, 64, 2 * 8 * 192 * 4},  // 5: as 4, K step 8
+      {"matmul64x128t128", 64, 128, 2 * 16 * 192 * 4},  // 6: 128 threads, 8 x 8 each, K step 16
+      {"matmul128x64t128k32", 128, 64, 2 * 32 * 192 * 4},  // 7: as 4, K step 32
+      {"matmul64x64t64", 64, 64, 2 * 16 * 128 * 4},    // 8: 64 threads, 8 x 8 each, K step 16
   };
   return tiles;
 }
@@ -505,6 +512,7 @@ void VulkanKernels::matmul(const Buffer& a, const Buffer& b, Buffer& c, const Ma
   need(a, static_cast<uint64_t>(g.off_a) + span_a, k, "A");
   need(b, static_cast<uint64_t>(g.off_b) + span_b, k, "B");
   need(c, static_cast<uint64_t>(g.off_c) + span_c, k, "C");
+  if (g.bias) need(*g.bias, N, k, "bias");
 
   struct Pc {
     PcBase base;
@@ -551,9 +559,9 @@ void VulkanKernels::matmul(const Buffer& a, const Buffer& b, Buffer& c, const Ma
     // 256-thread tiles (and 256-thread tiles with K step 16) at every shape, by 3-40%. It is the choice for large problems on a GPU,
     // with K step 16 where the device offers its 24 KiB of shared memory, else K step 8. A
     // CPU-type device (lavapipe) runs the 256-thread 128 x 128 tile faster. Small problems
-    // take the 64 x 64 tile, which leaves fewer workgroups idle.
+    // take the 64 x 64 tile, which leaves fewer workgroups idle. (Every tile gets split-K below.)
     const bool gpu = ctx_->info().type != "cpu";
-    if (big && gpu)
+    if (gpu && M >= 128 && N >= 64)
       variant = tiles_table[3].shared_bytes <= ctx_->limits().max_shared_memory ? 4 : 5;
     else
       variant = big ? 2 : 1;
@@ -566,23 +574,27 @@ void VulkanKernels::matmul(const Buffer& a, const Buffer& b, Buffer& c, const Ma
   if (splits == 0) {
     splits = 1;
     // Split-K when the output has too few tiles to fill a GPU but K is long (weight gradients:
-    // small M x N, K = batch x tokens): about 512 workgroups (a few per compute unit on a large
-    // GPU) with K pieces of at least 256. (On the H200, dW of qkv, 216 tiles of 128 x 64: 3
-    // splits measured best, as this rule picks.)
-    if (tiles < 256 && K >= 1024) splits = std::min<uint64_t>({groups_for(512, tiles), K / 256, 64});
+    // small M x N, K = batch x tokens): about 640 workgroups (a few per compute unit on a large
+    // GPU) with K pieces of at least 256. On the H200 with 128 x 64 tiles and K = 4096 this picks
+    // 3 splits for 216 and 288 tiles (measured best: 3 and 4, the latter 3% faster) and 9 for 72
+    // (best measured: 8); 384 tiles run fastest unsplit.
+    if (tiles < 384 && K >= 1024) splits = std::min<uint64_t>({groups_for(640, tiles), K / 256, 64});
   }
   const uint64_t scratch_cap = std::min<uint64_t>(uint64_t(64) << 20, ctx_->max_binding_elems());  // elements
   while (splits > 1 && splits * B * M * N > scratch_cap) splits /= 2;
   if (K == 0) splits = 1;
   if (splits > 1) {
-    uint64_t k_len = (groups_for(K, splits) + 15) / 16 * 16;  // multiple of both K steps
+    uint64_t k_len = (groups_for(K, splits) + 31) / 32 * 32;  // a multiple of every K step
     splits = groups_for(K, k_len);
     pc.k_len = static_cast<uint32_t>(k_len);
   }
-  auto& p = ctx_->pipeline(tl.shader, 3, sizeof(Pc),
-                           {g.trans_a ? 1u : 0u, g.trans_b ? 1u : 0u, vec_a ? 1u : 0u, vec_b ? 1u : 0u});
+  const vk::BindRange bbias = g.bias ? ctx_->bind(*g.bias, k, 0, N) : ctx_->dummy();
+  auto pipe = [&](bool bias) -> vk::Pipeline& {
+    return ctx_->pipeline(tl.shader, 4, sizeof(Pc),
+                          {g.trans_a ? 1u : 0u, g.trans_b ? 1u : 0u, vec_a ? 1u : 0u, vec_b ? 1u : 0u, bias ? 1u : 0u});
+  };
   if (splits <= 1) {
-    ctx_->dispatch(k, p, {ba, bb, bc}, &pc, sizeof pc, groups_for(N, tl.bn), groups_for(M, tl.bm), B);
+    ctx_->dispatch(k, pipe(g.bias), {ba, bb, bc, bbias}, &pc, sizeof pc, groups_for(N, tl.bn), groups_for(M, tl.bm), B);
     return;
   }
   // Partial products: scratch [splits, batch, M, N], alpha 1, beta 0.
@@ -596,8 +608,8 @@ void VulkanKernels::matmul(const Buffer& a, const Buffer& b, Buffer& c, const Ma
   part.beta = 0.0f;
   part.splits = static_cast<uint32_t>(splits);
   part.split_stride_c = u32(static_cast<int64_t>(B * mn), k, "batch * M * N");
-  ctx_->dispatch(k, p, {ba, bb, ctx_->bind(*scratch, k)}, &part, sizeof part, groups_for(N, tl.bn),
-                 groups_for(M, tl.bm), B * splits);
+  ctx_->dispatch(k, pipe(false), {ba, bb, ctx_->bind(*scratch, k), ctx_->dummy()}, &part, sizeof part,
+                 groups_for(N, tl.bn), groups_for(M, tl.bm), B * splits);
   struct PcR {
     PcBase base;
     uint32_t M, N, batch, splits, ldc, stride_c, off_c;
@@ -605,8 +617,8 @@ void VulkanKernels::matmul(const Buffer& a, const Buffer& b, Buffer& c, const Ma
   } pr{{}, pc.M, pc.N, static_cast<uint32_t>(B), static_cast<uint32_t>(splits), pc.ldc, pc.stride_c, pc.off_c,
        pc.alpha, pc.beta};
   u32(static_cast<int64_t>(B * mn), k, "batch * M * N");
-  auto& pr_pipe = ctx_->pipeline("matmul_reduce", 2, sizeof pr);
-  ctx_->dispatch(k, pr_pipe, {ctx_->bind(*scratch, k), bc}, &pr, sizeof pr, groups_for(B * mn, kWG));
+  auto& pr_pipe = ctx_->pipeline("matmul_reduce", 3, sizeof pr, {g.bias ? 1u : 0u});
+  ctx_->dispatch(k, pr_pipe, {ctx_->bind(*scratch, k), bc, bbias}, &pr, sizeof pr, groups_for(B * mn, kWG));
 }
 
 // ---- row-wise ----

@@ -314,6 +314,26 @@ TEST(Autodiff, FanOutAccumulates) {
             {random_tensor({3, 13}, 1101), random_tensor({3, 13}, 1102)});
 }
 
+TEST(Autodiff, SlicesAddIntoOneGradientWithoutTouchingAHandedOutOne) {
+  // Rows 0-1 (twice), 1-3 and 4 of x: d/dx = 2, 3, 1, 1, 1 per row. The second and later
+  // slices add into the first one's gradient in place; a gradient already handed out stays put.
+  Tensor x = random_tensor({5, 4}, 1150).set_requires_grad(true);
+  auto loss = [&] {
+    return add(add(scale(sum_all(slice(x, 0, 0, 2)), 2.0f), sum_all(slice(x, 0, 1, 3))), sum_all(slice(x, 0, 4, 1)));
+  };
+  const float want[5] = {2, 3, 1, 1, 1};
+  loss().backward();
+  Tensor first = x.grad();
+  std::vector<float> g1 = first.to_vector();
+  for (int64_t i = 0; i < 20; ++i) EXPECT_EQ(g1[i], want[i / 4]) << i;
+  loss().backward();  // accumulates: 2 * want
+  std::vector<float> g2 = x.grad().to_vector(), again = first.to_vector();
+  for (int64_t i = 0; i < 20; ++i) {
+    EXPECT_EQ(g2[i], 2 * want[i / 4]) << i;
+    EXPECT_EQ(again[i], want[i / 4]) << i << ": a gradient handed out earlier was modified";
+  }
+}
+
 TEST(Autodiff, OnlyWhatNeedsIt) {
   Tensor a = random_tensor({3, 3}, 1200).set_requires_grad(true), b = random_tensor({3, 3}, 1201);
   Tensor y = sum_all(matmul(a, b));

@@ -585,7 +585,9 @@ TEST_F(VulkanTest, Permute) {
   for (int64_t n : kSizes) {
     cases.push_back({{n, 13}, {1, 0}});
     cases.push_back({{n, 3, 5}, {2, 0, 1}});
-    cases.push_back({{2, n, 3, 4}, {0, 2, 1, 3}});
+    cases.push_back({{2, n, 3, 4}, {0, 2, 1, 3}});  // innermost axis stays: 4 per thread
+    cases.push_back({{n, 2, 3, 8}, {2, 1, 0, 3}});
+    cases.push_back({{n, 4}, {1, 0}});
     cases.push_back({{n}, {0}});
   }
   cases.push_back({{200, 200}, {1, 0}});
@@ -680,13 +682,20 @@ struct MM {
   int64_t pad = 0;  // extra leading-dimension padding
   int64_t off = 0;  // element offsets of A, B, C
   float alpha = 1.0f, beta = 0.0f;
+  bool bias = false;  // C += bias[n] (fused)
 };
 }  // namespace
 
-static std::vector<int> all_tile_variants() {
+// The tile variants whose shared memory the device offers (asking for another one is an error,
+// checked in MatmulTileBeyondSharedMemoryIsAnError).
+static std::vector<int> all_tile_variants(Kernels* vk) {
   std::vector<int> v;
 #ifdef AIT_VULKAN
-  for (size_t i = 1; i <= VulkanKernels::matmul_tiles().size(); ++i) v.push_back(static_cast<int>(i));
+  const uint32_t shared = dynamic_cast<VulkanKernels*>(vk)->context().limits().max_shared_memory;
+  for (size_t i = 1; i <= VulkanKernels::matmul_tiles().size(); ++i)
+    if (VulkanKernels::matmul_tiles()[i - 1].shared_bytes <= shared) v.push_back(static_cast<int>(i));
+#else
+  (void)vk;
 #endif
   return v;
 }
@@ -723,11 +732,14 @@ static void run_matmul(Kernels* vk, const MM& t, int variant, int seed, int spli
     for (size_t i = 0; i < c0.size(); i += 3) c0[i] = NAN;  // must be overwritten, not read
   Dual c = make_dual(vk, c0, 11);
   g.off_c = 11;
+  Dual bias = make_dual(vk, randn(t.N, 500 + seed));
+  if (t.bias) g.bias = bias.v.get();
   vk->matmul(*a.v, *b.v, *c.v, g);
+  if (t.bias) g.bias = bias.c.get();
   cpu().matmul(*a.c, *b.c, *c.c, g);
   std::string ctx = "batch " + std::to_string(t.batch) + " M " + std::to_string(t.M) + " N " + std::to_string(t.N) +
                     " K " + std::to_string(t.K) + (t.ta ? " Aᵀ" : "") + (t.tb ? " Bᵀ" : "") +
-                    (t.shared_b ? " shared B" : "") + " pad " + std::to_string(t.pad) + " off " +
+                    (t.shared_b ? " shared B" : "") + (t.bias ? " bias" : "") + " pad " + std::to_string(t.pad) + " off " +
                     std::to_string(t.off) + " alpha " + std::to_string(t.alpha) + " beta " + std::to_string(t.beta) +
                     " variant " + std::to_string(variant) + " splits " + std::to_string(splits);
   // Padding columns of C (ld > N) are not written by either backend; compare everything.
@@ -764,7 +776,7 @@ TEST_F(VulkanTest, MatmulSizesAndTransposes) {
   int seed = 0;
   for (int64_t s : kSizes)
     for (int tr = 0; tr < 4; ++tr)
-      for (int variant : all_tile_variants()) run_matmul(vk, {1, s, s, s, bool(tr & 1), bool(tr & 2)}, variant, seed++);
+      for (int variant : all_tile_variants(vk)) run_matmul(vk, {1, s, s, s, bool(tr & 1), bool(tr & 2)}, variant, seed++);
   // Mixed extents (thin, wide, deep), all transposes.
   const std::vector<std::array<int64_t, 3>> mixed = {{1, 200, 13}, {200, 1, 127}, {127, 3, 200}, {13, 200, 1},
                                                       {3, 127, 200}, {200, 13, 3}, {130, 140, 0}};
@@ -772,11 +784,36 @@ TEST_F(VulkanTest, MatmulSizesAndTransposes) {
     for (int tr = 0; tr < 4; ++tr) run_matmul(vk, {1, M, N, K, bool(tr & 1), bool(tr & 2)}, 0, seed++);
 }
 
+TEST_F(VulkanTest, MatmulTileBeyondSharedMemoryIsAnError) {
+#ifdef AIT_VULKAN
+  auto* vkk = dynamic_cast<VulkanKernels*>(vk);
+  const uint32_t shared = vkk->context().limits().max_shared_memory;
+  int too_big = 0;
+  for (size_t i = 1; i <= VulkanKernels::matmul_tiles().size(); ++i)
+    if (VulkanKernels::matmul_tiles()[i - 1].shared_bytes > shared) too_big = static_cast<int>(i);
+  if (too_big == 0) GTEST_SKIP() << "every tile fits this device's " << shared << " bytes of shared memory";
+  BufferPtr a = vk->alloc(64), b = vk->alloc(64), c = vk->alloc(64);
+  MatmulArgs g;
+  g.M = g.N = g.K = 8;
+  g.lda = g.ldb = g.ldc = 8;
+  vkk->set_matmul_variant(too_big);
+  try {
+    vk->matmul(*a, *b, *c, g);
+    ADD_FAILURE() << "no error for a tile needing more shared memory than the device has";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("bytes of shared memory"), std::string::npos) << e.what();
+  }
+  vkk->set_matmul_variant(0);
+#else
+  GTEST_SKIP() << "built without Vulkan";
+#endif
+}
+
 TEST_F(VulkanTest, MatmulBatchOffsetsAlphaBeta) {
   int seed = 1000;
   for (int tr = 0; tr < 4; ++tr) {
     bool ta = tr & 1, tb = tr & 2;
-    for (int variant : all_tile_variants()) {
+    for (int variant : all_tile_variants(vk)) {
       run_matmul(vk, {3, 13, 127, 13, ta, tb}, variant, seed++);
       run_matmul(vk, {2, 127, 13, 200, ta, tb, /*shared_b=*/true}, variant, seed++);
       run_matmul(vk, {2, 130, 129, 17, ta, tb, false, /*pad=*/3, /*off=*/5, 0.5f, 0.0f}, variant, seed++);
@@ -785,6 +822,9 @@ TEST_F(VulkanTest, MatmulBatchOffsetsAlphaBeta) {
       // Split-K (partial products + ordered reduction), forced and automatic.
       run_matmul(vk, {2, 13, 127, 200, ta, tb, false, 1, 3, 0.5f, 0.0f}, variant, seed++, 3);
       run_matmul(vk, {1, 130, 3, 77, ta, tb, false, 4, 8, -1.0f, 0.25f}, variant, seed++, 5);
+      // Fused bias, with and without split-K.
+      run_matmul(vk, {2, 127, 13, 200, ta, tb, false, 0, 0, 1.0f, 0.0f, true}, variant, seed++);
+      run_matmul(vk, {1, 13, 130, 300, ta, tb, false, 1, 3, 0.5f, 0.5f, true}, variant, seed++, 3);
     }
     run_matmul(vk, {1, 13, 20, 3000, ta, tb, false, 0, 0, 1.0f, 0.0f}, 0, seed++);  // auto split-K
   }
@@ -800,8 +840,13 @@ TEST_F(VulkanTest, MatmulBatchOffsetsAlphaBeta) {
 
 TEST_F(VulkanTest, LayerNormForwardBackward) {
   int seed = 0;
+  std::vector<std::pair<int64_t, int64_t>> shapes;
   for (int64_t rows : kSizes)
-    for (int64_t cols : kSizes) {
+    for (int64_t cols : kSizes) shapes.push_back({rows, cols});
+  // Rows longer than four passes of a workgroup (the head's LayerNorm over T * D).
+  shapes.push_back({3, 4 * 256 + 1001});
+  shapes.push_back({1, 4 * 256 * 3});
+  for (auto [rows, cols] : shapes) {
       int64_t n = rows * cols;
       Dual x = make_dual(vk, randn(n, 500 + seed, 2.0f)), w = make_dual(vk, randn(cols, 501 + seed));
       Dual b = make_dual(vk, randn(cols, 502 + seed)), dy = make_dual(vk, randn(n, 503 + seed));
@@ -812,7 +857,22 @@ TEST_F(VulkanTest, LayerNormForwardBackward) {
       vk->layernorm(*x.v, *w.v, *b.v, *y.v, *mean.v, *rstd.v, rows, cols, 1e-5f);
       cpu().layernorm(*x.c, *w.c, *b.c, *y.c, *mean.c, *rstd.c, rows, cols, 1e-5f);
       expect_rel(y, "layernorm", ctx);
-      expect_rel(mean, "layernorm(mean)", ctx);
+      {
+        // The mean of a row can cancel to near 0: its error is measured against the row's mean
+        // magnitude, max over rows of |v - c| / (sum |x| / cols) (as reduce_sum's); two float32
+        // sums of up to 3000 terms in different orders differ by about sqrt(n) ulp.
+        Got g = get(mean, "layernorm(mean) " + ctx);
+        std::vector<float> xs = fetch(cpu(), x.c, x.total());
+        double worst = 0;
+        for (int64_t r = 0; r < rows; ++r) {
+          double mag = 0;
+          for (int64_t c = 0; c < cols; ++c) mag += std::fabs(xs[r * cols + c]);
+          worst = std::max(worst, std::fabs(double(g.v[r]) - g.c[r]) / std::max(mag / cols, 1e-30));
+        }
+        record("layernorm(mean)", "rel/|x|", worst);
+        EXPECT_LE(worst, 5e-6) << "layernorm(mean) " << ctx;
+        EXPECT_TRUE(all_finite(g.v));
+      }
       expect_rel(rstd, "layernorm(rstd)", ctx);
       // Backward from the CPU's saved statistics on both sides (isolates the backward kernel).
       std::vector<float> mu = get(mean, "mean").c, rs = get(rstd, "rstd").c;

@@ -50,7 +50,10 @@ int main(int argc, char** argv) {
                                {"mlp1 X[4096x768]*W^T", false, true, 4096, 3072, 768},
                                {"mlp2 X[4096x3072]*W^T", false, true, 4096, 768, 3072},
                                {"dX dY[4096x2304]*W", false, false, 4096, 768, 2304},
-                               {"dW dY^T[2304x4096]*X", true, false, 2304, 768, 4096}};
+                               {"dW dY^T[2304x4096]*X", true, false, 2304, 768, 4096},
+                               {"proj X[4096x768]*W^T", false, true, 4096, 768, 768},
+                               {"dW fc1 dY^T[3072x4096]*X", true, false, 3072, 768, 4096},
+                               {"dW proj dY^T[768x4096]*X", true, false, 768, 768, 4096}};
   struct Config {
     int variant, splits;
   };

@@ -291,14 +291,15 @@ bool torch_cuda_available() {
                          .c_str()) == 0;
 }
 
-std::string theirs_cmd(const ModelCase& c, int blas_threads, int steps, const std::string& device) {
+std::string theirs_cmd(const ModelCase& c, int blas_threads, int steps, const std::string& device,
+                       const std::string& extra = "") {
   std::string cfg = "/tmp/ait-bench-" + std::string(c.preset) + ".json";
   std::ofstream(cfg) << config_of(c).to_json().dump();
   // OpenBLAS's best settings for PyTorch: the machine's core-type pins unset, thread count tried.
   return "env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OPENBLAS_NUM_THREADS=" + std::to_string(blas_threads) +
          " " + python() + " " + source_dir() + "/tools/reference/ait_reference.py bench --config " + cfg +
          " --batch-size " + std::to_string(c.batch) + " --steps " + std::to_string(steps) + " --threads 2 --device " +
-         device + " 2>/dev/null";
+         device + extra + " 2>/dev/null";
 }
 
 double num(const ait::Json& j, const char* key) { return j.is_object() && j.has(key) ? j.at(key).as_number() : 0.0; }
@@ -408,7 +409,8 @@ void bench_vulkan() {
       ev += num(o, "eval_images_per_s") / rounds;
       mem = std::max(mem, num(o, "peak_rss_mb"));
       if (!cuda) continue;
-      ait::Json t = run_json(theirs_cmd(c, 1, 30, "cuda"));
+      // As long as ours is measured (3 s), after 10 warm-up steps.
+      ait::Json t = run_json(theirs_cmd(c, 1, 10, "cuda", " --seconds 3 --warmup 10"));
       th_tr += num(t, "train_images_per_s") / rounds;
       th_ev += num(t, "eval_images_per_s") / rounds;
       th_mem = std::max(th_mem, num(t, "peak_device_mb"));

@@ -302,7 +302,7 @@ def dump(ckpt, batch, steps=0, lr=1e-4, wd=0.01, dtype=torch.float64, on_pass=No
     return {k: v.detach().float().contiguous() for k, v in out.items()}
 
 
-def bench(c, batch_size, steps, threads, device="cpu"):
+def bench(c, batch_size, steps, threads, device="cpu", seconds=0.0, warmup=1):
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     dev = torch.device(device)
@@ -324,15 +324,19 @@ def bench(c, batch_size, steps, threads, device="cpu"):
     result = {"batch_size": batch_size, "steps": steps, "threads": threads, "device": device}
     for name, fn, mode in (("train", train_step, model.train), ("eval", eval_step, model.eval)):
         mode()
-        fn()  # warm-up
-        sync()
-        t0 = time.perf_counter()
-        for _ in range(steps):
+        for _ in range(warmup):  # first-use allocation, library heuristics, clocks ramping up
             fn()
         sync()
+        t0 = time.perf_counter()
+        done = 0
+        while done < steps or time.perf_counter() - t0 < seconds:
+            for _ in range(steps):  # launched back to back, synchronised once per round
+                fn()
+            sync()
+            done += steps
         dt = time.perf_counter() - t0
-        result[f"{name}_images_per_s"] = batch_size * steps / dt
-        result[f"{name}_ms_per_step"] = 1000 * dt / steps
+        result[f"{name}_images_per_s"] = batch_size * done / dt
+        result[f"{name}_ms_per_step"] = 1000 * dt / done
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     if dev.type == "cuda":
         result["peak_device_mb"] = torch.cuda.max_memory_allocated() / 2**20
@@ -458,6 +462,9 @@ def main(argv=None):
     a.add_argument("--steps", type=int, required=True)
     a.add_argument("--threads", type=int, default=2)
     a.add_argument("--device", default="cpu", help="cpu or cuda")
+    a.add_argument("--seconds", type=float, default=0.0,
+                   help="repeat rounds of --steps steps until this long has been measured")
+    a.add_argument("--warmup", type=int, default=1, help="untimed steps first")
     a = sub.add_parser("selfcheck", help="finite differences and invariants on a checkpoint")
     a.add_argument("--checkpoint", required=True)
     a.add_argument("--batch", required=True)
@@ -475,7 +482,7 @@ def main(argv=None):
     elif args.cmd == "bench":
         with open(args.config) as f:
             c = check_config(json.load(f))
-        bench(c, args.batch_size, args.steps, args.threads, args.device)
+        bench(c, args.batch_size, args.steps, args.threads, args.device, args.seconds, args.warmup)
     else:
         sys.exit(0 if selfcheck(args.checkpoint, args.batch) else 1)
 
