@@ -168,9 +168,29 @@ void store_tile(uint buf) {
   }
 }
 
+vec4 acc[TM * GN];  // this thread's TM x TN outputs, as TM * GN vec4s
+uint tx, ty;
+
+// One K step from shared-memory buffer `cur`.
+void compute_step(uint cur) {
+  [[unroll]] for (uint kk = 0; kk < BK; ++kk) {
+    vec4 av[GM], bv[GN];
+    [[unroll]] for (uint g = 0; g < GM; ++g) av[g] = As[cur][kk * (BM / 4) + g * WY + ty];
+    [[unroll]] for (uint g = 0; g < GN; ++g) bv[g] = Bs[cur][kk * (BN / 4) + g * WX + tx];
+    [[unroll]] for (uint gi = 0; gi < GM; ++gi) {
+      [[unroll]] for (uint i = 0; i < 4; ++i) {
+        [[unroll]] for (uint gj = 0; gj < GN; ++gj) {
+          acc[(gi * 4 + i) * GN + gj] += av[gi][i] * bv[gj];
+        }
+      }
+    }
+  }
+}
+
 void main() {
   uint lid = gl_LocalInvocationID.x;
-  uint tx = lid % WX, ty = lid / WX;
+  tx = lid % WX;
+  ty = lid / WX;
   uvec3 wg = WG_ID;
   n0 = wg.x * BN;
   m0 = wg.y * BM;
@@ -181,7 +201,6 @@ void main() {
   uint kbeg = split * pc.k_len;
   kend = min(pc.K, kbeg + pc.k_len);
 
-  vec4 acc[TM * GN];
   [[unroll]] for (uint i = 0; i < TM * GN; ++i) acc[i] = vec4(0.0);
 
   uint nk = kend > kbeg ? (kend - kbeg + BK - 1) / BK : 0;
@@ -190,25 +209,32 @@ void main() {
     store_tile(0);
   }
   barrier();
+#ifdef PINGPONG
+  // Two K steps per iteration, buffer 0 then buffer 1: the buffer index is a constant at each
+  // use, so every shared-memory address is a fixed offset from the thread's own.
+  for (uint kt = 0; kt < nk; kt += 2) {
+    bool more = kt + 1 < nk;
+    if (more) load_tile(kbeg + (kt + 1) * BK);
+    compute_step(0u);
+    if (more) store_tile(1u);
+    barrier();
+    if (!more) break;
+    more = kt + 2 < nk;
+    if (more) load_tile(kbeg + (kt + 2) * BK);
+    compute_step(1u);
+    if (more) store_tile(0u);
+    barrier();
+  }
+#else
   for (uint kt = 0; kt < nk; ++kt) {
     uint cur = kt & 1u;
     bool more = kt + 1 < nk;
     if (more) load_tile(kbeg + (kt + 1) * BK);
-    [[unroll]] for (uint kk = 0; kk < BK; ++kk) {
-      vec4 av[GM], bv[GN];
-      [[unroll]] for (uint g = 0; g < GM; ++g) av[g] = As[cur][kk * (BM / 4) + g * WY + ty];
-      [[unroll]] for (uint g = 0; g < GN; ++g) bv[g] = Bs[cur][kk * (BN / 4) + g * WX + tx];
-      [[unroll]] for (uint gi = 0; gi < GM; ++gi) {
-        [[unroll]] for (uint i = 0; i < 4; ++i) {
-          [[unroll]] for (uint gj = 0; gj < GN; ++gj) {
-            acc[(gi * 4 + i) * GN + gj] += av[gi][i] * bv[gj];
-          }
-        }
-      }
-    }
+    compute_step(cur);
     if (more) store_tile(cur ^ 1u);
     barrier();
   }
+#endif
 
   [[unroll]] for (uint gi = 0; gi < GM; ++gi) {
     [[unroll]] for (uint i = 0; i < 4; ++i) {

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 
 #include "rng.h"
@@ -40,7 +41,19 @@ struct PcBase {
 
 }  // namespace
 
-VulkanKernels::VulkanKernels(vk::Context* ctx) : ctx_(ctx) {}
+VulkanKernels::VulkanKernels(vk::Context* ctx) : ctx_(ctx) {
+  // The tile for large products on a GPU (see matmul()): the measured best, unless env
+  // AIT_VK_MATMUL_LARGE_TILE names another shader of matmul_tiles() (for comparing whole steps).
+  const auto& tiles = matmul_tiles();
+  large_tile_ = tiles[3].shared_bytes <= ctx_->limits().max_shared_memory ? 4 : 5;
+  if (const char* env = std::getenv("AIT_VK_MATMUL_LARGE_TILE"); env && *env) {
+    int found = 0;
+    for (size_t i = 0; i < tiles.size(); ++i)
+      if (std::string(env) == tiles[i].shader) found = static_cast<int>(i) + 1;
+    if (found == 0) throw Error(std::string("AIT_VK_MATMUL_LARGE_TILE=") + env + ": no such matmul tile");
+    large_tile_ = found;
+  }
+}
 
 std::string VulkanKernels::name() const {
   const DeviceInfo& d = ctx_->info();
@@ -482,6 +495,7 @@ const std::vector<VulkanKernels::MatmulTile>& VulkanKernels::matmul_tiles() {
       {"matmul64x128t128", 64, 128, 2 * 16 * 192 * 4},  // 6: 128 threads, 8 x 8 each, K step 16
       {"matmul128x64t128k32", 128, 64, 2 * 32 * 192 * 4},  // 7: as 4, K step 32
       {"matmul64x64t64", 64, 64, 2 * 16 * 128 * 4},    // 8: 64 threads, 8 x 8 each, K step 16
+      {"matmul128x64t128pp", 128, 64, 2 * 16 * 192 * 4},  // 9: as 4, K loop unrolled by two
   };
   return tiles;
 }
@@ -562,7 +576,7 @@ void VulkanKernels::matmul(const Buffer& a, const Buffer& b, Buffer& c, const Ma
     // take the 64 x 64 tile, which leaves fewer workgroups idle. (Every tile gets split-K below.)
     const bool gpu = ctx_->info().type != "cpu";
     if (gpu && M >= 128 && N >= 64)
-      variant = tiles_table[3].shared_bytes <= ctx_->limits().max_shared_memory ? 4 : 5;
+      variant = large_tile_;
     else
       variant = big ? 2 : 1;
   }

@@ -94,6 +94,7 @@ private:
   uint32_t adamw_slot_ = UINT32_MAX;    // 3 slots: 1 - lr·wd, lr / bc1, sqrt(bc2)
   std::vector<uint32_t> dropout_slots_;  // one per dropout call
   int matmul_variant_ = 0;
+  int large_tile_ = 4;  // variant for large products on a GPU
   int matmul_splits_ = 0;
 };
 
