@@ -209,23 +209,8 @@ void main() {
     store_tile(0);
   }
   barrier();
-#ifdef PINGPONG
-  // Two K steps per iteration, buffer 0 then buffer 1: the buffer index is a constant at each
-  // use, so every shared-memory address is a fixed offset from the thread's own.
-  for (uint kt = 0; kt < nk; kt += 2) {
-    bool more = kt + 1 < nk;
-    if (more) load_tile(kbeg + (kt + 1) * BK);
-    compute_step(0u);
-    if (more) store_tile(1u);
-    barrier();
-    if (!more) break;
-    more = kt + 2 < nk;
-    if (more) load_tile(kbeg + (kt + 2) * BK);
-    compute_step(1u);
-    if (more) store_tile(0u);
-    barrier();
-  }
-#else
+  // (Unrolling this loop by two, so that the buffer index is a constant at each use, made the
+  // AiT-Small training step 7% slower on an H200.)
   for (uint kt = 0; kt < nk; ++kt) {
     uint cur = kt & 1u;
     bool more = kt + 1 < nk;
@@ -234,7 +219,6 @@ void main() {
     if (more) store_tile(cur ^ 1u);
     barrier();
   }
-#endif
 
   [[unroll]] for (uint gi = 0; gi < GM; ++gi) {
     [[unroll]] for (uint i = 0; i < 4; ++i) {

@@ -492,10 +492,11 @@ const std::vector<VulkanKernels::MatmulTile>& VulkanKernels::matmul_tiles() {
       {"matmul128x64", 128, 64, 2 * 8 * 192 * 4},       // 3: 256 threads, 8 x 4 each, K step 8
       {"matmul128x64t128", 128, 64, 2 * 16 * 192 * 4},  // 4: 128 threads, 8 x 8 each, K step 16
       {"matmul128x64t128k8", 128, 64, 2 * 8 * 192 * 4},  // 5: as 4, K step 8
+      // Not chosen automatically; candidates for AIT_VK_MATMUL_LARGE_TILE on other GPUs. On the
+      // H200, at each tile's best split, both were 0-10% slower than 4 at every AiT-Small shape
+      // (and 4 with a K step of 32, in 48 KiB, 20-30% slower).
       {"matmul64x128t128", 64, 128, 2 * 16 * 192 * 4},  // 6: 128 threads, 8 x 8 each, K step 16
-      {"matmul128x64t128k32", 128, 64, 2 * 32 * 192 * 4},  // 7: as 4, K step 32
-      {"matmul64x64t64", 64, 64, 2 * 16 * 128 * 4},    // 8: 64 threads, 8 x 8 each, K step 16
-      {"matmul128x64t128pp", 128, 64, 2 * 16 * 192 * 4},  // 9: as 4, K loop unrolled by two
+      {"matmul64x64t64", 64, 64, 2 * 16 * 128 * 4},     // 7: 64 threads, 8 x 8 each, K step 16
   };
   return tiles;
 }

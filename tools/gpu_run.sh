@@ -37,7 +37,7 @@ for part in $parts; do
     done ;;
   tiles)
     model=${AB_MODEL:-small}
-    echo "== large-product matmul tile: $model training step with each of: ${AB_TILES:=matmul128x64t128 matmul128x64t128pp}"
+    echo "== large-product matmul tile: $model training step with each of: ${AB_TILES:=matmul128x64t128 matmul64x128t128}"
     results=
     for r in 1 2; do
       for t in $AB_TILES; do
