@@ -501,6 +501,12 @@ const std::vector<VulkanKernels::MatmulTile>& VulkanKernels::matmul_tiles() {
   return tiles;
 }
 
+void VulkanKernels::require_shared_memory(const MatmulTile& tile, uint32_t have, const std::string& device) {
+  if (tile.shared_bytes > have)
+    throw Error(std::string("vulkan matmul: tile ") + tile.shader + " needs " + std::to_string(tile.shared_bytes) +
+                " bytes of shared memory, " + device + " has " + std::to_string(have));
+}
+
 void VulkanKernels::matmul(const Buffer& a, const Buffer& b, Buffer& c, const MatmulArgs& g) {
   const char* k = "matmul";
   if (g.batch < 0 || g.M < 0 || g.N < 0 || g.K < 0) bad(k, "negative dimension");
@@ -582,9 +588,7 @@ void VulkanKernels::matmul(const Buffer& a, const Buffer& b, Buffer& c, const Ma
       variant = big ? 2 : 1;
   }
   const MatmulTile& tl = tiles_table[static_cast<size_t>(variant - 1)];
-  if (tl.shared_bytes > ctx_->limits().max_shared_memory)
-    bad(k, std::string("tile ") + tl.shader + " needs " + std::to_string(tl.shared_bytes) + " bytes of shared memory, " +
-               ctx_->info().name + " has " + std::to_string(ctx_->limits().max_shared_memory));
+  require_shared_memory(tl, ctx_->limits().max_shared_memory, ctx_->info().name);
   const uint64_t tiles = groups_for(M, tl.bm) * groups_for(N, tl.bn) * B;
   if (splits == 0) {
     splits = 1;

@@ -35,6 +35,9 @@ public:
     uint32_t shared_bytes;
   };
   static const std::vector<MatmulTile>& matmul_tiles();
+  // Throws ait::Error naming the tile and both sizes when `tile` needs more shared memory than
+  // `have` bytes (`device` names the device).
+  static void require_shared_memory(const MatmulTile& tile, uint32_t have, const std::string& device);
 
   BufferPtr alloc(size_t n) override;
   void upload(Buffer& dst, const void* src, size_t n, size_t dst_off = 0) override;

@@ -788,22 +788,30 @@ TEST_F(VulkanTest, MatmulTileBeyondSharedMemoryIsAnError) {
 #ifdef AIT_VULKAN
   auto* vkk = dynamic_cast<VulkanKernels*>(vk);
   const uint32_t shared = vkk->context().limits().max_shared_memory;
-  int too_big = 0;
+  // A tile of the table the device cannot hold, when there is one; else a made-up one.
+  VulkanKernels::MatmulTile too_big{"made-up", 256, 256, shared + 4};
+  int variant = 0;
   for (size_t i = 1; i <= VulkanKernels::matmul_tiles().size(); ++i)
-    if (VulkanKernels::matmul_tiles()[i - 1].shared_bytes > shared) too_big = static_cast<int>(i);
-  if (too_big == 0) GTEST_SKIP() << "every tile fits this device's " << shared << " bytes of shared memory";
-  BufferPtr a = vk->alloc(64), b = vk->alloc(64), c = vk->alloc(64);
-  MatmulArgs g;
-  g.M = g.N = g.K = 8;
-  g.lda = g.ldb = g.ldc = 8;
-  vkk->set_matmul_variant(too_big);
+    if (VulkanKernels::matmul_tiles()[i - 1].shared_bytes > shared) variant = static_cast<int>(i);
   try {
-    vk->matmul(*a, *b, *c, g);
+    if (variant > 0) {
+      BufferPtr a = vk->alloc(64), b = vk->alloc(64), c = vk->alloc(64);
+      MatmulArgs g;
+      g.M = g.N = g.K = 8;
+      g.lda = g.ldb = g.ldc = 8;
+      vkk->set_matmul_variant(variant);
+      vk->matmul(*a, *b, *c, g);
+    } else {
+      VulkanKernels::require_shared_memory(too_big, shared, vk->name());
+    }
     ADD_FAILURE() << "no error for a tile needing more shared memory than the device has";
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("bytes of shared memory"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("bytes of shared memory, "), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find(std::to_string(shared)), std::string::npos) << e.what();
   }
   vkk->set_matmul_variant(0);
+  // A tile that fits passes.
+  VulkanKernels::require_shared_memory(VulkanKernels::matmul_tiles()[0], shared, vk->name());
 #else
   GTEST_SKIP() << "built without Vulkan";
 #endif
