@@ -577,10 +577,11 @@ void VulkanKernels::matmul(const Buffer& a, const Buffer& b, Buffer& c, const Ma
   if (variant == 0) {
     // Measured on an NVIDIA H200 at the AiT-Small shapes (tools/ait-vk-matmul-bench.cpp,
     // docs/gpu-h200.md): the 128 x 64 tile of 128 threads with 8 x 8 outputs each beats the
-    // 256-thread tiles (and 256-thread tiles with K step 16) at every shape, by 3-40%. It is the choice for large problems on a GPU,
-    // with K step 16 where the device offers its 24 KiB of shared memory, else K step 8. A
-    // CPU-type device (lavapipe) runs the 256-thread 128 x 128 tile faster. Small problems
-    // take the 64 x 64 tile, which leaves fewer workgroups idle. (Every tile gets split-K below.)
+    // 256-thread tiles at every shape, by 2% (mlp1) to 22% at each one's best split. It is the
+    // choice for large products on a GPU: K step 16 where the device offers the 24 KiB of shared
+    // memory, else K step 8. A CPU-type device (lavapipe) runs the 256-thread 128 x 128 tile
+    // faster. Small products take the 64 x 64 tile, which leaves fewer workgroups idle. (Any
+    // tile may then be split along K, below.)
     const bool gpu = ctx_->info().type != "cpu";
     if (gpu && M >= 128 && N >= 64)
       variant = large_tile_;
