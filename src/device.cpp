@@ -94,6 +94,16 @@ Kernels* vulkan_kernels(vk::Instance* inst, int index) {
   return k;
 }
 
+// The usable device of the best type rank up to max_rank (the first of equals), or -1.
+int best_usable(const std::vector<DeviceInfo>& devs, int max_rank) {
+  int best = -1;
+  for (const DeviceInfo& d : devs)
+    if (d.usable && type_rank(d.type) <= max_rank &&
+        (best < 0 || type_rank(d.type) < type_rank(devs[static_cast<size_t>(best)].type)))
+      best = d.index;
+  return best;
+}
+
 int parse_index(const std::string& s, const std::string& spec) {
   if (s.empty() || s.size() > 6 || s.find_first_not_of("0123456789") != std::string::npos)
     throw Error("device '" + spec + "': expected vulkan:N with N a device index (see `ait devices`)");
@@ -131,9 +141,7 @@ Kernels* select_device(const std::string& spec, std::string* note) {
     } else if (const char* env = getenv("AIT_VK_DEVICE"); env && *env) {
       index = parse_index(env, std::string("AIT_VK_DEVICE=") + env);
     } else {
-      for (const DeviceInfo& d : devs)
-        if (d.usable && (index < 0 || type_rank(d.type) < type_rank(devs[static_cast<size_t>(index)].type)))
-          index = d.index;
+      index = best_usable(devs, type_rank("other"));  // any type
       if (index < 0) throw Error(std::string(kNoVulkan) + ": no usable Vulkan device (" + devs[0].name + ": " +
                                  devs[0].unusable_reason + ")");
     }
@@ -146,11 +154,7 @@ Kernels* select_device(const std::string& spec, std::string* note) {
   }
 
   // auto: a GPU (discrete, integrated, virtual), never a CPU-type device.
-  int best = -1;
-  for (const DeviceInfo& d : devs)
-    if (d.usable && type_rank(d.type) <= 2 &&
-        (best < 0 || type_rank(d.type) < type_rank(devs[static_cast<size_t>(best)].type)))
-      best = d.index;
+  int best = best_usable(devs, type_rank("virtual"));
   if (best < 0) {
     if (note) {
       *note = std::string(kNoVulkan) + ", using CPU";
@@ -174,7 +178,6 @@ bool vk_validation_enabled() {
   vk::Instance* inst = vk::Instance::get(&err);
   return inst && inst->validation();
 }
-int vk_validation_message_count() { return vk::validation_message_count(); }
 std::vector<std::string> vk_validation_messages() { return vk::validation_messages(); }
 void vk_clear_validation_messages() { vk::clear_validation_messages(); }
 
@@ -199,7 +202,6 @@ Kernels* select_device(const std::string& spec, std::string* note) {
 }
 
 bool vk_validation_enabled() { return false; }
-int vk_validation_message_count() { return 0; }
 std::vector<std::string> vk_validation_messages() { return {}; }
 void vk_clear_validation_messages() {}
 

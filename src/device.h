@@ -62,7 +62,6 @@ Kernels* select_device(const std::string& spec, std::string* note = nullptr);
 // is enabled when env AIT_VK_VALIDATION is set to anything but "0" before the first Vulkan use;
 // a VK_EXT_debug_utils messenger then records every warning and error it reports.
 bool vk_validation_enabled();
-int vk_validation_message_count();
 std::vector<std::string> vk_validation_messages();
 void vk_clear_validation_messages();
 

@@ -116,10 +116,6 @@ bool validation_requested() {
   const char* v = getenv("AIT_VK_VALIDATION");
   return v && *v && strcmp(v, "0") != 0;
 }
-int validation_message_count() {
-  std::lock_guard<std::mutex> lock(g_msg_mu);
-  return static_cast<int>(g_messages.size());
-}
 std::vector<std::string> validation_messages() {
   std::lock_guard<std::mutex> lock(g_msg_mu);
   return g_messages;
@@ -246,16 +242,11 @@ bool Instance::init(const std::string& path, std::string* error) {
   ci.ppEnabledLayerNames = layers.data();
   ci.enabledExtensionCount = static_cast<uint32_t>(extensions.size());
   ci.ppEnabledExtensionNames = extensions.data();
-  const void* chain = nullptr;
-  if (debug_utils) {
-    dbg.pNext = chain;
-    chain = &dbg;
-  }
+  if (debug_utils) ci.pNext = &dbg;
   if (sync_validation) {
-    features.pNext = chain;
-    chain = &features;
+    features.pNext = ci.pNext;
+    ci.pNext = &features;
   }
-  ci.pNext = chain;
   VkResult r = f_.vkCreateInstance(&ci, nullptr, &instance_);
   if (r != VK_SUCCESS && validation_) {
     // The validation layer is installed but could not be loaded: run without it.
@@ -335,16 +326,9 @@ void Instance::describe(int index) {
   bool v11 = p.apiVersion >= VK_API_VERSION_1_1;
   bool have_driver = p.apiVersion >= VK_API_VERSION_1_2 || has_extension(exts, "VK_KHR_driver_properties");
   if (v11) {
-    void* chain = nullptr;
-    sg.pNext = chain;
-    chain = &sg;
-    m3.pNext = chain;
-    chain = &m3;
-    if (have_driver) {
-      drv.pNext = chain;
-      chain = &drv;
-    }
-    p2.pNext = chain;
+    p2.pNext = &sg;
+    sg.pNext = &m3;
+    if (have_driver) m3.pNext = &drv;
     f_.vkGetPhysicalDeviceProperties2(pd, &p2);
     d.subgroup_size = sg.subgroupSize;
     d.max_memory_allocation_size = m3.maxMemoryAllocationSize;
@@ -466,9 +450,8 @@ void at_exit() {
 }
 }  // namespace
 
-Context::Context(Instance* inst, int index) : inst_(inst), fi_(inst->fns()), index_(index) {
-  info_ = inst->devices().at(static_cast<size_t>(index));
-  if (!info_.usable) throw Error("vulkan:" + std::to_string(index) + " (" + info_.name + ") is unusable: " + info_.unusable_reason);
+Context::Context(Instance* inst, int index) : fi_(inst->fns()) {
+  info_ = inst->devices().at(static_cast<size_t>(index));  // usable: select_device checked
   phys_ = inst->physical(index);
   create_device();
   choose_memory_types();
@@ -478,7 +461,7 @@ Context::Context(Instance* inst, int index) : inst_(inst), fi_(inst->fns()), ind
   pci.queueFamilyIndex = queue_family_;
   check(f_.vkCreateCommandPool(device_, &pci, nullptr, &cmd_pool_), "vkCreateCommandPool");
   frames_.resize(3);
-  for (auto& fr : frames_) {
+  auto make_frame = [&](Frame& fr) {
     VkCommandBufferAllocateInfo ai{VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO};
     ai.commandPool = cmd_pool_;
     ai.level = VK_COMMAND_BUFFER_LEVEL_PRIMARY;
@@ -486,16 +469,9 @@ Context::Context(Instance* inst, int index) : inst_(inst), fi_(inst->fns()), ind
     check(f_.vkAllocateCommandBuffers(device_, &ai, &fr.cmd), "vkAllocateCommandBuffers");
     VkFenceCreateInfo fci{VK_STRUCTURE_TYPE_FENCE_CREATE_INFO};
     check(f_.vkCreateFence(device_, &fci, nullptr, &fr.fence), "vkCreateFence");
-  }
-  {
-    VkCommandBufferAllocateInfo ai{VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO};
-    ai.commandPool = cmd_pool_;
-    ai.level = VK_COMMAND_BUFFER_LEVEL_PRIMARY;
-    ai.commandBufferCount = 1;
-    check(f_.vkAllocateCommandBuffers(device_, &ai, &program_.cmd), "vkAllocateCommandBuffers");
-    VkFenceCreateInfo fci{VK_STRUCTURE_TYPE_FENCE_CREATE_INFO};
-    check(f_.vkCreateFence(device_, &fci, nullptr, &program_.fence), "vkCreateFence");
-  }
+  };
+  for (auto& fr : frames_) make_frame(fr);
+  make_frame(program_);
   dummy_ = alloc(kDummySlices * 64);
   slots_ = alloc(kMaxSlots);
   load_pipeline_cache();
@@ -535,6 +511,7 @@ void Context::create_device() {
   }
   if (best < 0) throw Error("vulkan: device " + info_.name + " has no compute queue");
   queue_family_ = static_cast<uint32_t>(best);
+  timestamp_bits_ = q[queue_family_].timestampValidBits;
   float prio = 1.0f;
   VkDeviceQueueCreateInfo qci{VK_STRUCTURE_TYPE_DEVICE_QUEUE_CREATE_INFO};
   qci.queueFamilyIndex = queue_family_;
@@ -551,14 +528,14 @@ void Context::create_device() {
 #undef AIT_LOAD_DEVICE
   f_.vkGetDeviceQueue(device_, queue_family_, 0, &queue_);
 
-  VkPhysicalDeviceProperties p{};
-  fi_.vkGetPhysicalDeviceProperties(phys_, &p);
+  fi_.vkGetPhysicalDeviceProperties(phys_, &props_);
+  const VkPhysicalDeviceProperties& p = props_;
   limits_.max_storage_buffer_range = p.limits.maxStorageBufferRange;
   limits_.max_allocation = info_.max_memory_allocation_size ? info_.max_memory_allocation_size : (1ull << 30);
   limits_.storage_align = std::max<uint64_t>(4, p.limits.minStorageBufferOffsetAlignment);
-  limits_.max_push_constants = p.limits.maxPushConstantsSize;
+  // (at most 256: dispatch copies them through a buffer of that size)
+  limits_.max_push_constants = std::min<uint32_t>(256, p.limits.maxPushConstantsSize);
   for (int i = 0; i < 3; ++i) limits_.max_group_count[i] = p.limits.maxComputeWorkGroupCount[i];
-  limits_.max_storage_buffers_per_stage = p.limits.maxPerStageDescriptorStorageBuffers;
   limits_.max_shared_memory = p.limits.maxComputeSharedMemorySize;
 }
 
@@ -596,8 +573,7 @@ void Context::choose_memory_types() {
   staging_type_ = find_memory_type(req.memoryTypeBits, host | VK_MEMORY_PROPERTY_HOST_CACHED_BIT, lazy);
   if (staging_type_ == UINT32_MAX) staging_type_ = find_memory_type(req.memoryTypeBits, host, lazy);
   if (staging_type_ == UINT32_MAX) throw Error("vulkan: no host-visible coherent memory on " + info_.name);
-  device_heap_ = mem_props_.memoryTypes[device_type_].heapIndex;
-  heap_size_ = mem_props_.memoryHeaps[device_heap_].size;
+  heap_size_ = mem_props_.memoryHeaps[mem_props_.memoryTypes[device_type_].heapIndex].size;
   alloc_align_ = std::max<VkDeviceSize>({256, limits_.storage_align, req.alignment});
   // Blocks of heap/16, clamped to [16 MiB, 256 MiB] and to maxMemoryAllocationSize.
   VkDeviceSize bs = std::clamp<VkDeviceSize>(heap_size_ / 16, 16ull << 20, 256ull << 20);
@@ -645,15 +621,29 @@ void Context::free_empty_blocks() {
   }
 }
 
+// A device buffer over all of `mem` (`bytes`, counted in the heap); when that fails, frees `mem`.
+VkBuffer Context::buffer_over(VkDeviceMemory mem, VkDeviceSize bytes) {
+  VkBuffer b = VK_NULL_HANDLE;
+  try {
+    create_buffer(bytes, kDeviceUsage, &b);
+    VkMemoryRequirements req;
+    f_.vkGetBufferMemoryRequirements(device_, b, &req);
+    check(f_.vkBindBufferMemory(device_, b, mem, 0), "vkBindBufferMemory");
+  } catch (...) {
+    if (b) f_.vkDestroyBuffer(device_, b, nullptr);
+    f_.vkFreeMemory(device_, mem, nullptr);
+    heap_used_ -= bytes;
+    throw;
+  }
+  return b;
+}
+
 Block* Context::new_block(VkDeviceSize need) {
   auto b = std::make_unique<Block>();
   b->size = std::max(block_size_, round_up(need, alloc_align_));
   b->memory = allocate_memory(b->size, device_type_, true);
   b->program = recording_;  // (after the allocation: its out-of-memory retry ends a recording)
-  create_buffer(b->size, kDeviceUsage, &b->buffer);
-  VkMemoryRequirements req;
-  f_.vkGetBufferMemoryRequirements(device_, b->buffer, &req);
-  check(f_.vkBindBufferMemory(device_, b->buffer, b->memory, 0), "vkBindBufferMemory");
+  b->buffer = buffer_over(b->memory, b->size);
   b->add_free(0, b->size);
   blocks_.push_back(std::move(b));
   return blocks_.back().get();
@@ -673,19 +663,7 @@ std::shared_ptr<VkBuf> Context::alloc(size_t n) {
       throw Error("vulkan: a buffer of " + mib(bytes) + " MiB exceeds the largest allocation " + info_.name +
                   " supports (maxMemoryAllocationSize " + mib(limits_.max_allocation) + " MiB)");
     VkDeviceMemory mem = allocate_memory(bytes, device_type_, true);
-    VkBuffer b = VK_NULL_HANDLE;
-    try {
-      create_buffer(bytes, kDeviceUsage, &b);
-      VkMemoryRequirements req;
-      f_.vkGetBufferMemoryRequirements(device_, b, &req);
-      check(f_.vkBindBufferMemory(device_, b, mem, 0), "vkBindBufferMemory");
-    } catch (...) {
-      if (b) f_.vkDestroyBuffer(device_, b, nullptr);
-      f_.vkFreeMemory(device_, mem, nullptr);
-      heap_used_ -= bytes;
-      throw;
-    }
-    buf->buffer = b;
+    buf->buffer = buffer_over(mem, bytes);
     buf->dedicated = mem;
     buf->offset = 0;
     buf->bytes = bytes;
@@ -912,11 +890,8 @@ bool Context::end_program() {
 }
 
 void Context::abandon_program() {
-  check(f_.vkEndCommandBuffer(program_.cmd), "vkEndCommandBuffer");
-  recording_ = keepable_ = false;
-  rec_ = nullptr;
-  launch_program();
-  drop_program();
+  keepable_ = false;
+  end_program();
 }
 
 void Context::run_program(const std::vector<uint32_t>& values) {
@@ -1109,7 +1084,7 @@ Pipeline& Context::pipeline(const char* shader, uint32_t num_bindings, uint32_t 
   auto it = pipelines_.find(key);
   if (it != pipelines_.end()) return *it->second;
 
-  if (num_bindings == 0 || num_bindings > kMaxBindings || num_bindings > limits_.max_storage_buffers_per_stage)
+  if (num_bindings == 0 || num_bindings > kMaxBindings)  // a usable device has kMaxBindings
     throw Error(std::string("vulkan pipeline ") + shader + ": " + std::to_string(num_bindings) +
                 " storage buffers exceed the device limit");
   if (push_size < 12 || push_size > limits_.max_push_constants || push_size % 4 != 0)
@@ -1191,8 +1166,6 @@ void Context::dispatch(const char* kernel, Pipeline& p, const std::vector<BindRa
   if (push_size != p.push_size)
     fail("push constants of " + std::to_string(push_size) + " bytes, pipeline " + p.key + " expects " +
          std::to_string(p.push_size));
-  if (push_size > limits_.max_push_constants || push_size < 12)
-    fail("push constants of " + std::to_string(push_size) + " bytes exceed the device limit");
   for (size_t i = 0; i < binds.size(); ++i) {
     const BindRange& b = binds[i];
     if (!b.buffer || b.size == 0) fail("binding " + std::to_string(i) + " is empty");
@@ -1268,19 +1241,13 @@ void Context::dispatch(const char* kernel, Pipeline& p, const std::vector<BindRa
 void Context::init_profiling() {
   const char* env = getenv("AIT_VK_PROFILE");
   if (!env || !*env || strcmp(env, "0") == 0) return;
-  uint32_t nq = 0;
-  fi_.vkGetPhysicalDeviceQueueFamilyProperties(phys_, &nq, nullptr);
-  std::vector<VkQueueFamilyProperties> q(nq);
-  fi_.vkGetPhysicalDeviceQueueFamilyProperties(phys_, &nq, q.data());
-  VkPhysicalDeviceProperties p{};
-  fi_.vkGetPhysicalDeviceProperties(phys_, &p);
-  const uint32_t bits = q[queue_family_].timestampValidBits;
-  if (bits == 0 || p.limits.timestampPeriod <= 0) {
+  const uint32_t bits = timestamp_bits_;
+  if (bits == 0 || props_.limits.timestampPeriod <= 0) {
     fprintf(stderr, "ait vulkan: AIT_VK_PROFILE: %s has no timestamps on its compute queue\n", info_.name.c_str());
     return;
   }
   timestamp_mask_ = bits >= 64 ? ~0ull : ((1ull << bits) - 1);
-  tick_ns_ = p.limits.timestampPeriod;
+  tick_ns_ = props_.limits.timestampPeriod;
   query_capacity_ = 2 * kMaxDispatchesPerSubmit;
   VkQueryPoolCreateInfo ci{VK_STRUCTURE_TYPE_QUERY_POOL_CREATE_INFO};
   ci.queryType = VK_QUERY_TYPE_TIMESTAMP;
@@ -1370,8 +1337,7 @@ void Context::load_pipeline_cache() {
   }
   // Header: length, version, vendorID, deviceID, pipelineCacheUUID. Use the data only when it
   // was written by this very device and driver.
-  VkPhysicalDeviceProperties p{};
-  fi_.vkGetPhysicalDeviceProperties(phys_, &p);
+  const VkPhysicalDeviceProperties& p = props_;
   bool ok = data.size() >= 16 + VK_UUID_SIZE;
   if (ok) {
     uint32_t h[4];

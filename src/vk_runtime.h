@@ -140,7 +140,6 @@ public:
 
   const std::vector<DeviceInfo>& devices() const { return infos_; }
   VkPhysicalDevice physical(int index) const { return phys_.at(static_cast<size_t>(index)); }
-  VkInstance handle() const { return instance_; }
   const InstanceFns& fns() const { return f_; }
   bool validation() const { return validation_; }
 
@@ -160,7 +159,6 @@ private:
 
 // Validation messages (warnings and errors) seen by any instance's messenger.
 bool validation_requested();
-int validation_message_count();
 std::vector<std::string> validation_messages();
 void clear_validation_messages();
 
@@ -205,7 +203,6 @@ struct Limits {
   uint64_t storage_align = 256;  // minStorageBufferOffsetAlignment, at least 4
   uint32_t max_push_constants = 128;
   uint32_t max_group_count[3] = {65535, 65535, 65535};
-  uint32_t max_storage_buffers_per_stage = 4;
   uint32_t max_shared_memory = 16384;
 };
 
@@ -221,7 +218,6 @@ public:
 
   const DeviceInfo& info() const { return info_; }
   const Limits& limits() const { return limits_; }
-  std::recursive_mutex& mutex() { return mu_; }
 
   // Memory. alloc() throws ait::Error("out of device memory: needed X MiB, have Y MiB") when the
   // device heap cannot hold the buffer.
@@ -230,7 +226,6 @@ public:
   void upload(VkBuf& dst, const void* src, size_t bytes, size_t dst_byte_off);
   void download(const VkBuf& src, void* dst, size_t bytes, size_t src_byte_off);
   void sync();
-  uint64_t bytes_in_use() const { return heap_used_; }
 
   // Pipelines, created on first use from the embedded SPIR-V module `shader`, keyed by the
   // module and the specialization constants (constant_id i = spec[i]).
@@ -305,6 +300,7 @@ private:
   uint32_t find_memory_type(uint32_t bits, VkMemoryPropertyFlags want, VkMemoryPropertyFlags avoid) const;
   VkDeviceMemory allocate_memory(VkDeviceSize bytes, uint32_t type, bool count_heap);
   void create_buffer(VkDeviceSize bytes, VkBufferUsageFlags usage, VkBuffer* buf);
+  VkBuffer buffer_over(VkDeviceMemory mem, VkDeviceSize bytes);
   Block* new_block(VkDeviceSize need);
   [[noreturn]] void throw_oom(VkDeviceSize need);
   void ensure_staging();
@@ -330,12 +326,12 @@ private:
   void collect_profile();
 
 private:
-  Instance* inst_;
   const InstanceFns& fi_;
   DeviceFns f_;
-  int index_;
   DeviceInfo info_;
   Limits limits_;
+  VkPhysicalDeviceProperties props_{};  // queried once in create_device
+  uint32_t timestamp_bits_ = 0;         // timestampValidBits of the queue family
   VkPhysicalDevice phys_ = VK_NULL_HANDLE;
   VkDevice device_ = VK_NULL_HANDLE;
   VkQueue queue_ = VK_NULL_HANDLE;
@@ -345,7 +341,6 @@ private:
 
   // memory
   uint32_t device_type_ = 0, staging_type_ = 0;
-  uint32_t device_heap_ = 0;
   VkDeviceSize heap_size_ = 0, heap_used_ = 0;
   VkDeviceSize block_size_ = 0, alloc_align_ = 256;
   std::vector<std::unique_ptr<Block>> blocks_;
