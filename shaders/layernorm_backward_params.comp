@@ -2,7 +2,7 @@
 // LayerNorm backward, parameter gradients: dw[c] += sum_r dy[r,c] * xhat[r,c], db[c] += sum_r dy[r,c].
 // A deterministic two-pass column reduction (no float atomics):
 //   MODE 0 (partial): workgroup (column block of 64, row chunk); 4 lanes per column stride over
-//     the chunk's rows, combined in shared memory. With `direct` (one chunk) the sums go straight
+//     the chunk's rows, combined in shared memory. With one chunk the sums go straight
 //     into dw/db; otherwise to tmp[(chunk*2 + {0,1}) * cols + c].  Grid: x = column block, y = chunk.
 //   MODE 1 (final): one thread per column adds the chunks' partial sums in chunk order.
 // Bindings: 0 x, 1 mean, 2 rstd, 3 dy, 4 dw, 5 db, 6 tmp.
@@ -17,7 +17,6 @@ layout(push_constant) uniform PC {
   uint cols;
   uint chunk_rows;
   uint nchunks;
-  uint direct;
 } pc;
 
 layout(binding = 0) readonly buffer X { float x[]; };
@@ -51,7 +50,7 @@ void main() {
     if (tj == 0 && c < pc.cols) {
       float tw = (red_w[ti] + red_w[ti + 64u]) + (red_w[ti + 128u] + red_w[ti + 192u]);
       float tb = (red_b[ti] + red_b[ti + 64u]) + (red_b[ti + 128u] + red_b[ti + 192u]);
-      if (pc.direct != 0u) {
+      if (pc.nchunks == 1u) {
         dw[c] += tw;
         db[c] += tb;
       } else {

@@ -75,32 +75,24 @@ uint abase, bbase;
 uint m0, n0;
 uint kend;  // end of this workgroup's K range
 
-// Loads granule l of a tile of an operand stored [rows, cols] (row-major, leading dimension ld):
-// `row` and `col` (the first of 4 consecutive columns) are tile-relative plus origin; the four
-// columns are valid below `col_end`, the row below `row_end`.
-vec4 load_a(uint row, uint col, uint row_end, uint col_end) {
-  if (VEC_A) return (row < row_end && col < col_end) ? a4[(abase + row * pc.lda + col) >> 2] : vec4(0.0);
-  uint idx = abase + row * pc.lda + col;
-  bool ok = row < row_end;
-  vec4 v;
-  v.x = (ok && col < col_end) ? a[idx] : 0.0;
-  v.y = (ok && col + 1 < col_end) ? a[idx + 1] : 0.0;
-  v.z = (ok && col + 2 < col_end) ? a[idx + 2] : 0.0;
-  v.w = (ok && col + 3 < col_end) ? a[idx + 3] : 0.0;
-  return v;
-}
-
-vec4 load_b(uint row, uint col, uint row_end, uint col_end) {
-  if (VEC_B) return (row < row_end && col < col_end) ? b4[(bbase + row * pc.ldb + col) >> 2] : vec4(0.0);
-  uint idx = bbase + row * pc.ldb + col;
-  bool ok = row < row_end;
-  vec4 v;
-  v.x = (ok && col < col_end) ? b[idx] : 0.0;
-  v.y = (ok && col + 1 < col_end) ? b[idx + 1] : 0.0;
-  v.z = (ok && col + 2 < col_end) ? b[idx + 2] : 0.0;
-  v.w = (ok && col + 3 < col_end) ? b[idx + 3] : 0.0;
-  return v;
-}
+// NAME(row, col, row_end, col_end) loads 4 consecutive elements of an operand stored [rows, cols]
+// (row-major, leading dimension LD, from BASE; buffer S, aliased as S4): `row` and `col` (the
+// first of the 4 columns) are tile-relative plus origin; the four columns are valid below
+// `col_end`, the row below `row_end`. A macro because GLSL cannot pass a buffer.
+#define AIT_DEFINE_LOAD(NAME, VEC, S, S4, BASE, LD)                                                  \
+  vec4 NAME(uint row, uint col, uint row_end, uint col_end) {                                        \
+    if (VEC) return (row < row_end && col < col_end) ? S4[(BASE + row * LD + col) >> 2] : vec4(0.0); \
+    uint idx = BASE + row * LD + col;                                                                \
+    bool ok = row < row_end;                                                                         \
+    vec4 v;                                                                                          \
+    v.x = (ok && col < col_end) ? S[idx] : 0.0;                                                      \
+    v.y = (ok && col + 1 < col_end) ? S[idx + 1] : 0.0;                                              \
+    v.z = (ok && col + 2 < col_end) ? S[idx + 2] : 0.0;                                              \
+    v.w = (ok && col + 3 < col_end) ? S[idx + 3] : 0.0;                                              \
+    return v;                                                                                        \
+  }
+AIT_DEFINE_LOAD(load_a, VEC_A, a, a4, abase, pc.lda)
+AIT_DEFINE_LOAD(load_b, VEC_B, b, b4, bbase, pc.ldb)
 
 // Granule l of a K-contiguous tile: (row, first K of the quad). (Giving consecutive threads
 // consecutive rows instead, so that the transposing stores below hit distinct banks, measured

@@ -39,6 +39,21 @@ shared uint sel_need;
 AIT_DEFINE_TREE_REDUCE(tree_sum, ait_add)
 AIT_DEFINE_TREE_REDUCE(tree_max, max)
 
+// Inclusive prefix sum of v over the workgroup's threads into scan[]; returns this thread's.
+// Every thread must call it (it contains barriers).
+uint inclusive_scan(uint v) {
+  uint lid = gl_LocalInvocationID.x;
+  scan[lid] = v;
+  barrier();
+  for (uint off = 1u; off < WG_SIZE; off <<= 1) {
+    uint add = lid >= off ? scan[lid - off] : 0u;
+    barrier();
+    scan[lid] += add;
+    barrier();
+  }
+  return scan[lid];
+}
+
 uint key_of(float v) {
   uint b = floatBitsToUint(v);
   if (b == 0x80000000u) b = 0u;  // -0 == +0
@@ -76,16 +91,9 @@ void main() {
     barrier();
     // Inclusive prefix sum over the bins in descending digit order: scan[i] = count of
     // matching keys whose digit is >= 255 - i.
-    scan[lid] = hist[255u - lid];
-    barrier();
-    for (uint off = 1u; off < WG_SIZE; off <<= 1) {
-      uint add = lid >= off ? scan[lid - off] : 0u;
-      barrier();
-      scan[lid] += add;
-      barrier();
-    }
+    uint upto = inclusive_scan(hist[255u - lid]);
     uint above = lid > 0u ? scan[lid - 1u] : 0u;  // keys with a larger digit
-    if (above < need && need <= scan[lid]) {        // exactly one thread
+    if (above < need && need <= upto) {  // exactly one thread
       sel_prefix = prefix | ((255u - lid) << shift);
       sel_need = need - above;
     }
@@ -98,14 +106,7 @@ void main() {
   uint ties = 0u;
   for (uint c = lid; c < cols; c += WG_SIZE)
     if (key_of(pc.scale * x[base + c]) == T) ++ties;
-  scan[lid] = ties;
-  barrier();
-  for (uint off = 1u; off < WG_SIZE; off <<= 1) {
-    uint add = lid >= off ? scan[lid - off] : 0u;
-    barrier();
-    scan[lid] += add;
-    barrier();
-  }
+  inclusive_scan(ties);
   bool ordered = scan[WG_SIZE - 1u] > need;  // uniform
   barrier();
   float m = tree_max(vmax);
@@ -128,15 +129,7 @@ void main() {
   ties = 0u;
   for (uint c = c0; c < c1; ++c)
     if (key_of(pc.scale * x[base + c]) == T) ++ties;
-  scan[lid] = ties;
-  barrier();
-  for (uint off = 1u; off < WG_SIZE; off <<= 1) {
-    uint add = lid >= off ? scan[lid - off] : 0u;
-    barrier();
-    scan[lid] += add;
-    barrier();
-  }
-  uint first_rank = scan[lid] - ties;  // exclusive
+  uint first_rank = inclusive_scan(ties) - ties;  // exclusive
 
   // 4. softmax over the kept set
   uint rank = first_rank;

@@ -81,49 +81,44 @@ void VulkanKernels::sync() { ctx_->sync(); }
 // ---- elementwise (1-D; split where a range exceeds maxStorageBufferRange) ----
 
 namespace {
-struct PcEw {
-  PcBase base;
-  uint32_t n;
-  float a, b;
-};
+// One op of elementwise.comp over n elements, in pieces a binding can hold; bindings x, y, z
+// (null: the dummy), push constants a, b.
+void elementwise(vk::Context& ctx, uint32_t op, const char* k, size_t n, float a, float b, const Buffer* x,
+                 const Buffer* y, const Buffer* z) {
+  struct Pc {
+    PcBase base;
+    uint32_t n;
+    float a, b;
+  };
+  auto& p = ctx.pipeline("elementwise", 3, sizeof(Pc), {op});
+  auto bind = [&](const Buffer* buf, size_t off, size_t cnt) {
+    return buf ? ctx.bind(*buf, k, off, cnt) : ctx.dummy();
+  };
+  const size_t step = ctx.max_binding_elems();
+  for (size_t off = 0; off < n; off += step) {
+    size_t cnt = std::min(step, n - off);
+    Pc pc{{}, static_cast<uint32_t>(cnt), a, b};
+    ctx.dispatch(k, p, {bind(x, off, cnt), bind(y, off, cnt), bind(z, off, cnt)}, &pc, sizeof pc,
+                 groups_for(cnt, kWG));
+  }
+}
 }  // namespace
 
 void VulkanKernels::fill(Buffer& y, size_t n, float v) {
   need(y, n, "fill", "y");
-  auto& p = ctx_->pipeline("elementwise", 3, sizeof(PcEw), {0});
-  const size_t step = ctx_->max_binding_elems();
-  for (size_t off = 0; off < n; off += step) {
-    size_t cnt = std::min(step, n - off);
-    PcEw pc{{}, static_cast<uint32_t>(cnt), v, 0.0f};
-    ctx_->dispatch("fill", p, {ctx_->dummy(), ctx_->bind(y, "fill", off, cnt), ctx_->dummy()}, &pc, sizeof pc,
-                   groups_for(cnt, kWG));
-  }
+  elementwise(*ctx_, 0, "fill", n, v, 0.0f, nullptr, &y, nullptr);
 }
 
 void VulkanKernels::axpby(Buffer& y, const Buffer& x, size_t n, float a, float b) {
   need(y, n, "axpby", "y");
   need(x, n, "axpby", "x");
-  auto& p = ctx_->pipeline("elementwise", 3, sizeof(PcEw), {1});
-  const size_t step = ctx_->max_binding_elems();
-  for (size_t off = 0; off < n; off += step) {
-    size_t cnt = std::min(step, n - off);
-    PcEw pc{{}, static_cast<uint32_t>(cnt), a, b};
-    ctx_->dispatch("axpby", p, {ctx_->bind(x, "axpby", off, cnt), ctx_->bind(y, "axpby", off, cnt), ctx_->dummy()},
-                   &pc, sizeof pc, groups_for(cnt, kWG));
-  }
+  elementwise(*ctx_, 1, "axpby", n, a, b, &x, &y, nullptr);
 }
 
 void VulkanKernels::gelu(const Buffer& x, Buffer& y, size_t n) {
   need(x, n, "gelu", "x");
   need(y, n, "gelu", "y");
-  auto& p = ctx_->pipeline("elementwise", 3, sizeof(PcEw), {2});
-  const size_t step = ctx_->max_binding_elems();
-  for (size_t off = 0; off < n; off += step) {
-    size_t cnt = std::min(step, n - off);
-    PcEw pc{{}, static_cast<uint32_t>(cnt), 0.0f, 0.0f};
-    ctx_->dispatch("gelu", p, {ctx_->bind(x, "gelu", off, cnt), ctx_->bind(y, "gelu", off, cnt), ctx_->dummy()}, &pc,
-                   sizeof pc, groups_for(cnt, kWG));
-  }
+  elementwise(*ctx_, 2, "gelu", n, 0.0f, 0.0f, &x, &y, nullptr);
 }
 
 void VulkanKernels::gelu_backward(const Buffer& x, const Buffer& dy, Buffer& dx, size_t n) {
@@ -131,14 +126,7 @@ void VulkanKernels::gelu_backward(const Buffer& x, const Buffer& dy, Buffer& dx,
   need(x, n, k, "x");
   need(dy, n, k, "dy");
   need(dx, n, k, "dx");
-  auto& p = ctx_->pipeline("elementwise", 3, sizeof(PcEw), {3});
-  const size_t step = ctx_->max_binding_elems();
-  for (size_t off = 0; off < n; off += step) {
-    size_t cnt = std::min(step, n - off);
-    PcEw pc{{}, static_cast<uint32_t>(cnt), 0.0f, 0.0f};
-    ctx_->dispatch(k, p, {ctx_->bind(x, k, off, cnt), ctx_->bind(dy, k, off, cnt), ctx_->bind(dx, k, off, cnt)}, &pc,
-                   sizeof pc, groups_for(cnt, kWG));
-  }
+  elementwise(*ctx_, 3, k, n, 0.0f, 0.0f, &x, &dy, &dx);
 }
 
 // ---- recorded steps ----
@@ -391,8 +379,7 @@ namespace {
 // before `first`; *rel receives first's index inside the binding.
 vk::BindRange span_bind(vk::Context& ctx, const Buffer& b, const char* kernel, uint64_t first, uint64_t count,
                         uint32_t* rel) {
-  uint64_t align = ctx.limits().storage_align / 4;
-  if (align == 0) align = 1;
+  const uint64_t align = ctx.limits().storage_align / 4;  // storage_align is at least 4 bytes
   uint64_t start = first / align * align;
   *rel = static_cast<uint32_t>(first - start);
   return ctx.bind(b, kernel, static_cast<size_t>(start), static_cast<size_t>(first + count - start));
@@ -573,7 +560,6 @@ void VulkanKernels::matmul(const Buffer& a, const Buffer& b, Buffer& c, const Ma
   // Split-K: the partial products go to a scratch buffer and matmul_reduce.comp adds them in a
   // fixed order (deterministic), applying alpha and beta.
   uint64_t splits = matmul_splits_ > 0 ? static_cast<uint64_t>(matmul_splits_) : 0;  // 0: choose
-  const bool big = M >= 128 && N >= 128 && groups_for(M, 128) * groups_for(N, 128) * B >= 64;
   if (variant == 0) {
     // Measured on an NVIDIA H200 at the AiT-Small shapes (tools/ait-vk-matmul-bench.cpp,
     // docs/gpu-h200.md): the 128 x 64 tile of 128 threads with 8 x 8 outputs each beats the
@@ -583,6 +569,7 @@ void VulkanKernels::matmul(const Buffer& a, const Buffer& b, Buffer& c, const Ma
     // faster. Small products take the 64 x 64 tile, which leaves fewer workgroups idle. (Any
     // tile may then be split along K, below.)
     const bool gpu = ctx_->info().type != "cpu";
+    const bool big = M >= 128 && N >= 128 && groups_for(M, 128) * groups_for(N, 128) * B >= 64;
     if (gpu && M >= 128 && N >= 64)
       variant = large_tile_;
     else
@@ -604,7 +591,9 @@ void VulkanKernels::matmul(const Buffer& a, const Buffer& b, Buffer& c, const Ma
   while (splits > 1 && splits * B * M * N > scratch_cap) splits /= 2;
   if (K == 0) splits = 1;
   if (splits > 1) {
-    uint64_t k_len = (groups_for(K, splits) + 31) / 32 * 32;  // a multiple of every K step
+    // Pieces a multiple of 32 long (of every tile's K step, so only the last piece has a
+    // partial step); this may leave fewer pieces than asked for.
+    uint64_t k_len = (groups_for(K, splits) + 31) / 32 * 32;
     splits = groups_for(K, k_len);
     pc.k_len = static_cast<uint32_t>(k_len);
   }
@@ -636,7 +625,6 @@ void VulkanKernels::matmul(const Buffer& a, const Buffer& b, Buffer& c, const Ma
     float alpha, beta;
   } pr{{}, pc.M, pc.N, static_cast<uint32_t>(B), static_cast<uint32_t>(splits), pc.ldc, pc.stride_c, pc.off_c,
        pc.alpha, pc.beta};
-  u32(static_cast<int64_t>(B * mn), k, "batch * M * N");
   auto& pr_pipe = ctx_->pipeline("matmul_reduce", 3, sizeof pr, {g.bias ? 1u : 0u});
   ctx_->dispatch(k, pr_pipe, {ctx_->bind(*scratch, k), bc, bbias}, &pr, sizeof pr, groups_for(B * mn, kWG));
 }
@@ -719,7 +707,7 @@ void VulkanKernels::layernorm_backward(const Buffer& x, const Buffer& w, const B
   // dw, db: two-pass deterministic column reduction over row chunks.
   struct PcP {
     PcBase base;
-    uint32_t rows, cols, chunk_rows, nchunks, direct;
+    uint32_t rows, cols, chunk_rows, nchunks;  // one chunk: the shader adds into dw, db directly
   };
   const uint32_t chunk_rows = 128;
   const uint64_t nchunks = groups_for(static_cast<uint64_t>(rows), chunk_rows);
@@ -730,7 +718,7 @@ void VulkanKernels::layernorm_backward(const Buffer& x, const Buffer& w, const B
     tmp = ctx_->alloc(static_cast<size_t>(nchunks * 2 * static_cast<uint64_t>(cols)));
     bt = ctx_->bind(*tmp, k);
   }
-  PcP pp{{}, pc.rows, pc.cols, chunk_rows, static_cast<uint32_t>(nchunks), direct ? 1u : 0u};
+  PcP pp{{}, pc.rows, pc.cols, chunk_rows, static_cast<uint32_t>(nchunks)};
   std::vector<vk::BindRange> binds = {ctx_->bind(x, k, 0, n),      ctx_->bind(mean, k, 0, rows),
                                       ctx_->bind(rstd, k, 0, rows), ctx_->bind(dy, k, 0, n),
                                       ctx_->bind(dw, k, 0, cols),   ctx_->bind(db, k, 0, cols),

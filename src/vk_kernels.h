@@ -26,7 +26,8 @@ public:
   vk::Context& context() { return *ctx_; }
 
   // For tests and benchmarks. Matmul tile variant: 0 automatic, else matmul_tiles()[variant - 1].
-  // Split-K pieces: 0 automatic, 1 never, N > 1 that many (clamped to K / 16).
+  // Split-K pieces: 0 automatic, 1 never, N > 1 at most that many (pieces are a multiple of 32
+  // long, and fewer are used where the partial products would not fit the scratch cap).
   void set_matmul_variant(int v) { matmul_variant_ = v; }
   void set_matmul_splits(int s) { matmul_splits_ = s; }
   struct MatmulTile {
