@@ -296,41 +296,25 @@ void pack_copy(const float* src, int64_t ld, int cols, int64_t kc, float* dst) {
 
 #endif
 
-// Pack rows [i0, i0+mc) x cols [k0, k0+kc) of op(A) into MR-row micro-panels: panel p holds
-// op(A)[i0 + p*MR + r][k0 + k] at dst[p*MR*kc + k*MR + r], zero for rows past mc.
-void pack_a(bool trans, const float* A, int64_t lda, int64_t i0, int64_t mc, int64_t k0, int64_t kc,
-            float* dst) {
-  if (trans) {
-    // op(A)[i][k] = A[k*lda + i]. Walk k outermost so each stored row is read once, in order,
-    // rather than once per micro-panel (large lda: one page per row).
+// Pack rows [i0, i0+mc) x depth [k0, k0+kc) of an operand into R-row micro-panels: panel p
+// holds X(i0 + p*R + r, k0 + k) at dst[p*R*kc + k*R + r], zero for rows past mc. Element (i, k)
+// is stored at X[k*ld + i] when k_major, else at X[i*ld + k]. op(A) packs its rows (k_major =
+// trans_a), op(B) its columns (k_major = !trans_b).
+template <int R>
+void pack_panels(bool k_major, const float* X, int64_t ld, int64_t i0, int64_t mc, int64_t k0, int64_t kc,
+                 float* dst) {
+  if (k_major) {
+    // Walk k outermost so each stored row is read once, in order, rather than once per
+    // micro-panel (large ld: one page per row).
     for (int64_t k = 0; k < kc; ++k) {
-      const float* src = A + (k0 + k) * lda + i0;
-      for (int64_t p = 0; p < mc; p += MR)
-        pack_copy<MR>(src + p, 0, static_cast<int>(std::min<int64_t>(MR, mc - p)), 1, dst + p * kc + k * MR);
+      const float* src = X + (k0 + k) * ld + i0;
+      for (int64_t p = 0; p < mc; p += R)
+        pack_copy<R>(src + p, 0, static_cast<int>(std::min<int64_t>(R, mc - p)), 1, dst + p * kc + k * R);
     }
     return;
   }
-  for (int64_t p = 0; p < mc; p += MR)  // op(A)[i][k] = A[i*lda + k]
-    pack_transpose<MR>(A + (i0 + p) * lda + k0, lda, static_cast<int>(std::min<int64_t>(MR, mc - p)), kc,
-                       dst + p * kc);
-}
-
-// Pack rows [k0, k0+kc) x cols [j0, j0+nc) of op(B) into NR-column micro-panels: panel q holds
-// op(B)[k0 + k][j0 + q*NR + s] at dst[q*NR*kc + k*NR + s], zero for columns past nc.
-void pack_b(bool trans, const float* B, int64_t ldb, int64_t k0, int64_t kc, int64_t j0, int64_t nc,
-            float* dst) {
-  if (!trans) {
-    // op(B)[k][j] = B[k*ldb + j]: k outermost, so each stored row streams once.
-    for (int64_t k = 0; k < kc; ++k) {
-      const float* src = B + (k0 + k) * ldb + j0;
-      for (int64_t q = 0; q < nc; q += NR)
-        pack_copy<NR>(src + q, 0, static_cast<int>(std::min<int64_t>(NR, nc - q)), 1, dst + q * kc + k * NR);
-    }
-    return;
-  }
-  for (int64_t q = 0; q < nc; q += NR)  // op(B)[k][j] = B[j*ldb + k]
-    pack_transpose<NR>(B + (j0 + q) * ldb + k0, ldb, static_cast<int>(std::min<int64_t>(NR, nc - q)), kc,
-                       dst + q * kc);
+  for (int64_t p = 0; p < mc; p += R)
+    pack_transpose<R>(X + (i0 + p) * ld + k0, ld, static_cast<int>(std::min<int64_t>(R, mc - p)), kc, dst + p * kc);
 }
 
 struct Problem {
@@ -362,10 +346,10 @@ void gemm_region(const Problem& p, int64_t m0, int64_t m1, int64_t n0, int64_t n
       const int64_t kc = std::min(kstep, p.K - pc);
       // beta applies on the first K block only; later blocks accumulate onto C.
       const float beta = pc == 0 ? p.beta : 1.0f;
-      pack_b(p.tb, p.B, p.ldb, pc, kc, jc, nc, Bp);
+      pack_panels<NR>(!p.tb, p.B, p.ldb, jc, nc, pc, kc, Bp);
       for (int64_t ic = m0; ic < m1; ic += MC) {
         const int64_t mc = std::min(MC, m1 - ic);
-        pack_a(p.ta, p.A, p.lda, ic, mc, pc, kc, Ap);
+        pack_panels<MR>(p.ta, p.A, p.lda, ic, mc, pc, kc, Ap);
         for (int64_t jr = 0; jr < nc; jr += NR) {
           const int n = static_cast<int>(std::min<int64_t>(NR, nc - jr));
           const float* bp = Bp + jr * kc;

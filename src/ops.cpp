@@ -355,24 +355,28 @@ Tensor slice(const Tensor& x, int axis, int64_t start, int64_t length) {
       Tensor dx = Tensor::zeros(sx, dev);
       if (outer && length && inner)
         dev->copy_blocks(g.buf(), 0, length * inner, dx.buf(), start * inner, n * inner, outer, length * inner, false);
-      const bool first = !rx->grad.defined();
-      accumulate_grad(rx, dx);
-      if (first) rx->grad_exclusive = true;  // dx is referenced nowhere else
+      accumulate_grad(rx, dx);  // once dx goes out of scope, the slot holds the only reference
     };
   return y;
 }
 
 // ---------------------------------------------------------------- matmul
 
-Tensor matmul(const Tensor& a, const Tensor& b, bool ta, bool tb) {
-  same_device("matmul", a, b);
+namespace {
+
+// matmul(), plus linear()'s bias [N] when defined: added to every row by the matmul kernel
+// (MatmulArgs::bias) rather than by a separate add op.
+Tensor matmul_bias(const Tensor& a, const Tensor& b, bool ta, bool tb, const Tensor& bias) {
+  const char* op = bias.defined() ? "linear" : "matmul";
+  same_device(op, a, b);
+  if (bias.defined()) same_device(op, a, bias);
   auto bad = [&](const std::string& why) {
     return Error("matmul: " + why + " (shapes " + shapes(a, b) + (ta ? ", a transposed" : "") + (tb ? ", b transposed" : "") + ")");
   };
   if (a.rank() < 2 || a.rank() > 3 || b.rank() < 2 || b.rank() > 3) throw bad("operands must have rank 2 or 3");
   // A rank-3 a without transpose against a shared b is one 2-D product over all rows.
   if (a.rank() == 3 && b.rank() == 2 && !ta) {
-    Tensor y2 = matmul(reshape(a, {a.dim(0) * a.dim(1), a.dim(2)}), b, false, tb);
+    Tensor y2 = matmul_bias(reshape(a, {a.dim(0) * a.dim(1), a.dim(2)}), b, false, tb, bias);
     return reshape(y2, {a.dim(0), a.dim(1), y2.dim(1)});
   }
   int64_t batch = std::max(a.rank() == 3 ? a.dim(0) : 1, b.rank() == 3 ? b.dim(0) : 1);
@@ -381,30 +385,34 @@ Tensor matmul(const Tensor& a, const Tensor& b, bool ta, bool tb) {
   int64_t M = ta ? ac : ar, K = ta ? ar : ac, Kb = tb ? bc : br, N = tb ? br : bc;
   if (K != Kb) throw bad("inner dimensions " + std::to_string(K) + " and " + std::to_string(Kb) + " differ");
   Shape out = (a.rank() == 3 || b.rank() == 3) ? Shape{batch, M, N} : Shape{M, N};
-  Tensor y = like(out, a);
-  MatmulArgs m;
-  m.batch = batch;
-  m.M = M;
-  m.N = N;
-  m.K = K;
-  m.trans_a = ta;
-  m.trans_b = tb;
-  m.lda = ac;
-  m.ldb = bc;
-  m.ldc = N;
-  m.stride_a = a.rank() == 3 ? ar * ac : 0;
-  m.stride_b = b.rank() == 3 ? br * bc : 0;
-  m.stride_c = M * N;
-  if (y.numel()) {
-    if (K == 0) a.dev().fill(y.buf(), y.numel(), 0.0f);
-    else a.dev().matmul(a.buf(), b.buf(), y.buf(), m);
+  Tensor y;
+  if (K == 0) {
+    NoGradScope values_only;  // the node below gives the bias its gradient
+    y = bias.defined() ? broadcast_to(bias.detach(), out) : Tensor::zeros(out, &a.dev());
+  } else {
+    y = like(out, a);
+    MatmulArgs m;
+    m.batch = batch;
+    m.M = M;
+    m.N = N;
+    m.K = K;
+    m.trans_a = ta;
+    m.trans_b = tb;
+    m.lda = ac;
+    m.ldb = bc;
+    m.ldc = N;
+    m.stride_a = a.rank() == 3 ? ar * ac : 0;
+    m.stride_b = b.rank() == 3 ? br * bc : 0;
+    m.stride_c = M * N;
+    m.bias = bias.defined() ? &bias.buf() : nullptr;
+    if (y.numel()) a.dev().matmul(a.buf(), b.buf(), y.buf(), m);
   }
-  if (Node* n = attach_node(y, "matmul", {a, b})) {
+  if (Node* n = bias.defined() ? attach_node(y, op, {a, b, bias}) : attach_node(y, op, {a, b})) {
     // Each gradient needs only the other operand's values: keep just those.
-    GradRef ra = grad_ref(a), rb = grad_ref(b);
+    GradRef ra = grad_ref(a), rb = grad_ref(b), rbias = bias.defined() ? grad_ref(bias) : nullptr;
     Tensor ad = rb ? a.detach() : Tensor(), bd = ra ? b.detach() : Tensor();
     int rank_a = a.rank(), rank_b = b.rank();
-    n->backward = [ra, rb, ad, bd, ta, tb, rank_a, rank_b](const Tensor& g) {
+    n->backward = [ra, rb, rbias, ad, bd, ta, tb, rank_a, rank_b, N](const Tensor& g) {
       // C = op(A)·op(B):  d op(A) = dC·op(B)ᵀ,  d op(B) = op(A)ᵀ·dC; undo the op on the way back.
       auto fit = [](const Tensor& grad, int target_rank) {
         return grad.rank() > target_rank ? sum(grad, 0) : grad;  // shared operand: sum over the batch
@@ -424,10 +432,15 @@ Tensor matmul(const Tensor& a, const Tensor& b, bool ta, bool tb) {
         }
         accumulate_grad(rb, fit(db, rank_b));
       }
+      if (rbias) accumulate_grad(rbias, reduce_to(g, {N}));  // sum over every row
     };
   }
   return y;
 }
+
+}  // namespace
+
+Tensor matmul(const Tensor& a, const Tensor& b, bool ta, bool tb) { return matmul_bias(a, b, ta, tb, Tensor()); }
 
 Tensor linear(const Tensor& x, const Tensor& w, const Tensor& bias) {
   if (w.rank() != 2 || x.rank() < 1 || x.dim(-1) != w.dim(1))
@@ -437,36 +450,8 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& bias) {
     throw Error("linear: bias " + shape_str(bias.shape()) + " does not fit weight " + shape_str(w.shape()));
   Shape out = x.shape();
   out.back() = w.dim(0);
-  const int64_t rows = x.numel() / std::max<int64_t>(x.dim(-1), 1), in = w.dim(1), outf = w.dim(0);
-  Tensor x2 = reshape(x, {rows, in});
-  if (!bias.defined() || in == 0) {
-    Tensor y = matmul(x2, w, false, true);
-    if (bias.defined()) y = add(y, bias);
-    return reshape(y, out);
-  }
-  // y = x·wᵀ + b with the bias added in the product's epilogue (one pass over y, not two).
-  same_device("linear", x, w);
-  same_device("linear", x, bias);
-  Tensor y = like({rows, outf}, x2);
-  if (y.numel()) {
-    MatmulArgs m;
-    m.M = rows, m.N = outf, m.K = in;
-    m.trans_b = true;
-    m.lda = in, m.ldb = in, m.ldc = outf;
-    m.bias = &bias.buf();
-    x.dev().matmul(x2.buf(), w.buf(), y.buf(), m);
-  }
-  if (Node* n = attach_node(y, "linear", {x2, w, bias})) {
-    GradRef rx = grad_ref(x2), rw = grad_ref(w), rb = grad_ref(bias);
-    Tensor xd = rw ? x2.detach() : Tensor(), wd = rx ? w.detach() : Tensor();
-    n->backward = [rx, rw, rb, xd, wd](const Tensor& g) {
-      // dx = g·w,  dw = gᵀ·x,  db = sum of g over rows.
-      if (rx) accumulate_grad(rx, matmul(g, wd, false, false));
-      if (rw) accumulate_grad(rw, matmul(g, xd, true, false));
-      if (rb) accumulate_grad(rb, sum(g, 0));
-    };
-  }
-  return reshape(y, out);
+  const int64_t rows = numel(Shape(x.shape().begin(), x.shape().end() - 1));  // not numel / in: in may be 0
+  return reshape(matmul_bias(reshape(x, {rows, w.dim(1)}), w, false, true, bias), out);
 }
 
 // ---------------------------------------------------------------- row-wise

@@ -30,19 +30,22 @@ Tensor Tensor::full(const Shape& shape, float value, Kernels* dev) {
   t.dev().fill(t.buf(), t.numel(), value);
   return t;
 }
-Tensor Tensor::from(const Shape& shape, const std::vector<float>& values, Kernels* dev) {
+namespace {
+template <class T>
+Tensor from_values(const char* fn, const Shape& shape, const std::vector<T>& values, Kernels* dev) {
+  static_assert(sizeof(T) == 4, "buffers hold 4-byte elements");
   if (static_cast<int64_t>(values.size()) != ait::numel(shape))
-    throw Error("Tensor::from: " + std::to_string(values.size()) + " values for shape " + shape_str(shape));
-  Tensor t = empty(shape, dev);
+    throw Error(std::string(fn) + ": " + std::to_string(values.size()) + " values for shape " + shape_str(shape));
+  Tensor t = Tensor::empty(shape, dev);
   t.dev().upload(t.buf(), values.data(), values.size());
   return t;
 }
+}  // namespace
+Tensor Tensor::from(const Shape& shape, const std::vector<float>& values, Kernels* dev) {
+  return from_values("Tensor::from", shape, values, dev);
+}
 Tensor Tensor::from_int(const Shape& shape, const std::vector<int32_t>& values, Kernels* dev) {
-  if (static_cast<int64_t>(values.size()) != ait::numel(shape))
-    throw Error("Tensor::from_int: " + std::to_string(values.size()) + " values for shape " + shape_str(shape));
-  Tensor t = empty(shape, dev);
-  t.dev().upload(t.buf(), values.data(), values.size());
-  return t;
+  return from_values("Tensor::from_int", shape, values, dev);
 }
 
 // ---- accessors ----
@@ -61,6 +64,7 @@ int64_t Tensor::numel() const { return ait::numel(shape()); }
 Kernels& Tensor::dev() const { return *need(impl_).dev; }
 Buffer& Tensor::buf() const { return *need(impl_).data; }
 const BufferPtr& Tensor::buffer_ptr() const { return need(impl_).data; }
+bool Tensor::unshared() const { return impl_.use_count() == 1 && need(impl_).data.use_count() == 1; }
 
 std::vector<float> Tensor::to_vector() const {
   std::vector<float> v(static_cast<size_t>(numel()));
@@ -117,18 +121,11 @@ Tensor& Tensor::set_requires_grad(bool on) {
 }
 Tensor Tensor::grad() const {
   const TensorImpl& t = need(impl_);
-  if (!t.meta) return Tensor();
-  t.meta->grad_exclusive = false;  // now shared with the caller
-  return t.meta->grad;
+  return t.meta ? t.meta->grad : Tensor();
 }
 void Tensor::zero_grad() {
   TensorImpl& t = need(impl_);
   if (t.meta) t.meta->grad = Tensor();
-}
-void Tensor::set_grad(const Tensor& g) {
-  AutogradMeta& m = meta_of(need(impl_));
-  m.grad = g;
-  m.grad_exclusive = false;
 }
 const std::string& Tensor::name() const { return need(impl_).name; }
 Tensor& Tensor::set_name(const std::string& n) {
@@ -162,15 +159,15 @@ void accumulate_grad(const GradRef& r, const Tensor& g) {
     // Gradients are never modified in place by ops, so the first contribution can be shared;
     // a second one then goes into a fresh buffer.
     m.grad = g.detach();
-    m.grad_exclusive = false;
     return;
   }
   NoGradScope no_grad;
   m.grad = add(m.grad, g);
-  m.grad_exclusive = true;  // add's output is a fresh buffer
 }
 
-Tensor* exclusive_grad(const GradRef& r) { return r && r->grad.defined() && r->grad_exclusive ? &r->grad : nullptr; }
+// Derived from ownership, not tracked: a grad() caller shares the handle; the tensor a first
+// contribution came from, or a detach / reshape of the gradient, shares the buffer.
+Tensor* exclusive_grad(const GradRef& r) { return r && r->grad.defined() && r->grad.unshared() ? &r->grad : nullptr; }
 
 namespace {
 thread_local bool t_grad_enabled = true;

@@ -53,6 +53,7 @@ public:
   Kernels& dev() const;
   Buffer& buf() const;
   const BufferPtr& buffer_ptr() const;
+  bool unshared() const;  // no other handle holds this tensor or its storage
 
   // Host copies (wait for the device when needed).
   std::vector<float> to_vector() const;
@@ -66,7 +67,6 @@ public:
   Tensor& set_requires_grad(bool on = true);
   Tensor grad() const;  // undefined until backward() reached this tensor
   void zero_grad();
-  void set_grad(const Tensor& g);
   void backward() const;  // seed 1 for a one-element tensor
   void backward(const Tensor& seed) const;
   Tensor detach() const;  // same storage, no graph (the spec's stopgrad)
@@ -88,7 +88,6 @@ private:
 struct AutogradMeta {
   bool requires_grad = false;
   Tensor grad;
-  bool grad_exclusive = false;  // grad's buffer is this slot's alone: backward may add into it in place
   std::shared_ptr<Node> node;  // null for leaves and for tensors made without gradients
   Shape shape;
   Kernels* dev = nullptr;
@@ -115,8 +114,8 @@ struct TensorImpl {
 GradRef grad_ref(const Tensor& t);
 // Adds g into the slot's gradient (allocating it on first use). No-op for a null slot.
 void accumulate_grad(const GradRef& r, const Tensor& g);
-// The slot's gradient when a backward step may add into it in place (it exists and no other
-// tensor shares its buffer), else null.
+// The slot's gradient when a backward step may add into it in place (it exists and nothing
+// else holds it or its buffer), else null.
 Tensor* exclusive_grad(const GradRef& r);
 inline void accumulate_grad(const Tensor& t, const Tensor& g) { accumulate_grad(grad_ref(t), g); }
 

@@ -104,6 +104,24 @@ int64_t run_case(const Case& c) {
   return bad;
 }
 
+Case sized(int64_t M, int64_t N, int64_t K, int64_t pad_a, int64_t pad_b, int64_t pad_c) {
+  Case c;
+  c.M = M, c.N = N, c.K = K;
+  c.pad_a = pad_a, c.pad_b = pad_b, c.pad_c = pad_c;
+  return c;
+}
+
+// run_case for all four transpose combinations, each with the next seed.
+int64_t run_all_transposes(Case c, uint64_t& seed) {
+  int64_t bad = 0;
+  for (int t = 0; t < 4; ++t) {
+    c.ta = t & 1, c.tb = t & 2;
+    c.seed = seed++;
+    bad += run_case(c);
+  }
+  return bad;
+}
+
 // Restores the process-wide thread count when a test ends, pass or fail.
 class ThreadCountGuard {
 public:
@@ -119,33 +137,17 @@ TEST(GemmTest, OddShapesAllTransposes) {
   const std::vector<int64_t> sizes = small_scale() ? std::vector<int64_t>{1, 3, 13, 33, 129}
                                                    : std::vector<int64_t>{1, 3, 13, 127, 128, 129};
   uint64_t seed = 100;
-  for (int t = 0; t < 4; ++t)
-    for (int64_t M : sizes)
-      for (int64_t N : sizes)
-        for (int64_t K : sizes) {
-          Case c;
-          c.ta = t & 1, c.tb = t & 2;
-          c.M = M, c.N = N, c.K = K;
-          c.pad_a = 3, c.pad_b = 5, c.pad_c = 2;
-          c.seed = seed++;
-          ASSERT_EQ(run_case(c), 0);
-        }
+  for (int64_t M : sizes)
+    for (int64_t N : sizes)
+      for (int64_t K : sizes) ASSERT_EQ(run_all_transposes(sized(M, N, K, 3, 5, 2), seed), 0);
 }
 
 TEST(GemmTest, TileEdges) {
   // Every remainder of the row and column tiles, with and without the packed path.
   uint64_t seed = 200;
-  for (int t = 0; t < 4; ++t)
-    for (int64_t M : {5, 6, 7, 13, 14, 15, 27, 28, 29, 43})
-      for (int64_t N : {7, 8, 9, 15, 16, 17, 31, 32, 33, 65})
-        for (int64_t K : {2, 37}) {
-          Case c;
-          c.ta = t & 1, c.tb = t & 2;
-          c.M = M, c.N = N, c.K = K;
-          c.pad_a = 1, c.pad_b = 2, c.pad_c = 7;
-          c.seed = seed++;
-          ASSERT_EQ(run_case(c), 0);
-        }
+  for (int64_t M : {5, 6, 7, 13, 14, 15, 27, 28, 29, 43})
+    for (int64_t N : {7, 8, 9, 15, 16, 17, 31, 32, 33, 65})
+      for (int64_t K : {2, 37}) ASSERT_EQ(run_all_transposes(sized(M, N, K, 1, 2, 7), seed), 0);
 }
 
 TEST(GemmTest, DegenerateShapes) {
@@ -155,28 +157,13 @@ TEST(GemmTest, DegenerateShapes) {
       {300, 1, 90}, {2, 2, 1},   {64, 64, 1},  {129, 257, 1}, {513, 3, 7},  {3, 513, 7},
       {5, 40, 3100}, {40, 5, 3100},  // several K blocks with a single row / column tile
   };
-  for (int t = 0; t < 4; ++t)
-    for (const auto& s : shapes) {
-      Case c;
-      c.ta = t & 1, c.tb = t & 2;
-      c.M = s[0], c.N = s[1], c.K = s[2];
-      c.pad_a = 2, c.pad_b = 1, c.pad_c = 3;
-      c.seed = seed++;
-      ASSERT_EQ(run_case(c), 0);
-    }
+  for (const auto& s : shapes) ASSERT_EQ(run_all_transposes(sized(s[0], s[1], s[2], 2, 1, 3), seed), 0);
 }
 
 TEST(GemmTest, LargeLeadingDimensions) {
   // Row strides much larger than the logical width, as for a sub-block of a bigger matrix.
   uint64_t seed = 400;
-  for (int t = 0; t < 4; ++t) {
-    Case c;
-    c.ta = t & 1, c.tb = t & 2;
-    c.M = 45, c.N = 70, c.K = 83;
-    c.pad_a = 61, c.pad_b = 130, c.pad_c = 99;
-    c.seed = seed++;
-    ASSERT_EQ(run_case(c), 0);
-  }
+  ASSERT_EQ(run_all_transposes(sized(45, 70, 83, 61, 130, 99), seed), 0);
 }
 
 TEST(GemmTest, AlphaBeta) {
@@ -185,35 +172,25 @@ TEST(GemmTest, AlphaBeta) {
   const float betas[] = {0.0f, 1.0f, -1.25f, 0.5f};
   // tiny (unpacked path), packed, and K > the K block depth (1536), where beta applies once
   const int64_t shapes[][3] = {{5, 7, 3}, {67, 45, 150}, {40, 50, 1700}};
-  for (int t = 0; t < 4; ++t)
-    for (const auto& s : shapes)
-      for (float alpha : alphas)
-        for (float beta : betas) {
-          Case c;
-          c.ta = t & 1, c.tb = t & 2;
-          c.M = s[0], c.N = s[1], c.K = s[2];
-          c.alpha = alpha, c.beta = beta;
-          c.pad_a = 4, c.pad_b = 3, c.pad_c = 2;
-          c.seed = seed++;
-          ASSERT_EQ(run_case(c), 0);
-        }
+  for (const auto& s : shapes)
+    for (float alpha : alphas)
+      for (float beta : betas) {
+        Case c = sized(s[0], s[1], s[2], 4, 3, 2);
+        c.alpha = alpha, c.beta = beta;
+        ASSERT_EQ(run_all_transposes(c, seed), 0);
+      }
 }
 
 TEST(GemmTest, BetaZeroOverwritesNaN) {
   uint64_t seed = 600;
   const int64_t shapes[][3] = {{4, 5, 6}, {29, 33, 40}, {60, 70, 1700}};
-  for (int t = 0; t < 4; ++t)
-    for (const auto& s : shapes)
-      for (float alpha : {1.0f, -2.0f}) {
-        Case c;
-        c.ta = t & 1, c.tb = t & 2;
-        c.M = s[0], c.N = s[1], c.K = s[2];
-        c.alpha = alpha, c.beta = 0.0f;
-        c.pad_c = 1;
-        c.nan_c = true;
-        c.seed = seed++;
-        ASSERT_EQ(run_case(c), 0);
-      }
+  for (const auto& s : shapes)
+    for (float alpha : {1.0f, -2.0f}) {
+      Case c = sized(s[0], s[1], s[2], 0, 0, 1);
+      c.alpha = alpha, c.beta = 0.0f;
+      c.nan_c = true;
+      ASSERT_EQ(run_all_transposes(c, seed), 0);
+    }
 }
 
 TEST(GemmTest, KZeroScalesC) {

@@ -19,14 +19,6 @@ std::vector<float> broadcast_rows(const std::vector<float>& row, int n) {
   return out;
 }
 
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
 
 }  // namespace
 
@@ -209,6 +201,22 @@ TEST(OpsGrad, Linear) {
   }
 }
 
+TEST(OpsForward, LinearAgainstLoop) {
+  // The bias is added inside the matmul kernel; check it against the plain sum, and K = 0.
+  Tensor x = random_tensor({2, 3, 7}, 250), w = random_tensor({5, 7}, 251), b = random_tensor({5}, 252);
+  auto xv = x.to_vector(), wv = w.to_vector(), bv = b.to_vector(), yv = linear(x, w, b).to_vector();
+  ASSERT_EQ(yv.size(), 6u * 5u);
+  for (int r = 0; r < 6; ++r)
+    for (int o = 0; o < 5; ++o) {
+      double acc = bv[o];
+      for (int i = 0; i < 7; ++i) acc += double(xv[r * 7 + i]) * wv[o * 7 + i];
+      EXPECT_NEAR(yv[r * 5 + o], acc, 1e-5) << r << "," << o;
+    }
+  Tensor empty_in = linear(Tensor::zeros({4, 0}), Tensor::zeros({5, 0}), b);
+  EXPECT_EQ(empty_in.shape(), (Shape{4, 5}));
+  EXPECT_EQ(empty_in.to_vector(), broadcast_rows(bv, 4));
+}
+
 TEST(OpsGrad, RowWise) {
   for (int64_t cols : kSizes) {
     Tensor x = random_tensor({3, cols}, 500 + cols, -2.0f, 2.0f);
@@ -332,6 +340,14 @@ TEST(Autodiff, SlicesAddIntoOneGradientWithoutTouchingAHandedOutOne) {
     EXPECT_EQ(g2[i], 2 * want[i / 4]) << i;
     EXPECT_EQ(again[i], want[i / 4]) << i << ": a gradient handed out earlier was modified";
   }
+  // Sharing only the storage (a detached view, the handle dropped) protects it as well.
+  Tensor view = x.grad().detach();
+  loss().backward();
+  std::vector<float> g3 = x.grad().to_vector(), kept = view.to_vector();
+  for (int64_t i = 0; i < 20; ++i) {
+    EXPECT_EQ(g3[i], 3 * want[i / 4]) << i;
+    EXPECT_EQ(kept[i], 2 * want[i / 4]) << i << ": a view of an earlier gradient was modified";
+  }
 }
 
 TEST(Autodiff, OnlyWhatNeedsIt) {
@@ -386,13 +402,14 @@ TEST(Threads, RowWiseOpsIndependentOfThreadCount) {
     out.push_back(y.item());
     return out;
   };
+  const int saved = num_threads();
   set_num_threads(1);
   auto one = run();
   set_num_threads(2);
   auto two = run();
   set_num_threads(3);
   auto three = run();
-  set_num_threads(static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+  set_num_threads(saved);
   EXPECT_EQ(one, two);
   EXPECT_EQ(one, three);
 }
