@@ -61,13 +61,10 @@ IdxArray parse_idx(const uint8_t* data, size_t n, const std::string& source) {
   // Element count, saturating instead of overflowing.
   uint64_t count = zero ? 0 : 1;
   bool overflow = false;
-  for (int64_t d : out.dims) {
-    if (zero || overflow) break;
-    if (count > UINT64_MAX / uint64_t(d)) {
-      overflow = true;
-      break;
-    }
-    count *= uint64_t(d);
+  for (size_t i = 0; !zero && !overflow && i < out.dims.size(); ++i) {
+    const uint64_t d = uint64_t(out.dims[i]);
+    overflow = count > UINT64_MAX / d;
+    if (!overflow) count *= d;
   }
   if (overflow || count > avail)
     throw Error(source + ": IDX dims " + dims_text + " need " +

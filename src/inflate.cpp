@@ -100,6 +100,19 @@ constexpr uint32_t kPrimaryMask = (1u << kPrimaryBits) - 1;
 constexpr uint32_t kSym = 0x100;
 constexpr uint32_t kLink = 0x200;
 
+// Tops a bit buffer up to at least 56 bits from the 8 input bytes at in + pos (all readable).
+// Shared by Inflater::refill() and the local copy of the state in Inflater::codes().
+inline void refill8(const uint8_t* in, size_t& pos, uint64_t& buf, unsigned& cnt) {
+  uint64_t v;
+  std::memcpy(&v, in + pos, 8);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+  v = __builtin_bswap64(v);
+#endif
+  buf |= v << cnt;
+  pos += (63 - cnt) >> 3;
+  cnt |= 56;
+}
+
 struct Huffman {
   std::vector<uint32_t> table;
   uint32_t sub_mask = 0;  // index mask of every sub-table (all have 2^(max_len - primary) rows)
@@ -246,14 +259,7 @@ private:
   // bytes and counts them; using any of those bits is caught by check().
   void refill() {
     if (pos_ + 8 <= n_) {
-      uint64_t v;
-      std::memcpy(&v, in_ + pos_, 8);
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-      v = __builtin_bswap64(v);
-#endif
-      buf_ |= v << cnt_;
-      pos_ += (63 - cnt_) >> 3;
-      cnt_ |= 56;
+      refill8(in_, pos_, buf_, cnt_);
     } else {
       while (cnt_ <= 56) {
         if (pos_ < n_) {
@@ -402,14 +408,7 @@ private:
     for (;;) {
       if (cnt < 48) {  // one symbol needs at most 15 + 5 + 15 + 13 bits
         if (pos + 8 <= n) {
-          uint64_t v;
-          std::memcpy(&v, in + pos, 8);
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-          v = __builtin_bswap64(v);
-#endif
-          buf |= v << cnt;
-          pos += (63 - cnt) >> 3;
-          cnt |= 56;
+          refill8(in, pos, buf, cnt);
         } else {
           store();
           refill();

@@ -56,18 +56,12 @@ const Json::Array& Json::as_array() const {
   if (type_ != Type::Array) wrong_type(type_, "an array");
   return arr_;
 }
-Json::Array& Json::as_array() {
-  if (type_ != Type::Array) wrong_type(type_, "an array");
-  return arr_;
-}
+Json::Array& Json::as_array() { return const_cast<Array&>(static_cast<const Json&>(*this).as_array()); }
 const Json::Object& Json::as_object() const {
   if (type_ != Type::Object) wrong_type(type_, "an object");
   return obj_;
 }
-Json::Object& Json::as_object() {
-  if (type_ != Type::Object) wrong_type(type_, "an object");
-  return obj_;
-}
+Json::Object& Json::as_object() { return const_cast<Object&>(static_cast<const Json&>(*this).as_object()); }
 
 size_t Json::size() const {
   if (type_ == Type::Array) return arr_.size();

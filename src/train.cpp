@@ -77,14 +77,23 @@ float learning_rate(int64_t step, int64_t total, int64_t warmup, float base_lr) 
 
 // ------------------------------------------------------------------ data
 
-Batch make_batch(const Dataset& ds, const std::vector<int64_t>& idx, Kernels& dev, bool augment, Rng* rng, const AiT* model) {
+namespace {
+
+// A batch's values on the host (make_batch without the upload; a replayed step uploads them
+// into the recorded step's input buffers).
+struct HostBatch {
+  std::vector<float> images, questions;
+  std::vector<int32_t> labels;
+};
+
+HostBatch host_batch(const Dataset& ds, const std::vector<int64_t>& idx, bool augment, Rng* rng, const AiT* model) {
   const bool own = model && !model->data_mean.empty();
   const std::vector<float>& means = own ? model->data_mean : ds.mean;
   const std::vector<float>& stds = own ? model->data_std : ds.std;
   const int64_t B = static_cast<int64_t>(idx.size()), C = ds.channels, H = ds.height, W = ds.width, HW = H * W;
-  std::vector<float> img(B * C * HW);
-  std::vector<int32_t> lab(B);
-  std::vector<float> q;
+  HostBatch out;
+  out.images.resize(B * C * HW);
+  out.labels.resize(B);
   for (int64_t b = 0; b < B; ++b) {
     const uint8_t* src = ds.images.data() + idx[b] * C * HW;
     int dy = 0, dx = 0;
@@ -96,7 +105,7 @@ Batch make_batch(const Dataset& ds, const std::vector<int64_t>& idx, Kernels& de
     }
     for (int64_t c = 0; c < C; ++c) {
       float mean = means[c], inv_std = 1.0f / stds[c];
-      float* dst = img.data() + (b * C + c) * HW;
+      float* dst = out.images.data() + (b * C + c) * HW;
       for (int64_t y = 0; y < H; ++y)
         for (int64_t x = 0; x < W; ++x) {
           int64_t sy = y + dy, sx = (flip ? W - 1 - x : x) + dx;
@@ -104,15 +113,23 @@ Batch make_batch(const Dataset& ds, const std::vector<int64_t>& idx, Kernels& de
           dst[y * W + x] = (pix - mean) * inv_std;
         }
     }
-    lab[b] = ds.labels[idx[b]];
+    out.labels[b] = ds.labels[idx[b]];
     if (ds.question_dim)
-      q.insert(q.end(), ds.questions.begin() + idx[b] * ds.question_dim, ds.questions.begin() + (idx[b] + 1) * ds.question_dim);
+      out.questions.insert(out.questions.end(), ds.questions.begin() + idx[b] * ds.question_dim,
+                           ds.questions.begin() + (idx[b] + 1) * ds.question_dim);
   }
+  return out;
+}
+
+}  // namespace
+
+Batch make_batch(const Dataset& ds, const std::vector<int64_t>& idx, Kernels& dev, bool augment, Rng* rng, const AiT* model) {
+  HostBatch h = host_batch(ds, idx, augment, rng, model);
   Batch out;
-  out.size = B;
-  out.images = Tensor::from({B, C, H, W}, img, &dev);
-  out.labels = Tensor::from_int({B}, lab, &dev);
-  if (ds.question_dim) out.questions = Tensor::from({B, ds.question_dim}, q, &dev);
+  out.size = static_cast<int64_t>(idx.size());
+  out.images = Tensor::from({out.size, ds.channels, ds.height, ds.width}, h.images, &dev);
+  out.labels = Tensor::from_int({out.size}, h.labels, &dev);
+  if (ds.question_dim) out.questions = Tensor::from({out.size, ds.question_dim}, h.questions, &dev);
   return out;
 }
 
@@ -296,10 +313,8 @@ double train(const TrainOptions& opt, Kernels& dev) {
     for (size_t i = 0; i < calls; ++i) s[i] = AiT::write_dropout_seed(step_seed, static_cast<int64_t>(i));
     return s;
   };
-  auto upload_into = [](const Tensor& dst, const Tensor& host) {
-    if (!dst.defined()) return;
-    std::vector<float> v = host.to_vector();  // raw 4-byte values (labels are int32)
-    dst.dev().upload(dst.buf(), v.data(), v.size());
+  auto upload_into = [](const Tensor& dst, const void* values) {  // 4-byte values (labels are int32)
+    if (dst.defined()) dst.dev().upload(dst.buf(), values, dst.numel());
   };
 
   Progress bar;
@@ -322,19 +337,18 @@ double train(const TrainOptions& opt, Kernels& dev) {
                                order.begin() + std::min(train_ds.n, (s + 1) * opt.batch_size));
       const uint32_t step_seed = hash32(static_cast<uint32_t>(opt.seed) * 7919u + static_cast<uint32_t>(step));
       const float lr = learning_rate(step, total_steps, warmup, opt.lr);
-      const bool full = static_cast<int64_t>(idx.size()) == opt.batch_size;
-      Batch b;
+      const int64_t B = static_cast<int64_t>(idx.size());
+      const bool full = B == opt.batch_size;
       ForwardResult f;
       if (replay_on && full && dev.can_replay()) {
-        Batch host = make_batch(train_ds, idx, cpu(), opt.augment, &aug_rng, &model);
-        b = recorded.batch;
-        upload_into(b.images, host.images);
-        upload_into(b.labels, host.labels);
-        upload_into(b.questions, host.questions);
+        HostBatch host = host_batch(train_ds, idx, opt.augment, &aug_rng, &model);
+        upload_into(recorded.batch.images, host.images.data());
+        upload_into(recorded.batch.labels, host.labels.data());
+        upload_into(recorded.batch.questions, host.questions.data());
         dev.replay({adam.advance(lr), dropout_seeds(step_seed, recorded.dropout_calls)});
         f.loss = recorded.loss, f.ce = recorded.ce, f.balance = recorded.balance, f.logits = recorded.logits;
       } else {
-        b = make_batch(train_ds, idx, dev, opt.augment, &aug_rng, &model);
+        Batch b = make_batch(train_ds, idx, dev, opt.augment, &aug_rng, &model);
         const bool record = replay_on && full && ++full_steps == 2 && dev.begin_capture();
         f = model.forward(b.images, b.questions, b.labels, true, true, step_seed);
         f.loss.backward();
@@ -357,13 +371,13 @@ double train(const TrainOptions& opt, Kernels& dev) {
         throw Error("training diverged: loss is " + std::to_string(loss) + " at step " + std::to_string(step) +
                     " (epoch " + std::to_string(epoch + 1) + "); try a lower --lr");
       const int64_t C = cfg.num_classes;
-      for (int64_t i = 0; i < b.size; ++i) {
+      for (int64_t i = 0; i < B; ++i) {
         int64_t pred = predicted_class(logits, i, C);
         correct += pred == train_ds.labels[idx[i]];
       }
-      loss_sum += loss * b.size, ce_sum += ce * b.size, bal_sum += bal * b.size;
-      seen += b.size;
-      images_done += b.size;
+      loss_sum += loss * B, ce_sum += ce * B, bal_sum += bal * B;
+      seen += B;
+      images_done += B;
       double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
       double ips = images_done / std::max(elapsed, 1e-9);
       double eta = (double(total_steps - step - 1) * opt.batch_size) / std::max(ips, 1e-9);
@@ -465,7 +479,7 @@ void dump(const DumpOptions& opt, Kernels& dev) {
     put("eval.logits", model.forward(images, questions, lab, false, false, 0).logits);
   }
   AdamW adam(model, opt.weight_decay);
-  std::vector<float> step_losses;
+  std::vector<Tensor> step_losses;  // read together at the end: no device wait per step
   const int64_t passes = std::max<int64_t>(1, opt.train_steps);
   for (int64_t s = 0; s < passes; ++s) {
     ForwardResult f = model.forward(images, questions, lab, true, false, 0);  // training pass, write dropout off
@@ -478,13 +492,15 @@ void dump(const DumpOptions& opt, Kernels& dev) {
       for (auto& [name, p] : model.params()) put("grad." + name, p.grad().defined() ? p.grad() : Tensor::zeros(p.shape(), &dev));
       for (int64_t i = 0; i < c.depth; ++i) put("memory." + std::to_string(i), f.new_memory[i]);
     }
-    step_losses.push_back(f.loss.item());
-    if (opt.train_steps > 0) adam.step(opt.lr);
+    if (opt.train_steps > 0) {
+      step_losses.push_back(f.loss.detach());
+      adam.step(opt.lr);
+    }
     adam.zero_grad();
     model.commit_memory(f);
   }
   if (opt.train_steps > 0) {
-    out.add("step_losses", StTensor::from_f32({opt.train_steps}, step_losses));
+    out.add("step_losses", StTensor::from_f32({opt.train_steps}, read_together(step_losses)));
     for (auto& [name, p] : model.params()) put("param." + name, p);
     for (int64_t i = 0; i < c.depth; ++i) put("memory.final." + std::to_string(i), model.memory()[i]);
   }

@@ -947,92 +947,46 @@ TEST(DatasetTest, RoundTrip) {
 TEST(DatasetTest, LoadRejectsBadFiles) {
   TempDir dir;
   std::string path = dir.file("data.safetensors");
-  auto save_raw = [&](const SafeTensors& st) { write_safetensors(path, st); };
   Dataset ds = small_dataset(true);
+  // Writes the good dataset changed by `mutate`, then expects load_dataset to reject it.
+  auto rejects = [&](const std::function<void(SafeTensors&)>& mutate, const std::vector<std::string>& parts) {
+    SafeTensors st = dataset_to_safetensors(ds);
+    mutate(st);
+    write_safetensors(path, st);
+    expect_error([&] { load_dataset(path); }, parts);
+  };
+  auto replace = [](SafeTensors& st, const std::string& name, StTensor t) {
+    st.tensors.erase(name);
+    st.add(name, std::move(t));
+  };
 
-  SafeTensors st = dataset_to_safetensors(ds);
-  st.tensors.erase("labels");
-  st.add("labels", StTensor::from_i32({4}, {0, 1, 3, 2}));
-  save_raw(st);
-  expect_error([&] { load_dataset(path); },
-               {path, "tensor 'labels'", "label 3 at index 2 is outside [0, 3)"});
+  rejects([&](SafeTensors& st) { replace(st, "labels", StTensor::from_i32({4}, {0, 1, 3, 2})); },
+          {path, "tensor 'labels'", "label 3 at index 2 is outside [0, 3)"});
 
-  st = dataset_to_safetensors(ds);
-  st.tensors.erase("labels");
-  st.add("labels", StTensor::from_i64({4}, {0, 1, 2, 2}));  // I64 labels are accepted
-  save_raw(st);
+  SafeTensors wide = dataset_to_safetensors(ds);
+  replace(wide, "labels", StTensor::from_i64({4}, {0, 1, 2, 2}));  // I64 labels are accepted
+  write_safetensors(path, wide);
   EXPECT_EQ(load_dataset(path).labels, (std::vector<int32_t>{0, 1, 2, 2}));
 
-  st = dataset_to_safetensors(ds);
-  st.tensors.erase("labels");
-  st.add("labels", StTensor::from_i32({3}, {0, 1, 2}));
-  save_raw(st);
-  expect_error([&] { load_dataset(path); }, {path, "tensor 'labels'", "does not match the 4 images"});
-
-  st = dataset_to_safetensors(ds);
-  st.metadata["format"] = "ait";
-  save_raw(st);
-  expect_error([&] { load_dataset(path); }, {path, "'format' is 'ait'"});
-
-  st = dataset_to_safetensors(ds);
-  st.metadata["version"] = "2";
-  save_raw(st);
-  expect_error([&] { load_dataset(path); }, {path, "version '2'"});
-
-  st = dataset_to_safetensors(ds);
-  st.metadata.erase("classes");
-  save_raw(st);
-  expect_error([&] { load_dataset(path); }, {path, "no 'classes'"});
-
-  st = dataset_to_safetensors(ds);
-  st.metadata["classes"] = "[\"a\", 3]";
-  save_raw(st);
-  expect_error([&] { load_dataset(path); }, {path, "'classes'[1] is a number"});
-
-  st = dataset_to_safetensors(ds);
-  st.metadata["mean"] = "[0.5, 0.5]";
-  save_raw(st);
-  expect_error([&] { load_dataset(path); }, {path, "'mean' has 2 values for 3 channels"});
-
-  st = dataset_to_safetensors(ds);
-  st.metadata["std"] = "[0.5, 0, 0.5]";
-  save_raw(st);
-  expect_error([&] { load_dataset(path); }, {path, "'std'[1] is 0"});
-
-  st = dataset_to_safetensors(ds);
-  st.metadata["std"] = "[0.5, 0.5";
-  save_raw(st);
-  expect_error([&] { load_dataset(path); }, {path, "'std'", "invalid JSON"});
-
-  st = dataset_to_safetensors(ds);
-  st.tensors.erase("questions");
+  rejects([&](SafeTensors& st) { replace(st, "labels", StTensor::from_i32({3}, {0, 1, 2})); },
+          {path, "tensor 'labels'", "does not match the 4 images"});
+  rejects([](SafeTensors& st) { st.metadata["format"] = "ait"; }, {path, "'format' is 'ait'"});
+  rejects([](SafeTensors& st) { st.metadata["version"] = "2"; }, {path, "version '2'"});
+  rejects([](SafeTensors& st) { st.metadata.erase("classes"); }, {path, "no 'classes'"});
+  rejects([](SafeTensors& st) { st.metadata["classes"] = "[\"a\", 3]"; }, {path, "'classes'[1] is a number"});
+  rejects([](SafeTensors& st) { st.metadata["mean"] = "[0.5, 0.5]"; }, {path, "'mean' has 2 values for 3 channels"});
+  rejects([](SafeTensors& st) { st.metadata["std"] = "[0.5, 0, 0.5]"; }, {path, "'std'[1] is 0"});
+  rejects([](SafeTensors& st) { st.metadata["std"] = "[0.5, 0.5"; }, {path, "'std'", "invalid JSON"});
   std::vector<float> q = ds.questions;
   q[5] = std::nanf("");
-  st.add("questions", StTensor::from_f32({4, 2}, q));
-  save_raw(st);
-  expect_error([&] { load_dataset(path); }, {path, "tensor 'questions'", "[2, 1] is not finite"});
-
-  st = dataset_to_safetensors(ds);
-  st.tensors.erase("images");
-  save_raw(st);
-  expect_error([&] { load_dataset(path); }, {path, "no tensor 'images'"});
-
-  st = dataset_to_safetensors(ds);
-  st.tensors.erase("images");
-  st.add("images", StTensor::from_f32({4, 3, 2, 2}, std::vector<float>(48, 0.f)));
-  save_raw(st);
-  expect_error([&] { load_dataset(path); }, {path, "tensor 'images'", "expected U8"});
-
-  st = dataset_to_safetensors(ds);
-  st.tensors.erase("images");
-  st.add("images", StTensor::from_u8({4, 12}, ds.images));
-  save_raw(st);
-  expect_error([&] { load_dataset(path); }, {path, "tensor 'images'", "expected 4 [N, C, H, W]"});
-
-  st = dataset_to_safetensors(ds);
-  st.add("stray", StTensor::from_f32({1}, {0.f}));
-  save_raw(st);
-  expect_error([&] { load_dataset(path); }, {path, "unexpected tensor 'stray'"});
+  rejects([&](SafeTensors& st) { replace(st, "questions", StTensor::from_f32({4, 2}, q)); },
+          {path, "tensor 'questions'", "[2, 1] is not finite"});
+  rejects([](SafeTensors& st) { st.tensors.erase("images"); }, {path, "no tensor 'images'"});
+  rejects([&](SafeTensors& st) { replace(st, "images", StTensor::from_f32({4, 3, 2, 2}, std::vector<float>(48, 0.f))); },
+          {path, "tensor 'images'", "expected U8"});
+  rejects([&](SafeTensors& st) { replace(st, "images", StTensor::from_u8({4, 12}, ds.images)); },
+          {path, "tensor 'images'", "expected 4 [N, C, H, W]"});
+  rejects([](SafeTensors& st) { st.add("stray", StTensor::from_f32({1}, {0.f})); }, {path, "unexpected tensor 'stray'"});
 
   expect_error([&] { load_dataset(dir.file("missing.safetensors")); }, {dir.file("missing.safetensors")});
 }

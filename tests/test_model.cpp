@@ -20,12 +20,12 @@ Config micro(int64_t q) {
   return c;
 }
 
-struct Batch {
+struct Inputs {
   Tensor images, questions, labels;
 };
 
-Batch make_batch(const Config& c, int64_t B, uint64_t seed) {
-  Batch b;
+Inputs random_inputs(const Config& c, int64_t B, uint64_t seed) {
+  Inputs b;
   b.images = random_tensor({B, c.channels, c.image_height, c.image_width}, seed, -2, 2);
   if (c.question_dim) b.questions = random_tensor({B, c.question_dim}, seed + 1);
   std::vector<int32_t> lab(B);
@@ -41,7 +41,7 @@ class ModelGrad : public ::testing::TestWithParam<int64_t> {};
 TEST_P(ModelGrad, FiniteDifferences) {
   Config c = micro(GetParam());
   AiT model(c, cpu(), 42);
-  Batch b = make_batch(c, 3, 5);
+  Inputs b = random_inputs(c, 3, 5);
   ForwardResult r = model.forward(b.images, b.questions, b.labels, true, true, 0);
   ASSERT_GT(r.balance.item(), 0.0f);
   r.loss.backward();
@@ -92,7 +92,7 @@ INSTANTIATE_TEST_SUITE_P(Questions, ModelGrad, ::testing::Values(0, 5));
 TEST(Model, FrozenEvalDependsOnlyOnItsImage) {
   Config c = micro(0);
   AiT model(c, cpu(), 1);
-  Batch b = make_batch(c, 3, 9);
+  Inputs b = random_inputs(c, 3, 9);
   NoGradScope ng;
   Tensor all = model.forward(b.images, {}, {}, false, false, 0).logits;
   Tensor first = model.forward(slice(b.images, 0, 0, 1), {}, {}, false, false, 0).logits;
@@ -107,7 +107,7 @@ TEST(Model, FrozenEvalDependsOnlyOnItsImage) {
 TEST(Model, MemoryUpdateClosedForm) {
   Config c = micro(0);
   AiT model(c, cpu(), 2);
-  Batch b = make_batch(c, 2, 4);
+  Inputs b = random_inputs(c, 2, 4);
   std::vector<float> g0 = model.memory()[0].to_vector();
   ForwardResult r = model.forward(b.images, {}, b.labels, true, true, 0);
   model.commit_memory(r);

@@ -26,16 +26,7 @@ namespace fs = std::filesystem;
 namespace {
 
 TrainOptions tiny_run(const std::string& dir, const std::string& data) {
-  TrainOptions o;
-  o.data = data;
-  o.val = data;
-  o.model = "tiny";
-  o.overrides = {"dim=16",         "heads=2",        "head_dim=8",   "mlp_dim=32",   "memory_slots=4",
-                 "memory_dim=8",   "memory_heads=2", "bottleneck=20", "patch_size=4", "write_dropout=0.1"};
-  o.batch_size = 16;
-  o.lr = 3e-3f;
-  o.seed = 5;
-  o.out = dir;
+  TrainOptions o = small_train_options(dir, data);
   o.log_every = 1;  // every step's running loss goes to metrics.jsonl
   o.augment = true;
   return o;
@@ -64,20 +55,23 @@ uint64_t train_with(const TrainOptions& o, Kernels& vk, bool replay) {
   return v.program_runs() - before;
 }
 
-// Same metrics (timings aside), same checkpoint and optimizer state, bit for bit.
-void expect_same_run(const std::string& a, const std::string& b) {
-  auto ma = read_metrics(a), mb = read_metrics(b);
-  ASSERT_EQ(ma.size(), mb.size());
-  for (size_t i = 0; i < ma.size(); ++i)
-    for (const char* key : {"loss", "ce", "balance", "accuracy", "lr", "val_ce", "val_accuracy"})
-      if (ma[i].has(key)) {
-        EXPECT_EQ(ma[i].at(key).as_number(), mb[i].at(key).as_number()) << key << " in line " << i;
-      }
-  for (const char* file : {"/model.safetensors", "/train_state.safetensors"}) {
-    SafeTensors sa = read_safetensors(a + file), sb = read_safetensors(b + file);
-    ASSERT_EQ(sa.tensors.size(), sb.tensors.size()) << file;
-    for (auto& [name, t] : sa.tensors) EXPECT_EQ(t.bytes, sb.get(name).bytes) << file << " " << name;
-  }
+// Trains `epochs` epochs on `images` quadrant images with replay off and on: off runs no
+// program, on runs `program_runs` (the recording's run and the replays), and both runs end
+// with the same metrics (timings aside), checkpoint and optimizer state, bit for bit.
+// Returns the folder holding the runs ("off" and "on").
+std::string expect_same_run(Kernels& vk, const std::string& name, int64_t images, uint64_t seed, int64_t epochs,
+                            uint64_t program_runs) {
+  std::string dir = fresh_tmpdir(name);
+  std::string data = write_quadrant_dataset(dir, images, seed);
+  TrainOptions off = tiny_run(dir + "/off", data), on = tiny_run(dir + "/on", data);
+  off.epochs = on.epochs = epochs;
+  EXPECT_EQ(train_with(off, vk, false), 0u);
+  EXPECT_EQ(train_with(on, vk, true), program_runs);
+  expect_same_metrics(dir + "/off", dir + "/on");
+  for (const char* file : {"/model.safetensors", "/train_state.safetensors"})
+    expect_same_tensors(dir + "/off" + file, dir + "/on" + file);
+  test::expect_no_validation_messages();
+  return dir;
 }
 
 // Mean seconds per training step over the epochs after the first (the recording is in epoch 1).
@@ -95,15 +89,7 @@ double seconds_per_step(const std::string& dir, int64_t steps_per_epoch) {
 TEST(ReplayTest, SameLossesAndWeightsAsWithout) {
   Kernels* vk = test::vulkan_device();
   if (!vk) GTEST_SKIP() << "no Vulkan device";
-  std::string dir = fresh_tmpdir("same");
-  std::string data = dir + "/quadrant.safetensors";
-  save_dataset(data, quadrant_dataset(64, 7));
-  TrainOptions off = tiny_run(dir + "/off", data), on = tiny_run(dir + "/on", data);
-  off.epochs = on.epochs = 5;
-  EXPECT_EQ(train_with(off, *vk, false), 0u);
-  EXPECT_EQ(train_with(on, *vk, true), 20u - 1u);  // the recording's run and 18 replays
-  expect_same_run(dir + "/off", dir + "/on");
-  test::expect_no_validation_messages();
+  std::string dir = expect_same_run(*vk, "same", 64, 7, 5, 20u - 1u);  // the recording's run and 18 replays
   // A regression record, not a benchmark (on lavapipe the "device" is the same CPU).
   std::printf("[ replay   ] tiny config, batch 16, lavapipe: %.2f ms/step without replay, %.2f ms/step with\n",
               1e3 * seconds_per_step(dir + "/off", 4), 1e3 * seconds_per_step(dir + "/on", 4));
@@ -114,16 +100,8 @@ TEST(ReplayTest, SameLossesAndWeightsAsWithout) {
 TEST(ReplayTest, SmallerLastBatchRunsAsUsual) {
   Kernels* vk = test::vulkan_device();
   if (!vk) GTEST_SKIP() << "no Vulkan device";
-  std::string dir = fresh_tmpdir("last");
-  std::string data = dir + "/quadrant.safetensors";
-  save_dataset(data, quadrant_dataset(40, 8));
-  TrainOptions off = tiny_run(dir + "/off", data), on = tiny_run(dir + "/on", data);
-  off.epochs = on.epochs = 3;
-  EXPECT_EQ(train_with(off, *vk, false), 0u);
   // Epoch 1: 16 as usual, 16 recorded, 8 as usual; epochs 2 and 3: 16 and 16 replayed, 8 as usual.
-  EXPECT_EQ(train_with(on, *vk, true), 5u);
-  expect_same_run(dir + "/off", dir + "/on");
-  test::expect_no_validation_messages();
+  expect_same_run(*vk, "last", 40, 8, 3, 5u);
 }
 
 // The program's rules at the op level: the recorded work runs once at end_capture, replays

@@ -20,17 +20,8 @@ namespace fs = std::filesystem;
 namespace {
 
 TrainOptions small_run(const std::string& dir, const std::string& data) {
-  TrainOptions o;
-  o.data = data;
-  o.val = data;
-  o.model = "tiny";
-  o.overrides = {"dim=16", "heads=2", "head_dim=8", "mlp_dim=32", "memory_slots=4", "memory_dim=8", "memory_heads=2",
-                 "bottleneck=20", "patch_size=4", "write_dropout=0.1"};
+  TrainOptions o = small_train_options(dir, data);
   o.epochs = 3;
-  o.batch_size = 16;
-  o.lr = 3e-3f;
-  o.seed = 5;
-  o.out = dir;
   o.log_every = 1000;
   return o;
 }
@@ -58,8 +49,7 @@ int run_ait(const std::string& args, std::string* output) {
 
 TEST(Train, LearnsAndResumesBitIdentically) {
   std::string dir = fresh_tmpdir("resume");
-  std::string data = dir + "/quadrant.safetensors";
-  save_dataset(data, quadrant_dataset(96, 1));
+  std::string data = write_quadrant_dataset(dir, 96, 1);
 
   TrainOptions straight = small_run(dir + "/straight", data);
   double acc = train(straight, cpu());
@@ -72,31 +62,18 @@ TEST(Train, LearnsAndResumesBitIdentically) {
   rest.resume = dir + "/split";
   train(rest, cpu());
 
-  SafeTensors a = read_safetensors(dir + "/straight/model.safetensors"), b = read_safetensors(dir + "/split/model.safetensors");
-  ASSERT_EQ(a.tensors.size(), b.tensors.size());
-  for (auto& [name, t] : a.tensors) EXPECT_EQ(t.bytes, b.get(name).bytes) << name;
-  // Logged losses identical too (timings aside).
-  auto la = read_lines(dir + "/straight/metrics.jsonl"), lb = read_lines(dir + "/split/metrics.jsonl");
-  ASSERT_EQ(la.size(), lb.size());
-  for (size_t i = 0; i < la.size(); ++i) {
-    Json ja = Json::parse(la[i]), jb = Json::parse(lb[i]);
-    for (const char* key : {"loss", "ce", "balance", "accuracy", "lr", "val_ce", "val_accuracy"})
-      if (ja.has(key)) {
-        EXPECT_EQ(ja.at(key).as_number(), jb.at(key).as_number()) << key << " in line " << i;
-      }
-  }
+  expect_same_tensors(dir + "/straight/model.safetensors", dir + "/split/model.safetensors");
+  expect_same_metrics(dir + "/straight", dir + "/split");  // logged losses identical too
 }
 
 TEST(Train, SameSeedSameThreadsSameBits) {
   std::string dir = fresh_tmpdir("repro");
-  std::string data = dir + "/quadrant.safetensors";
-  save_dataset(data, quadrant_dataset(48, 2));
+  std::string data = write_quadrant_dataset(dir, 48, 2);
   TrainOptions o1 = small_run(dir + "/one", data), o2 = small_run(dir + "/two", data);
   o1.epochs = o2.epochs = 1;
   train(o1, cpu());
   train(o2, cpu());
-  SafeTensors a = read_safetensors(dir + "/one/model.safetensors"), b = read_safetensors(dir + "/two/model.safetensors");
-  for (auto& [name, t] : a.tensors) EXPECT_EQ(t.bytes, b.get(name).bytes) << name;
+  expect_same_tensors(dir + "/one/model.safetensors", dir + "/two/model.safetensors");
 }
 
 TEST(Cli, BadInputGivesOneClearError) {
@@ -168,8 +145,7 @@ TEST(Cli, BadInputGivesOneClearError) {
 
 TEST(Train, DivergenceStopsWithTheStep) {
   std::string dir = fresh_tmpdir("nan");
-  std::string data = dir + "/quadrant.safetensors";
-  save_dataset(data, quadrant_dataset(32, 6));
+  std::string data = write_quadrant_dataset(dir, 32, 6);
   TrainOptions o = small_run(dir + "/run", data);
   o.lr = 1e30f;
   o.warmup = 0;
@@ -187,8 +163,7 @@ TEST(Train, VulkanLossesMatchCpu) {
   Kernels* vk = test::vulkan_device();
   if (!vk) GTEST_SKIP() << "no Vulkan device";
   std::string dir = fresh_tmpdir("vulkan");
-  std::string data = dir + "/quadrant.safetensors";
-  save_dataset(data, quadrant_dataset(64, 7));
+  std::string data = write_quadrant_dataset(dir, 64, 7);
   TrainOptions oc = small_run(dir + "/cpu", data), ov = small_run(dir + "/vk", data);
   oc.epochs = ov.epochs = 2;
   oc.log_every = ov.log_every = 1;

@@ -1,19 +1,27 @@
-// Shared test helpers: seeded random tensors and a finite-difference gradient check.
+// Shared test helpers: seeded random tensors, a finite-difference gradient check, error
+// messages, the Vulkan test device, temporary directories, and small datasets, models and
+// training runs.
 #pragma once
 #include <gtest/gtest.h>
-
-#include <cmath>
-#include <functional>
-#include <vector>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cmath>
+#include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <functional>
 #include <string>
+#include <vector>
 
 #include "dataset.h"
+#include "device.h"
+#include "json.h"
 #include "model.h"
 #include "ops.h"
 #include "rng.h"
+#include "safetensors.h"
+#include "train.h"
 
 namespace ait::test {
 
@@ -28,13 +36,24 @@ inline Tensor random_tensor(const Shape& s, uint64_t seed, float lo = -1.0f, flo
   return Tensor::from(s, random_values(numel(s), seed, lo, hi), dev);
 }
 
-inline double rel_error(const std::vector<float>& a, const std::vector<float>& b) {
+// ‖a − b‖₂ / max(‖b‖₂, floor).
+inline double rel_error(const std::vector<float>& a, const std::vector<float>& b, double floor = 1e-12) {
   double num = 0, den = 0;
   for (size_t i = 0; i < a.size(); ++i) {
     num += (double(a[i]) - b[i]) * (double(a[i]) - b[i]);
     den += double(b[i]) * b[i];
   }
-  return std::sqrt(num) / std::max(std::sqrt(den), 1e-12);
+  return std::sqrt(num) / std::max(std::sqrt(den), floor);
+}
+
+// The message of the ait::Error that fn throws, or "(no error)".
+inline std::string error_of(const std::function<void()>& fn) {
+  try {
+    fn();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "(no error)";
 }
 
 // Finite-difference check of every input's gradient.
@@ -81,23 +100,11 @@ inline void gradcheck(const std::function<Tensor(const std::vector<Tensor>&)>& f
       a.push_back(analytic[i]);
     }
     x.copy_from(base);
-    double num = 0, den = 0;
-    for (size_t i = 0; i < a.size(); ++i) {
-      num += (double(a[i]) - n[i]) * (double(a[i]) - n[i]);
-      den += double(n[i]) * n[i];
-    }
-    double err = std::sqrt(num) / std::max(std::sqrt(den), 1e-6);
+    double err = rel_error(a, n, 1e-6);
     EXPECT_LE(err, tol) << "input " << k << " shape " << shape_str(x.shape()) << ": gradient error " << err;
   }
 }
 
-}  // namespace ait::test
-
-#include <cstdlib>
-
-#include "device.h"
-
-namespace ait::test {
 
 // The Vulkan device for a test, with validation messages cleared. A missing device fails the
 // test (CI has lavapipe) unless AIT_SKIP_VULKAN_TESTS=1, which skips it.
@@ -122,13 +129,12 @@ inline void expect_no_validation_messages() {
   vk_clear_validation_messages();
 }
 
-}  // namespace ait::test
 
-namespace ait::test {
-
-// An empty directory under the test temp dir (recreated on every call).
+// An empty directory under the test temp dir (recreated on every call), private to this
+// process so that suites run side by side do not share files.
 inline std::string fresh_tmpdir(const std::string& name) {
-  std::filesystem::path p = std::filesystem::path(::testing::TempDir()) / ("ait_" + name);
+  std::filesystem::path p =
+      std::filesystem::path(::testing::TempDir()) / ("ait_" + std::to_string(getpid()) + "_" + name);
   std::filesystem::remove_all(p);
   std::filesystem::create_directories(p);
   return p.string();
@@ -168,6 +174,55 @@ inline Config micro_config(int64_t q) {
   c.memory_slots = 3, c.memory_dim = 4, c.memory_heads = 2, c.bottleneck = 5;
   c.write_dropout = 0;
   return c;
+}
+
+
+// The short training run of the Train and Replay tests: a tiny AiT (16-wide, 2 heads, 4 memory
+// slots) on `data`, batches of 16, seed 5, writing to `out`.
+inline TrainOptions small_train_options(const std::string& out, const std::string& data) {
+  TrainOptions o;
+  o.data = data;
+  o.val = data;
+  o.model = "tiny";
+  o.overrides = {"dim=16", "heads=2", "head_dim=8", "mlp_dim=32", "memory_slots=4", "memory_dim=8", "memory_heads=2",
+                 "bottleneck=20", "patch_size=4", "write_dropout=0.1"};
+  o.batch_size = 16;
+  o.lr = 3e-3f;
+  o.seed = 5;
+  o.out = out;
+  return o;
+}
+
+// Saves quadrant_dataset(n, seed) as dir/quadrant.safetensors and returns that path.
+inline std::string write_quadrant_dataset(const std::string& dir, int64_t n, uint64_t seed) {
+  std::string path = dir + "/quadrant.safetensors";
+  save_dataset(path, quadrant_dataset(n, seed));
+  return path;
+}
+
+// Two runs logged the same metrics.jsonl, bit for bit (timings aside).
+inline void expect_same_metrics(const std::string& dir_a, const std::string& dir_b) {
+  auto read = [](const std::string& dir) {
+    std::ifstream f(dir + "/metrics.jsonl");
+    std::vector<Json> lines;
+    for (std::string l; std::getline(f, l);) lines.push_back(Json::parse(l));
+    return lines;
+  };
+  std::vector<Json> a = read(dir_a), b = read(dir_b);
+  ASSERT_EQ(a.size(), b.size());
+  ASSERT_FALSE(a.empty()) << dir_a << "/metrics.jsonl";
+  for (size_t i = 0; i < a.size(); ++i)
+    for (const char* key : {"loss", "ce", "balance", "accuracy", "lr", "val_ce", "val_accuracy"})
+      if (a[i].has(key)) {
+        EXPECT_EQ(a[i].at(key).as_number(), b[i].at(key).as_number()) << key << " in line " << i;
+      }
+}
+
+// Two safetensors files hold the same tensors, byte for byte.
+inline void expect_same_tensors(const std::string& path_a, const std::string& path_b) {
+  SafeTensors a = read_safetensors(path_a), b = read_safetensors(path_b);
+  ASSERT_EQ(a.tensors.size(), b.tensors.size()) << path_a;
+  for (auto& [name, t] : a.tensors) EXPECT_EQ(t.bytes, b.get(name).bytes) << path_a << " " << name;
 }
 
 }  // namespace ait::test
