@@ -315,10 +315,11 @@ Dataset dataset_from_npy(const std::string& images_path, const std::string& labe
   bool u8 = im.descr.substr(1) == "u1";
   if (!f32 && !u8) throw Error(images_path + ": image dtype '" + im.descr + "' unsupported (uint8 |u1 or float32 <f4)");
   const size_t total = size_t(N * C * H * W);
-  std::vector<uint8_t> v(total);
+  std::vector<uint8_t> v;
   if (u8) {
-    std::memcpy(v.data(), im.data.data(), total);
+    v = std::move(im.data);  // parse_npy checked it holds exactly `total` bytes
   } else {
+    v.resize(total);
     for (size_t i = 0; i < total; ++i) {
       float x;
       std::memcpy(&x, im.data.data() + 4 * i, 4);
@@ -346,6 +347,7 @@ Dataset dataset_from_npy(const std::string& images_path, const std::string& labe
   if ((t[0] != 'i' && t[0] != 'u') || (item != 1 && item != 2 && item != 4 && item != 8))
     throw Error(labels_path + ": label dtype '" + lb.descr + "' is not an integer type");
   int64_t maxlab = -1;
+  const int64_t limit = classes.empty() ? int64_t(INT32_MAX) : int64_t(classes.size());
   for (int64_t i = 0; i < N; ++i) {
     uint64_t raw = 0;
     std::memcpy(&raw, lb.data.data() + size_t(i) * item, item);  // little-endian host
@@ -353,7 +355,6 @@ Dataset dataset_from_npy(const std::string& images_path, const std::string& labe
     if (is_signed && item < 8 && (raw >> (item * 8 - 1)) & 1) val = -1;
     else if (!is_signed && item == 8 && raw > uint64_t(INT32_MAX)) val = INT64_MAX;
     else val = int64_t(raw);
-    int64_t limit = classes.empty() ? int64_t(INT32_MAX) : int64_t(classes.size());
     if (val < 0 || val >= limit)
       throw Error(labels_path + ": label at index " + std::to_string(i) + " is out of range [0, " +
                   std::to_string(limit) + ")");

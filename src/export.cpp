@@ -31,14 +31,8 @@ void put32(std::vector<uint8_t>& o, uint32_t v) {
 uint32_t get16(const uint8_t* p) { return uint32_t(p[0]) | (uint32_t(p[1]) << 8); }
 uint32_t get32(const uint8_t* p) { return get16(p) | (get16(p + 2) << 16); }
 
-void append_f32(std::vector<uint8_t>& o, const std::vector<float>& v) {
-  size_t at = o.size();
-  o.resize(at + v.size() * 4);
-  for (size_t i = 0; i < v.size(); ++i) {
-    uint32_t u;
-    std::memcpy(&u, &v[i], 4);
-    for (int b = 0; b < 4; ++b) o[at + 4 * i + b] = uint8_t(u >> (8 * b));
-  }
+bool ends_with(const std::string& s, const std::string& suffix) {
+  return s.size() > suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
 }  // namespace
@@ -48,8 +42,7 @@ void append_f32(std::vector<uint8_t>& o, const std::vector<float>& v) {
 std::vector<uint8_t> npy_f32(const Shape& shape, const std::vector<float>& values) {
   if (numel(shape) != static_cast<int64_t>(values.size()))
     throw Error("npy: shape " + shape_str(shape) + " does not match " + std::to_string(values.size()) + " values");
-  std::vector<uint8_t> le;
-  append_f32(le, values);  // little-endian whatever the host
+  const std::vector<uint8_t> le = StTensor::from_f32(shape, values).bytes;  // little-endian whatever the host
   return write_npy("<f4", shape, le.data(), le.size());
 }
 
@@ -155,9 +148,7 @@ Json stats_json(const std::vector<float>& v) {
 }  // namespace
 
 std::string npz_config_path(const std::string& npz_path) {
-  const std::string ext = ".npz";
-  if (npz_path.size() > ext.size() && npz_path.compare(npz_path.size() - ext.size(), ext.size(), ext) == 0)
-    return npz_path.substr(0, npz_path.size() - ext.size()) + ".config.json";
+  if (ends_with(npz_path, ".npz")) return npz_path.substr(0, npz_path.size() - 4) + ".config.json";
   return npz_path + ".config.json";
 }
 
@@ -232,36 +223,31 @@ std::vector<AuthorsName> authors_names(const Config& c) {
 }
 
 namespace {
-bool is_write_out(const std::string& ours) {
-  const std::string s = ".gwl.write.out.weight";
-  return ours.size() > s.size() && ours.compare(ours.size() - s.size(), s.size(), s) == 0;
-}
-bool is_beta(const std::string& theirs) {
-  const std::string s = ".memoryupdate.beta";
-  return theirs.size() > s.size() && theirs.compare(theirs.size() - s.size(), s.size(), s) == 0;
-}
-void check_write_out(size_t n, int64_t rows, int64_t H, int64_t m) {
-  if (rows < 0 || H < 1 || m < 1 || static_cast<int64_t>(n) != rows * H * m)
-    throw Error("write.out.weight: " + std::to_string(n) + " values, expected " + std::to_string(rows) + "x" + std::to_string(H * m));
+bool is_write_out(const std::string& ours) { return ends_with(ours, ".gwl.write.out.weight"); }
+bool is_beta(const std::string& theirs) { return ends_with(theirs, ".memoryupdate.beta"); }
+
+// Per row, ours column j·m + f <-> theirs column f·H + j; `to_authors` picks the direction.
+std::vector<float> permute_write_out(const std::vector<float>& w, int64_t rows, int64_t H, int64_t m, bool to_authors) {
+  if (rows < 0 || H < 1 || m < 1 || static_cast<int64_t>(w.size()) != rows * H * m)
+    throw Error("write.out.weight: " + std::to_string(w.size()) + " values, expected " + std::to_string(rows) + "x" + std::to_string(H * m));
+  std::vector<float> out(w.size());
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t j = 0; j < H; ++j)
+      for (int64_t f = 0; f < m; ++f) {
+        const int64_t ours = r * H * m + j * m + f, theirs = r * H * m + f * H + j;
+        if (to_authors) out[theirs] = w[ours];
+        else out[ours] = w[theirs];
+      }
+  return out;
 }
 }  // namespace
 
 std::vector<float> write_out_to_authors(const std::vector<float>& w, int64_t rows, int64_t H, int64_t m) {
-  check_write_out(w.size(), rows, H, m);
-  std::vector<float> out(w.size());
-  for (int64_t r = 0; r < rows; ++r)
-    for (int64_t j = 0; j < H; ++j)
-      for (int64_t f = 0; f < m; ++f) out[r * H * m + f * H + j] = w[r * H * m + j * m + f];
-  return out;
+  return permute_write_out(w, rows, H, m, true);
 }
 
 std::vector<float> write_out_from_authors(const std::vector<float>& w, int64_t rows, int64_t H, int64_t m) {
-  check_write_out(w.size(), rows, H, m);
-  std::vector<float> out(w.size());
-  for (int64_t r = 0; r < rows; ++r)
-    for (int64_t j = 0; j < H; ++j)
-      for (int64_t f = 0; f < m; ++f) out[r * H * m + j * m + f] = w[r * H * m + f * H + j];
-  return out;
+  return permute_write_out(w, rows, H, m, false);
 }
 
 SafeTensors to_authors(const AiT& model) {

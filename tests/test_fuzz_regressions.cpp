@@ -12,8 +12,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
-#include <iterator>
 #include <map>
 #include <string>
 #include <vector>
@@ -86,11 +84,6 @@ const std::map<std::string, Target>& targets() {
 
 const fs::path kRoot = fs::path(AIT_SOURCE_DIR) / "tests" / "fuzz_regressions";
 
-std::vector<uint8_t> slurp(const fs::path& p) {
-  std::ifstream f(p, std::ios::binary);
-  return std::vector<uint8_t>(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
-}
-
 }  // namespace
 
 // Every folder names a known target (a typo would silently skip its inputs otherwise).
@@ -119,7 +112,7 @@ TEST(FuzzRegressions, ReplaySavedInputs) {
     std::sort(files.begin(), files.end());
     for (const fs::path& f : files) {
       SCOPED_TRACE(f.string());
-      std::vector<uint8_t> bytes = slurp(f);
+      std::vector<uint8_t> bytes = ait::read_file(f.string());
       EXPECT_EQ(fn(bytes.data(), bytes.size()), 0);
       ++replayed;
     }

@@ -150,12 +150,12 @@ int run(int argc, char** argv) {
     std::iota(idx.begin(), idx.end(), start);
     Batch b = make_batch(ds, idx, dev, false, nullptr, &model);
     const bool write = mode == MemoryEval::Update;
-    ForwardResult f = model.forward(b.images, b.questions, b.labels, write, false, 0);
+    // No labels: only the logits are read, so the pass need not compute the losses.
+    ForwardResult f = model.forward(b.images, b.questions, Tensor(), write, false, 0);
     if (write) model.commit_memory(f);
     std::vector<float> logits = f.logits.to_vector();
     for (size_t i = 0; i < idx.size(); ++i) {
-      const float* l = logits.data() + i * size_t(C);
-      int pred = int(std::max_element(l, l + C) - l);
+      int pred = int(predicted_class(logits, int64_t(i), C));
       int truth = ds.labels[size_t(idx[i])];
       by[type[size_t(idx[i])]][sub[size_t(idx[i])]].add(pred == truth, truth);
     }

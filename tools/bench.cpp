@@ -161,10 +161,6 @@ void bench_gemm() {
 }
 
 // ------------------------------------------------------------------------------------------
-// Section registry: add further sections (attention, layernorm, training step, ...) here.
-// ------------------------------------------------------------------------------------------
-
-// ------------------------------------------------------------------------------------------
 // Model throughput: training steps (forward, backward, AdamW, memory update) and eval passes.
 // ------------------------------------------------------------------------------------------
 struct ModelCase {
@@ -357,9 +353,8 @@ void bench_vulkan() {
     std::printf("no Vulkan device (%s): skipped\n", e.what());
     return;
   }
-  std::printf("device: %s%s\n", dev->name().c_str(),
-              dev->name().find("llvmpipe") != std::string::npos ? "  (a CPU rasteriser: a regression record, not GPU speed)" : "");
-  bool slow = dev->name().find("llvmpipe") != std::string::npos;
+  const bool slow = dev->name().find("llvmpipe") != std::string::npos;
+  std::printf("device: %s%s\n", dev->name().c_str(), slow ? "  (a CPU rasteriser: a regression record, not GPU speed)" : "");
   std::printf("%-34s %10s\n", "matmul", "GFLOP/s");
   for (auto [what, ta, tb, M, N, K] : std::vector<std::tuple<const char*, bool, bool, int, int, int>>{
            {"qkv X[4096x768]*W^T", false, true, 4096, 2304, 768},
