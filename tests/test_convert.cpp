@@ -14,9 +14,11 @@
 #include "convert.h"
 #include "inflate.h"
 #include "rng.h"
+#include "testutil.h"
 
 namespace fs = std::filesystem;
 using namespace ait;
+using test::error_of;
 
 namespace {
 
@@ -32,15 +34,6 @@ void write_bytes(const fs::path& p, const std::vector<uint8_t>& b) {
   f.write(reinterpret_cast<const char*>(b.data()), std::streamsize(b.size()));
 }
 
-template <class F>
-std::string error_of(F f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "<no error>";
-}
 
 std::vector<uint8_t> random_bytes(size_t n, uint64_t seed) {
   Rng r(seed);
@@ -332,7 +325,7 @@ TEST(ConvertTest, NpyHostileHeaders) {
   EXPECT_NE(error_of([&] { parse_npy(b, "f.npy"); }).find("fortran_order"), std::string::npos);
   b = ok;
   b.resize(9);
-  EXPECT_NE(error_of([&] { parse_npy(b, "t.npy"); }), "<no error>");
+  EXPECT_NE(error_of([&] { parse_npy(b, "t.npy"); }), "(no error)");
   b = ok;
   b[10] = '[';  // not a dict
   EXPECT_NE(error_of([&] { parse_npy(b, "d.npy"); }).find("header"), std::string::npos);
@@ -498,7 +491,7 @@ TEST(ConvertTest, SplitMovesRowsAndUsesTrainStats) {
   }
   EXPECT_EQ(iv, 5u);
   EXPECT_EQ(it, 15u);
-  EXPECT_NE(error_of([&] { split_dataset(ds, 15, 1); }), "<no error>");
+  EXPECT_NE(error_of([&] { split_dataset(ds, 15, 1); }), "(no error)");
   validate_dataset(val, "val");
 }
 
@@ -627,7 +620,7 @@ TEST(ClevrTest, QuestionSubsetsAndDeterminism) {
   EXPECT_NE(make_sort_of_clevr(2, 2, 0, "ternary").images, a.images);
   EXPECT_NE(make_sort_of_clevr(2, 1, 1, "ternary").images, a.images);
   EXPECT_EQ(make_sort_of_clevr(1, 1, 0, "nonrel").n, 10);
-  EXPECT_NE(error_of([] { make_sort_of_clevr(1, 1, 0, "bogus"); }), "<no error>");
+  EXPECT_NE(error_of([] { make_sort_of_clevr(1, 1, 0, "bogus"); }), "(no error)");
 }
 
 TEST(ConvertTest, MutatedInputsThrowOnlyAitError) {

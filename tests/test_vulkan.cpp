@@ -30,6 +30,7 @@
 #include "kernels.h"
 #include "rng.h"
 #include "tensor.h"
+#include "testutil.h"
 #ifdef AIT_VULKAN
 #include "vk_kernels.h"
 #include "vk_runtime.h"
@@ -78,16 +79,7 @@ double nmse(const std::vector<float>& v, const std::vector<float>& c) {
   if (den == 0) return num == 0 ? 0 : INFINITY;
   return num / den;
 }
-double rel(const std::vector<float>& v, const std::vector<float>& c) {
-  double num = 0, den = 0;
-  for (size_t i = 0; i < c.size(); ++i) {
-    double d = double(v[i]) - double(c[i]);
-    num += d * d;
-    den += double(c[i]) * double(c[i]);
-  }
-  if (den == 0) return num == 0 ? 0 : INFINITY;
-  return std::sqrt(num / den);
-}
+double rel(const std::vector<float>& v, const std::vector<float>& c) { return std::sqrt(nmse(v, c)); }
 bool all_finite(const std::vector<float>& v) {
   for (float x : v)
     if (!std::isfinite(x)) return false;
@@ -179,12 +171,27 @@ void expect_nmse(const Dual& d, const std::string& kernel, const std::string& ct
   }
 }
 
-void expect_rel(const Dual& d, const std::string& kernel, const std::string& ctx, double tol = 1e-5) {
+Got expect_rel(const Dual& d, const std::string& kernel, const std::string& ctx, double tol = 1e-5) {
   Got g = get(d, kernel + " " + ctx);
   double e = rel(g.v, g.c);
   record(kernel, "rel", e);
   EXPECT_LE(e, tol) << kernel << " " << ctx;
   EXPECT_TRUE(all_finite(g.v)) << kernel << " " << ctx << ": NaN/inf in the Vulkan output";
+  return g;
+}
+
+// For sums that can cancel to near 0: max over outputs k of |v_k - c_k| / scale_k, where scale_k
+// is the magnitude of what output k summed. Returns the payloads.
+Got expect_vs_magnitude(const Dual& d, const std::vector<double>& scale, const std::string& kernel,
+                        const std::string& ctx, double tol) {
+  Got g = get(d, kernel + " " + ctx);
+  double worst = 0;
+  for (size_t k = 0; k < g.c.size(); ++k)
+    worst = std::max(worst, std::fabs(double(g.v[k]) - g.c[k]) / std::max(scale[k], 1e-30));
+  record(kernel, "rel/|x|", worst);
+  EXPECT_LE(worst, tol) << kernel << " " << ctx;
+  EXPECT_TRUE(all_finite(g.v)) << kernel << " " << ctx << ": NaN/inf in the Vulkan output";
+  return g;
 }
 
 std::string sz(std::initializer_list<int64_t> dims) {
@@ -193,43 +200,18 @@ std::string sz(std::initializer_list<int64_t> dims) {
   return s + "]";
 }
 
-Kernels* find_vulkan(std::string* why) {
-  try {
-    return select_device("vulkan");
-  } catch (const Error& e) {
-    *why = e.what();
-    return nullptr;
-  }
-}
-
-bool skip_allowed() {
-  const char* s = getenv("AIT_SKIP_VULKAN_TESTS");
-  return s && std::string(s) == "1";
-}
-
 class VulkanTest : public ::testing::Test {
 protected:
   void SetUp() override {
     // The loader-override test needs no device (it makes sure there is none).
     if (std::string(::testing::UnitTest::GetInstance()->current_test_info()->name()) == "LoaderOverrideFallsBack")
       return;
-    std::string why;
-    vk = find_vulkan(&why);
-    if (!vk) {
-      if (skip_allowed()) {
-        GTEST_SKIP() << "no Vulkan device (" << why << "); AIT_SKIP_VULKAN_TESTS=1";
-      }
-      FAIL() << "no Vulkan device: " << why << " (set AIT_SKIP_VULKAN_TESTS=1 to skip the Vulkan tests)";
-    }
-    vk_clear_validation_messages();
+    vk = test::vulkan_device();  // a missing device has already failed the test, unless skipping is allowed
+    if (!vk) GTEST_SKIP() << "no Vulkan device";
   }
   void TearDown() override {
     if (vk) vk->sync();
-    auto msgs = vk_validation_messages();
-    std::string all;
-    for (size_t i = 0; i < msgs.size() && i < 10; ++i) all += "\n  " + msgs[i];
-    EXPECT_EQ(msgs.size(), 0u) << "validation layer messages:" << all;
-    vk_clear_validation_messages();
+    test::expect_no_validation_messages();
   }
   Kernels* vk = nullptr;
 };
@@ -644,26 +626,18 @@ TEST_F(VulkanTest, ReduceSumAndCountPositive) {
   shapes.push_back({2, 70000, 1});
   int seed = 0;
   for (auto [o, n, i] : shapes) {
-    Dual x = make_dual(vk, randn(o * n * i, 100 + seed++));
+    std::vector<float> xs = randn(o * n * i, 100 + seed++);
+    Dual x = make_dual(vk, xs);
     Dual y = make_out(vk, o * i), c = make_out(vk, o * i);
     vk->reduce_sum(*x.v, *y.v, o, n, i, 0.5f);
     cpu().reduce_sum(*x.c, *y.c, o, n, i, 0.5f);
     std::string ctx = sz({o, n, i});
-    // Per-output tolerance relative to the summed magnitudes: cancellation can make a single
-    // sum tiny, so the metric is max |v - c| / sum_j |x| over outputs.
-    Got g = get(y, "reduce_sum " + ctx);
-    std::vector<float> xs = fetch(cpu(), x.c, x.total());
-    double worst = 0;
+    // Output (oo, ii) is 0.5 * sum_j x: its scale is 0.5 * sum_j |x|.
+    std::vector<double> scale(o * i, 0.0);
     for (int64_t oo = 0; oo < o; ++oo)
-      for (int64_t ii = 0; ii < i; ++ii) {
-        double mag = 0;
-        for (int64_t j = 0; j < n; ++j) mag += std::fabs(xs[(oo * n + j) * i + ii]);
-        double e = std::fabs(double(g.v[oo * i + ii]) - g.c[oo * i + ii]) / std::max(0.5 * mag, 1e-30);
-        worst = std::max(worst, e);
-      }
-    record("reduce_sum", "rel/|x|", worst);
-    EXPECT_LE(worst, 1e-6) << "reduce_sum " << ctx;
-    EXPECT_TRUE(all_finite(g.v));
+      for (int64_t j = 0; j < n; ++j)
+        for (int64_t ii = 0; ii < i; ++ii) scale[oo * i + ii] += 0.5 * std::fabs(xs[(oo * n + j) * i + ii]);
+    expect_vs_magnitude(y, scale, "reduce_sum", ctx, 1e-6);
     vk->count_positive(*x.v, *c.v, o, n, i);
     cpu().count_positive(*x.c, *c.c, o, n, i);
     expect_exact(c, "count_positive", ctx);
@@ -856,7 +830,8 @@ TEST_F(VulkanTest, LayerNormForwardBackward) {
   shapes.push_back({1, 4 * 256 * 3});
   for (auto [rows, cols] : shapes) {
       int64_t n = rows * cols;
-      Dual x = make_dual(vk, randn(n, 500 + seed, 2.0f)), w = make_dual(vk, randn(cols, 501 + seed));
+      std::vector<float> xs = randn(n, 500 + seed, 2.0f);
+      Dual x = make_dual(vk, xs), w = make_dual(vk, randn(cols, 501 + seed));
       Dual b = make_dual(vk, randn(cols, 502 + seed)), dy = make_dual(vk, randn(n, 503 + seed));
       Dual y = make_out(vk, n), mean = make_out(vk, rows), rstd = make_out(vk, rows), dx = make_out(vk, n);
       Dual dw = make_dual(vk, randn(cols, 504 + seed)), db = make_dual(vk, randn(cols, 505 + seed));
@@ -865,26 +840,15 @@ TEST_F(VulkanTest, LayerNormForwardBackward) {
       vk->layernorm(*x.v, *w.v, *b.v, *y.v, *mean.v, *rstd.v, rows, cols, 1e-5f);
       cpu().layernorm(*x.c, *w.c, *b.c, *y.c, *mean.c, *rstd.c, rows, cols, 1e-5f);
       expect_rel(y, "layernorm", ctx);
-      {
-        // The mean of a row can cancel to near 0: its error is measured against the row's mean
-        // magnitude, max over rows of |v - c| / (sum |x| / cols) (as reduce_sum's); two float32
-        // sums of up to 3000 terms in different orders differ by about sqrt(n) ulp.
-        Got g = get(mean, "layernorm(mean) " + ctx);
-        std::vector<float> xs = fetch(cpu(), x.c, x.total());
-        double worst = 0;
-        for (int64_t r = 0; r < rows; ++r) {
-          double mag = 0;
-          for (int64_t c = 0; c < cols; ++c) mag += std::fabs(xs[r * cols + c]);
-          worst = std::max(worst, std::fabs(double(g.v[r]) - g.c[r]) / std::max(mag / cols, 1e-30));
-        }
-        record("layernorm(mean)", "rel/|x|", worst);
-        EXPECT_LE(worst, 5e-6) << "layernorm(mean) " << ctx;
-        EXPECT_TRUE(all_finite(g.v));
-      }
-      expect_rel(rstd, "layernorm(rstd)", ctx);
+      // A row's mean can cancel to near 0: its scale is the row's mean magnitude. Two float32
+      // sums of up to 3000 terms in different orders differ by about sqrt(n) ulp.
+      std::vector<double> scale(rows, 0.0);
+      for (int64_t r = 0; r < rows; ++r)
+        for (int64_t c = 0; c < cols; ++c) scale[r] += std::fabs(xs[r * cols + c]) / cols;
+      Got mu = expect_vs_magnitude(mean, scale, "layernorm(mean)", ctx, 5e-6);
+      Got rs = expect_rel(rstd, "layernorm(rstd)", ctx);
       // Backward from the CPU's saved statistics on both sides (isolates the backward kernel).
-      std::vector<float> mu = get(mean, "mean").c, rs = get(rstd, "rstd").c;
-      Dual m2 = make_dual(vk, mu), r2 = make_dual(vk, rs);
+      Dual m2 = make_dual(vk, mu.c), r2 = make_dual(vk, rs.c);
       vk->layernorm_backward(*x.v, *w.v, *m2.v, *r2.v, *dy.v, *dx.v, *dw.v, *db.v, rows, cols);
       cpu().layernorm_backward(*x.c, *w.c, *m2.c, *r2.c, *dy.c, *dx.c, *dw.c, *db.c, rows, cols);
       if (cols > 1) expect_rel(dx, "layernorm_backward(dx)", ctx);
@@ -905,9 +869,9 @@ TEST_F(VulkanTest, SoftmaxForwardBackward) {
         std::string ctx = sz({rows, cols}) + " scale " + std::to_string(scale);
         vk->softmax(*x.v, *y.v, rows, cols, scale);
         cpu().softmax(*x.c, *y.c, rows, cols, scale);
-        expect_rel(y, "softmax", ctx);
+        Got yg = expect_rel(y, "softmax", ctx);
         // Backward from the same y on both sides.
-        Dual y2 = make_dual(vk, get(y, "y").c);
+        Dual y2 = make_dual(vk, yg.c);
         vk->softmax_backward(*y2.v, *dy.v, *dx.v, rows, cols, scale);
         cpu().softmax_backward(*y2.c, *dy.c, *dx.c, rows, cols, scale);
         if (cols > 1) expect_rel(dx, "softmax_backward", ctx);
@@ -967,8 +931,8 @@ TEST_F(VulkanTest, CrossEntropyForwardBackward) {
       vk->cross_entropy(*logits.v, *labels.v, *loss.v, *probs.v, rows, classes);
       cpu().cross_entropy(*logits.c, *labels.c, *loss.c, *probs.c, rows, classes);
       if (classes > 1) expect_rel(loss, "cross_entropy(loss)", ctx);
-      expect_rel(probs, "cross_entropy(probs)", ctx);
-      Dual p2 = make_dual(vk, get(probs, "probs").c);
+      Got pg = expect_rel(probs, "cross_entropy(probs)", ctx);
+      Dual p2 = make_dual(vk, pg.c);
       vk->cross_entropy_backward(*p2.v, *labels.v, *dloss.v, *dlogits.v, rows, classes);
       cpu().cross_entropy_backward(*p2.c, *labels.c, *dloss.c, *dlogits.c, rows, classes);
       if (classes > 1) expect_nmse(dlogits, "cross_entropy_backward", ctx);
@@ -989,9 +953,8 @@ TEST_F(VulkanTest, L2NormalizeForwardBackward) {
       std::string ctx = sz({rows, cols});
       vk->l2_normalize(*x.v, *y.v, *norm.v, rows, cols);
       cpu().l2_normalize(*x.c, *y.c, *norm.c, rows, cols);
-      expect_rel(y, "l2_normalize", ctx);
-      expect_rel(norm, "l2_normalize(norm)", ctx);
-      Dual y2 = make_dual(vk, get(y, "y").c), n2 = make_dual(vk, get(norm, "norm").c);
+      Got yg = expect_rel(y, "l2_normalize", ctx), ng = expect_rel(norm, "l2_normalize(norm)", ctx);
+      Dual y2 = make_dual(vk, yg.c), n2 = make_dual(vk, ng.c);
       vk->l2_normalize_backward(*y2.v, *n2.v, *dy.v, *dx.v, rows, cols);
       cpu().l2_normalize_backward(*y2.c, *n2.c, *dy.c, *dx.c, rows, cols);
       if (cols > 1 && rows <= 2) expect_rel(dx, "l2_normalize_backward", ctx);
