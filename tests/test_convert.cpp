@@ -11,9 +11,9 @@
 
 #include <unistd.h>
 
-#include "convert.h"
-#include "inflate.h"
-#include "rng.h"
+#include "apps/convert.h"
+#include "io/inflate.h"
+#include "core/rng.h"
 #include "testutil.h"
 
 namespace fs = std::filesystem;

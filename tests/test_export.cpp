@@ -8,9 +8,9 @@
 #include <string>
 #include <unistd.h>
 
-#include "convert.h"
-#include "export.h"
-#include "inflate.h"
+#include "apps/convert.h"
+#include "apps/export.h"
+#include "io/inflate.h"
 #include "testutil.h"
 
 using namespace ait;

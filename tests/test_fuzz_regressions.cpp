@@ -16,12 +16,12 @@
 #include <string>
 #include <vector>
 
-#include "convert.h"
-#include "dataset.h"
-#include "idx.h"
-#include "inflate.h"
-#include "json.h"
-#include "safetensors.h"
+#include "apps/convert.h"
+#include "io/dataset.h"
+#include "io/idx.h"
+#include "io/inflate.h"
+#include "io/json.h"
+#include "io/safetensors.h"
 #include "../tools/fuzz/memfile.h"
 
 // Every header the targets include is included above, so the #includes inside the targets

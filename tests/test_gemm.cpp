@@ -17,9 +17,9 @@
 #include <string>
 #include <vector>
 
-#include "gemm.h"
-#include "rng.h"
-#include "threadpool.h"
+#include "cpu/gemm.h"
+#include "core/rng.h"
+#include "cpu/threadpool.h"
 
 namespace {
 

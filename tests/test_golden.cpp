@@ -9,9 +9,9 @@
 #include <cstdio>
 #include <cstdlib>
 
-#include "safetensors.h"
+#include "io/safetensors.h"
 #include "testutil.h"
-#include "train.h"
+#include "model/train.h"
 
 using namespace ait;
 

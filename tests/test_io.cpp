@@ -14,12 +14,12 @@
 #include <string>
 #include <vector>
 
-#include "dataset.h"
-#include "idx.h"
-#include "inflate.h"
-#include "json.h"
-#include "rng.h"
-#include "safetensors.h"
+#include "io/dataset.h"
+#include "io/idx.h"
+#include "io/inflate.h"
+#include "io/json.h"
+#include "core/rng.h"
+#include "io/safetensors.h"
 
 using namespace ait;
 

@@ -3,8 +3,8 @@
 // and the memory update's closed form.
 #include <cmath>
 
-#include "model.h"
-#include "safetensors.h"
+#include "model/model.h"
+#include "io/safetensors.h"
 #include "testutil.h"
 
 using namespace ait;

@@ -4,7 +4,7 @@
 #include <numeric>
 
 #include "testutil.h"
-#include "threadpool.h"
+#include "cpu/threadpool.h"
 
 using namespace ait;
 using namespace ait::test;

@@ -10,12 +10,12 @@
 #include <filesystem>
 #include <fstream>
 
-#include "json.h"
-#include "safetensors.h"
+#include "io/json.h"
+#include "io/safetensors.h"
 #include "testutil.h"
-#include "train.h"
+#include "model/train.h"
 #ifdef AIT_VULKAN
-#include "vk_kernels.h"
+#include "vulkan/vk_kernels.h"
 #endif
 
 using namespace ait;

@@ -7,11 +7,11 @@
 #include <filesystem>
 #include <fstream>
 
-#include "json.h"
-#include "safetensors.h"
+#include "io/json.h"
+#include "io/safetensors.h"
 #include "testutil.h"
-#include "threadpool.h"
-#include "train.h"
+#include "cpu/threadpool.h"
+#include "model/train.h"
 
 using namespace ait;
 using namespace ait::test;

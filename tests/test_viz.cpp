@@ -9,13 +9,13 @@
 #include <regex>
 #include <set>
 
-#include "convert.h"
-#include "inflate.h"
-#include "model.h"
-#include "rng.h"
+#include "apps/convert.h"
+#include "io/inflate.h"
+#include "model/model.h"
+#include "core/rng.h"
 #include "testutil.h"
-#include "train.h"
-#include "viz.h"
+#include "model/train.h"
+#include "apps/viz.h"
 
 using namespace ait;
 using namespace ait::test;

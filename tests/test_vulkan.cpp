@@ -26,14 +26,14 @@
 #include <string>
 #include <vector>
 
-#include "device.h"
-#include "kernels.h"
-#include "rng.h"
-#include "tensor.h"
+#include "core/device.h"
+#include "core/kernels.h"
+#include "core/rng.h"
+#include "core/tensor.h"
 #include "testutil.h"
 #ifdef AIT_VULKAN
-#include "vk_kernels.h"
-#include "vk_runtime.h"
+#include "vulkan/vk_kernels.h"
+#include "vulkan/vk_runtime.h"
 #endif
 
 using namespace ait;

@@ -14,14 +14,14 @@
 #include <string>
 #include <vector>
 
-#include "dataset.h"
-#include "device.h"
-#include "json.h"
-#include "model.h"
-#include "ops.h"
-#include "rng.h"
-#include "safetensors.h"
-#include "train.h"
+#include "io/dataset.h"
+#include "core/device.h"
+#include "io/json.h"
+#include "model/model.h"
+#include "core/ops.h"
+#include "core/rng.h"
+#include "io/safetensors.h"
+#include "model/train.h"
 
 namespace ait::test {
 

@@ -11,10 +11,10 @@
 #include <string>
 #include <vector>
 
-#include "device.h"
-#include "rng.h"
-#include "vk_kernels.h"
-#include "vk_runtime.h"
+#include "core/device.h"
+#include "core/rng.h"
+#include "vulkan/vk_kernels.h"
+#include "vulkan/vk_runtime.h"
 
 namespace {
 using Clock = std::chrono::steady_clock;

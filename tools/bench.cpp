@@ -25,14 +25,14 @@
 #include <fstream>
 #include <sstream>
 
-#include "device.h"
-#include "gemm.h"
-#include "json.h"
-#include "model.h"
-#include "ops.h"
-#include "rng.h"
-#include "threadpool.h"
-#include "train.h"
+#include "core/device.h"
+#include "cpu/gemm.h"
+#include "io/json.h"
+#include "model/model.h"
+#include "core/ops.h"
+#include "core/rng.h"
+#include "cpu/threadpool.h"
+#include "model/train.h"
 
 namespace {
 

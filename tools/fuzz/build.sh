@@ -48,10 +48,10 @@ if ! "$CXX" -fsanitize=fuzzer,address,undefined "$probe.cpp" -o "$probe" 2>"$pro
 fi
 
 # The parsers the targets exercise and what they pull in (kept to the I/O layer: no model code).
-lib_srcs=(convert dataset safetensors json inflate idx)
+lib_srcs=(apps/convert io/dataset io/safetensors io/json io/inflate io/idx)
 flags=(-std=c++17 -g -O1 -fno-omit-frame-pointer -fno-sanitize-recover=undefined -I"$root/src")
 
-newest_header=$(ls -t "$root"/src/*.h | head -1)
+newest_header=$(ls -t "$root"/src/*/*.h | head -1)
 compile() {  # src obj
   local src=$1 obj=$2
   if [ ! -f "$obj" ] || [ "$src" -nt "$obj" ] || [ "$newest_header" -nt "$obj" ] || [ "$0" -nt "$obj" ]; then
@@ -64,14 +64,14 @@ export -f compile 2>/dev/null || true
 pids=()
 fail=0
 for s in "${lib_srcs[@]}"; do
-  compile "$root/src/$s.cpp" "$out/obj/$s.o" &
+  compile "$root/src/$s.cpp" "$out/obj/${s//\//_}.o" &
   pids+=($!)
   if [ ${#pids[@]} -ge "$jobs" ]; then wait "${pids[0]}" || fail=1; pids=("${pids[@]:1}"); fi
 done
 for p in "${pids[@]}"; do wait "$p" || fail=1; done
 [ $fail -eq 0 ] || { echo "fuzz: library build failed" >&2; exit 2; }
 objs=()
-for s in "${lib_srcs[@]}"; do objs+=("$out/obj/$s.o"); done
+for s in "${lib_srcs[@]}"; do objs+=("$out/obj/${s//\//_}.o"); done
 
 targets=()
 if [ $# -gt 0 ]; then

@@ -4,8 +4,8 @@
 #include <cstdint>
 #include <cstdlib>
 
-#include "idx.h"
-#include "inflate.h"
+#include "io/idx.h"
+#include "io/inflate.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   try {

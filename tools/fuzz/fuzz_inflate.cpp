@@ -8,7 +8,7 @@
 #include <cstdlib>
 #include <vector>
 
-#include "inflate.h"
+#include "io/inflate.h"
 #ifdef AIT_FUZZ_WITH_ZLIB
 #include <zlib.h>
 #endif

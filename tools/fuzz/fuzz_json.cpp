@@ -5,7 +5,7 @@
 #include <cstdlib>
 #include <string>
 
-#include "json.h"
+#include "io/json.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   ait::Json j;

@@ -15,7 +15,7 @@
 #include <string>
 #include <vector>
 
-#include "convert.h"
+#include "apps/convert.h"
 #include "memfile.h"
 
 namespace {

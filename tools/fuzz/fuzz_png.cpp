@@ -14,8 +14,8 @@
 #include <cstring>
 #include <vector>
 
-#include "convert.h"
-#include "inflate.h"
+#include "apps/convert.h"
+#include "io/inflate.h"
 
 namespace {
 

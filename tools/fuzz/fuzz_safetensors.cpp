@@ -4,8 +4,8 @@
 #include <cstdint>
 #include <cstdlib>
 
-#include "dataset.h"
-#include "safetensors.h"
+#include "io/dataset.h"
+#include "io/safetensors.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   ait::SafeTensors st;

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Readable PyTorch reference of the AiT interchange spec (/work/shared/ait-spec.md, v1).
+"""Readable PyTorch reference of the AiT interchange spec (docs/spec.md, v1).
 
 One module per spec block; module names follow spec section 6, so state_dict() keys are the
 checkpoint's tensor names. Subcommands: init, dump, bench, selfcheck (see --help and README.md).

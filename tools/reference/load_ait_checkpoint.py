@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Example for PyTorch users: load an ait.cpp checkpoint (spec names, /work/shared/ait-spec.md
+"""Example for PyTorch users: load an ait.cpp checkpoint (spec names, docs/spec.md
 section 6) into the reference module of ait_reference.py and print frozen-memory eval logits
 (memory_eval=frozen: the memory is read, never written) for images of a dataset file.
 

@@ -1,0 +1,117 @@
+// Dataset converters and generators behind `ait-convert`: every one returns an ait::Dataset
+// (see dataset.h) with channel statistics computed, ready for save_dataset. All randomness
+// comes from ait::Rng, so the output is a pure function of the inputs and the seed.
+//
+// Every reader treats its input as hostile and throws ait::Error naming the file.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "io/dataset.h"
+
+namespace ait {
+
+// ---- Triangle (equilateral vs random), 64x64 grey ----
+// Each vertex is drawn as 8 points jittered uniformly within +-1 px, each point a filled disc
+// of radius 2 (value 255 on 0). Vertices lie in [kTriangleMargin, 63 - kTriangleMargin], so
+// every object pixel is inside the image. Label 0 ("equilateral"): v2 = v0 + rot60(v1 - v0),
+// resampled until inside the margins and the side is at least 12 px. Label 1 ("random"):
+// three uniform vertices, each pair at least 12 px apart, resampled while the triangle is
+// within 10% of equilateral. Labels alternate 0, 1, 0, ... (balanced).
+constexpr int kTriangleSize = 64;
+constexpr double kTriangleMargin = 4.0;
+struct TriangleScene {
+  double vx[3], vy[3];             // vertices
+  std::vector<double> px, py;      // the 24 point centres (8 per vertex, in vertex order)
+  int label = 0;
+};
+// `stream` separates train (0) and test (1) so they never share samples for one seed.
+Dataset make_triangle_dataset(int64_t n, uint64_t seed, uint64_t stream,
+                              std::vector<TriangleScene>* scenes = nullptr);
+
+// ---- CIFAR binary ----
+// CIFAR-10: records of 1 label byte + 3072 bytes (3x32x32, CHW). CIFAR-100: 2 label bytes
+// (coarse, then fine) + 3072; `fine` picks the label. Class names: CIFAR-10's ten names, or
+// for CIFAR-100 "coarse_0".. / "fine_0".. unless `names_file` (one name per line, blank lines
+// ignored, e.g. batches.meta.txt / fine_label_names.txt) is given.
+Dataset dataset_from_cifar(const std::vector<std::string>& files, bool cifar100, bool fine,
+                           const std::string& names_file = "");
+std::vector<std::string> cifar10_classes();
+
+// ---- NumPy .npy ----
+struct NpyArray {
+  std::string descr;            // e.g. "|u1", "<f4"
+  bool fortran_order = false;
+  std::vector<int64_t> shape;
+  std::vector<uint8_t> data;    // raw element bytes, little-endian
+};
+// Versions 1.0, 2.0, 3.0. Rejects fortran_order True, header past EOF, data size != shape.
+NpyArray parse_npy(const std::vector<uint8_t>& bytes, const std::string& source);
+std::vector<uint8_t> write_npy(const std::string& descr, const std::vector<int64_t>& shape,
+                               const void* data, size_t nbytes);  // v1.0, for tests / tools
+// Images: |u1 or <f4 (values in [0,1], stored as round(x*255)); 3-D = one channel; 4-D in
+// `layout` "nhwc" or "nchw". Labels: any integer dtype, 1-D of length N. Classes: `classes`
+// when non-empty (labels range-checked against it) else "0".."max".
+Dataset dataset_from_npy(const std::string& images_path, const std::string& labels_path,
+                         const std::string& layout, const std::vector<std::string>& classes);
+
+// ---- Images ----
+struct Image {
+  int width = 0, height = 0, channels = 0;  // channels 1 or 3 after decoding
+  std::vector<uint8_t> pixels;              // HWC
+};
+// Binary P5 / P6, maxval 255, '#' comments allowed in the header.
+Image decode_pnm(const std::vector<uint8_t>& bytes, const std::string& source);
+// 8-bit gray / gray+alpha / RGB / RGBA (alpha dropped) and palette at 1/2/4/8 bits; filters
+// 0-4; every chunk CRC checked; interlaced images and other bit depths refused.
+Image decode_png(const std::vector<uint8_t>& bytes, const std::string& source);
+// channels 1 (gray), 3 (RGB) or 4 (RGBA); zlib stored blocks, filter 0. Pixels HWC.
+std::vector<uint8_t> encode_png(const uint8_t* pixels, int w, int h, int channels);
+// One sub-folder per class (sorted names = class order), files sorted by name; .pgm .ppm
+// .png (case-insensitive) are read, other files ignored. Gray is expanded to RGB when any
+// image is RGB. Sizes must match unless `resize_h`/`resize_w` > 0 (nearest neighbour).
+Dataset dataset_from_folder(const std::string& dir, int resize_h = 0, int resize_w = 0);
+
+// ---- Split ----
+// Moves `n_val` seeded-random rows (kept in their original order) from `train` into the
+// returned dataset; recomputes train's mean/std and copies them into the result.
+Dataset split_dataset(Dataset& train, int64_t n_val, uint64_t seed);
+
+// ---- Sort-of-CLEVR ----
+// 75x75 RGB on white; 6 objects, one per colour (red, green, blue, orange, grey, yellow),
+// each a square of side 11 or a circle of radius 5, integer centres in [5, 69] (fully inside)
+// and pairwise at least 10 px apart. Each (image, question) pair is one dataset row: the image
+// is repeated per question. Question vector (18 floats): [0:6] colour one-hot, [6:12] second
+// colour one-hot (ternary only), [12:15] type (non-relational, binary, ternary), [15:18]
+// subtype. Answers (classes): 0 yes, 1 no, 2 rectangle, 3 circle, 4..9 = counts 1..6.
+//   non-relational: 0 shape of the object; 1 is it on the left (x < 37.5); 2 on the top (y < 37.5)
+//   binary:  0 shape of the nearest other object; 1 shape of the farthest other object
+//            (distance ties: lowest colour index); 2 number of objects with the same shape,
+//            itself included (1..6)
+//   ternary (objects A, B): 0 "count between": number of objects, A and B included, whose
+//            centre lies within the axis-aligned rectangle spanned by A and B (A and B on its
+//            corners, third objects strictly inside) -> 2..6;
+//            1 "on-band": is any third object's centre within 10 px (<=) of segment AB -> yes/no;
+//            2 "obtuse count": 2 + number of third objects C with an obtuse angle at C in
+//            triangle ABC (C strictly inside the circle with diameter AB) -> 2..6.
+// Per image: 10 questions of each selected type, colours and subtypes drawn uniformly.
+constexpr int kClevrSize = 75, kClevrObjects = 6, kClevrQuestionDim = 18;
+struct ClevrObject {
+  int x = 0, y = 0;
+  bool square = false;
+};
+struct ClevrQuestion {
+  int type = 0, subtype = 0, color = 0, color2 = -1, answer = 0;
+};
+struct ClevrScene {
+  ClevrObject objects[kClevrObjects];  // index = colour
+  std::vector<ClevrQuestion> questions;
+};
+std::vector<std::string> clevr_answer_classes();
+int clevr_answer(const ClevrScene& scene, const ClevrQuestion& q);
+// `questions`: "all", "nonrel", "binary" or "ternary".
+Dataset make_sort_of_clevr(int64_t n_images, uint64_t seed, uint64_t stream,
+                           const std::string& questions, std::vector<ClevrScene>* scenes = nullptr);
+
+}  // namespace ait

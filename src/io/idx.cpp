@@ -1,0 +1,85 @@
+#include "io/idx.h"
+
+#include <cstdint>
+#include <cstdio>
+
+#include "io/inflate.h"
+
+namespace ait {
+
+namespace {
+const char* idx_type_name(uint8_t code) {
+  switch (code) {
+    case 0x08: return "unsigned byte";
+    case 0x09: return "signed byte";
+    case 0x0B: return "int16";
+    case 0x0C: return "int32";
+    case 0x0D: return "float32";
+    case 0x0E: return "float64";
+    default: return nullptr;
+  }
+}
+}  // namespace
+
+IdxArray parse_idx(const uint8_t* data, size_t n, const std::string& source) {
+  if (n < 4)
+    throw Error(source + ": not an IDX file: " + std::to_string(n) + " bytes, too short for the 4-byte magic");
+  char magic[16];
+  std::snprintf(magic, sizeof magic, "0x%02x%02x%02x%02x", data[0], data[1], data[2], data[3]);
+  if (data[0] != 0 || data[1] != 0)
+    throw Error(source + ": not an IDX file: bad magic " + magic + " (expected 0x000008NN)");
+  uint8_t type = data[2];
+  if (type != 0x08) {
+    char code[8];
+    std::snprintf(code, sizeof code, "0x%02x", type);
+    const char* name = idx_type_name(type);
+    if (name)
+      throw Error(source + ": IDX element type " + code + " (" + name +
+                  ") is not supported; only 0x08 (unsigned byte) is");
+    throw Error(source + ": not an IDX file: unknown element type code " + code + " in magic " + magic);
+  }
+  int ndims = data[3];
+  if (ndims == 0) throw Error(source + ": IDX magic " + magic + " declares 0 dimensions");
+  size_t header = 4 + 4 * size_t(ndims);
+  if (n < header)
+    throw Error(source + ": truncated IDX header: magic " + magic + " declares " + std::to_string(ndims) +
+                " dimensions (" + std::to_string(header) + " header bytes) but the file has " +
+                std::to_string(n) + " bytes");
+  IdxArray out;
+  out.source = source;
+  const uint64_t avail = n - header;
+  std::string dims_text = "[";
+  bool zero = false;
+  for (int i = 0; i < ndims; ++i) {
+    const uint8_t* p = data + 4 + 4 * i;
+    uint32_t d = (uint32_t(p[0]) << 24) | (uint32_t(p[1]) << 16) | (uint32_t(p[2]) << 8) | uint32_t(p[3]);
+    out.dims.push_back(int64_t(d));
+    dims_text += (i ? ", " : "") + std::to_string(d);
+    zero = zero || d == 0;
+  }
+  dims_text += "]";
+  // Element count, saturating instead of overflowing.
+  uint64_t count = zero ? 0 : 1;
+  bool overflow = false;
+  for (size_t i = 0; !zero && !overflow && i < out.dims.size(); ++i) {
+    const uint64_t d = uint64_t(out.dims[i]);
+    overflow = count > UINT64_MAX / d;
+    if (!overflow) count *= d;
+  }
+  if (overflow || count > avail)
+    throw Error(source + ": IDX dims " + dims_text + " need " +
+                (overflow ? std::string("more than 2^64") : std::to_string(count)) +
+                " bytes of data but the file has " + std::to_string(avail) + " after the header");
+  if (count < avail)
+    throw Error(source + ": IDX dims " + dims_text + " need " + std::to_string(count) +
+                " bytes of data but the file has " + std::to_string(avail) + " (trailing bytes)");
+  out.data.assign(data + header, data + n);
+  return out;
+}
+
+IdxArray read_idx(const std::string& path) {
+  std::vector<uint8_t> bytes = read_maybe_gzip(path);
+  return parse_idx(bytes.data(), bytes.size(), path);
+}
+
+}  // namespace ait

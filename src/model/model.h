@@ -1,0 +1,91 @@
+// The Associative Transformer (AiT), as docs/spec.md defines it. model.cpp reads like
+// the spec's section 2: patch embedding, optional question token, L layers of self-attention
+// and Global Workspace Layer (bottleneck write, memory update, Hopfield read), flatten head.
+#pragma once
+#include <map>
+#include <string>
+#include <vector>
+
+#include "io/json.h"
+#include "core/rng.h"
+#include "core/tensor.h"
+
+namespace ait {
+
+// Spec section 1. Every key can be set by name (--set key=value, a JSON file, a checkpoint).
+struct Config {
+  int64_t channels = 1, image_height = 28, image_width = 28, patch_size = 4, question_dim = 0;
+  int64_t dim = 128, depth = 2, heads = 4, head_dim = 32, mlp_dim = 256, num_classes = 10;
+  int64_t memory_slots = 16, memory_dim = 32, memory_heads = 4, bottleneck = 128;
+  double hopfield_beta = 1.0, memory_momentum = 0.9, balance_coef = 0.01, write_dropout = 0.1;
+
+  int64_t patch_tokens() const { return (image_height / patch_size) * (image_width / patch_size); }
+  int64_t tokens() const { return patch_tokens() + (question_dim > 0 ? 1 : 0); }
+  int64_t patch_features() const { return patch_size * patch_size * channels; }
+
+  Json to_json() const;
+  // Keys absent from `j` keep their current value; an unknown key or bad value throws naming it.
+  void update(const Json& j, const std::string& source);
+  void set(const std::string& key, const std::string& value);  // one `key=value` override
+  void validate() const;                                        // throws naming the bad key
+  static Config preset(const std::string& name);                // tiny, coordination, small, medium, base
+  static std::vector<std::string> preset_names();
+};
+
+enum class MemoryEval { Frozen, Update };
+
+struct ForwardResult {
+  Tensor logits;                    // [B, C]
+  Tensor ce, balance, loss;         // [] each; defined when labels were given
+  std::vector<Tensor> new_memory;   // γ' per layer when the pass wrote memory
+  // For pictures and inspection (no extra work: the pass computes them anyway):
+  std::vector<Tensor> gates;         // per layer, the bottleneck gate A [H, M, B·T] (writing passes)
+  std::vector<Tensor> read_weights;  // per layer, the Hopfield read softmax [B, T, M]
+};
+
+class AiT {
+public:
+  AiT(const Config& cfg, Kernels& dev, uint64_t seed);  // spec section 5 initialisation
+
+  // images [B, C, H, W] (already normalised), questions [B, q] when q > 0, labels int32 [B]
+  // (optional). `write` runs the bottleneck write and the memory update (training, and eval
+  // under memory_eval=update); `dropout_seed` drives write dropout when `training`.
+  ForwardResult forward(const Tensor& images, const Tensor& questions, const Tensor& labels, bool write,
+                        bool training, uint32_t dropout_seed) const;
+  void commit_memory(const ForwardResult& r);  // γ ← γ' for every layer
+  // The write-dropout seed of layer i in a pass driven by `dropout_seed` (one rule, shared by
+  // forward() and the recorded-step replay in train.cpp).
+  static uint32_t write_dropout_seed(uint32_t dropout_seed, int64_t layer) {
+    return hash32(dropout_seed + static_cast<uint32_t>(layer));
+  }
+
+  const Config& config() const { return cfg_; }
+  Kernels& device() const { return *dev_; }
+  // Parameters in spec order with spec names; memory buffers apart (no gradient).
+  std::vector<std::pair<std::string, Tensor>>& params() { return params_; }
+  const std::vector<std::pair<std::string, Tensor>>& params() const { return params_; }
+  std::vector<Tensor>& memory() { return memory_; }
+  const Tensor& param(const std::string& name) const;
+  int64_t parameter_count() const;
+  // Names of the parameters that never receive a gradient (their output only reaches memory).
+  static bool receives_no_gradient(const std::string& name);
+
+  // Checkpoint I/O (spec section 6), atomic write; load checks every tensor's name and shape.
+  void save(const std::string& path) const;
+  static AiT load(const std::string& path, Kernels& dev);
+  static Config read_config(const std::string& path);
+
+  // Per-channel input normalisation of the training data (metadata "data_mean"/"data_std"),
+  // so that eval and predict normalise new data exactly as training did. Empty: use the data's.
+  std::vector<float> data_mean, data_std;
+
+private:
+  Tensor add_param(const std::string& name, const Shape& shape);
+  Config cfg_;
+  Kernels* dev_;
+  std::vector<std::pair<std::string, Tensor>> params_;
+  std::map<std::string, size_t> index_;
+  std::vector<Tensor> memory_;
+};
+
+}  // namespace ait

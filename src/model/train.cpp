@@ -1,0 +1,510 @@
+#include "model/train.h"
+
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <numeric>
+
+#include "io/inflate.h"
+#include "core/ops.h"
+#include "io/safetensors.h"
+
+namespace ait {
+
+// ------------------------------------------------------------------ optimizer
+
+AdamW::AdamW(AiT& model, float weight_decay, float beta1, float beta2, float eps)
+    : model_(model), wd_(weight_decay), b1_(beta1), b2_(beta2), eps_(eps) {
+  for (auto& [name, p] : model_.params()) {
+    m_.push_back(Tensor::zeros(p.shape(), &p.dev()));
+    v_.push_back(Tensor::zeros(p.shape(), &p.dev()));
+  }
+}
+
+AdamWArgs AdamW::advance(float lr) {
+  ++t_;
+  return {lr, b1_, b2_, eps_, wd_, 1.0f - std::pow(b1_, static_cast<float>(t_)), 1.0f - std::pow(b2_, static_cast<float>(t_))};
+}
+
+void AdamW::step(float lr) {
+  AdamWArgs a = advance(lr);
+  auto& ps = model_.params();
+  for (size_t i = 0; i < ps.size(); ++i) {
+    Tensor& p = ps[i].second;
+    Tensor g = p.grad();
+    if (!g.defined()) continue;  // as torch.optim.AdamW: no gradient, no update, no decay
+    p.dev().adamw(p.buf(), g.buf(), m_[i].buf(), v_[i].buf(), p.numel(), a);
+  }
+}
+
+void AdamW::zero_grad() {
+  for (auto& [name, p] : model_.params()) p.zero_grad();
+}
+
+void AdamW::save_state(SafeTensors& st) const {
+  auto& ps = model_.params();
+  for (size_t i = 0; i < ps.size(); ++i) {
+    st.add("adam.m." + ps[i].first, StTensor::from_f32(m_[i].shape(), m_[i].to_vector()));
+    st.add("adam.v." + ps[i].first, StTensor::from_f32(v_[i].shape(), v_[i].to_vector()));
+  }
+  st.add("adam.step", StTensor::from_i64({}, {t_}));
+}
+
+void AdamW::load_state(const SafeTensors& st) {
+  auto& ps = model_.params();
+  for (size_t i = 0; i < ps.size(); ++i) {
+    for (auto [prefix, dst] : {std::pair<const char*, Tensor*>{"adam.m.", &m_[i]}, {"adam.v.", &v_[i]}}) {
+      const StTensor& s = st.get(prefix + ps[i].first);
+      if (s.shape != dst->shape()) throw Error(st.source + ": tensor '" + prefix + ps[i].first + "' has the wrong shape");
+      dst->copy_from(s.f32());
+    }
+  }
+  t_ = st.get("adam.step").i64().at(0);
+}
+
+float learning_rate(int64_t step, int64_t total, int64_t warmup, float base_lr) {
+  const float warm_init = 1e-5f, lr_min = 1e-6f;
+  if (step < warmup) return warm_init + (base_lr - warm_init) * static_cast<float>(step) / static_cast<float>(warmup);
+  double t = total > 0 ? std::min(1.0, double(step) / double(total)) : 1.0;
+  return static_cast<float>(lr_min + 0.5 * (base_lr - lr_min) * (1.0 + std::cos(M_PI * t)));
+}
+
+// ------------------------------------------------------------------ data
+
+namespace {
+
+// A batch's values on the host (make_batch without the upload; a replayed step uploads them
+// into the recorded step's input buffers).
+struct HostBatch {
+  std::vector<float> images, questions;
+  std::vector<int32_t> labels;
+};
+
+HostBatch host_batch(const Dataset& ds, const std::vector<int64_t>& idx, bool augment, Rng* rng, const AiT* model) {
+  const bool own = model && !model->data_mean.empty();
+  const std::vector<float>& means = own ? model->data_mean : ds.mean;
+  const std::vector<float>& stds = own ? model->data_std : ds.std;
+  const int64_t B = static_cast<int64_t>(idx.size()), C = ds.channels, H = ds.height, W = ds.width, HW = H * W;
+  HostBatch out;
+  out.images.resize(B * C * HW);
+  out.labels.resize(B);
+  for (int64_t b = 0; b < B; ++b) {
+    const uint8_t* src = ds.images.data() + idx[b] * C * HW;
+    int dy = 0, dx = 0;
+    bool flip = false;
+    if (augment) {
+      dy = static_cast<int>(rng->below(9)) - 4;
+      dx = static_cast<int>(rng->below(9)) - 4;
+      flip = rng->below(2);
+    }
+    for (int64_t c = 0; c < C; ++c) {
+      float mean = means[c], inv_std = 1.0f / stds[c];
+      float* dst = out.images.data() + (b * C + c) * HW;
+      for (int64_t y = 0; y < H; ++y)
+        for (int64_t x = 0; x < W; ++x) {
+          int64_t sy = y + dy, sx = (flip ? W - 1 - x : x) + dx;
+          float pix = (sy >= 0 && sy < H && sx >= 0 && sx < W) ? src[c * HW + sy * W + sx] / 255.0f : 0.0f;
+          dst[y * W + x] = (pix - mean) * inv_std;
+        }
+    }
+    out.labels[b] = ds.labels[idx[b]];
+    if (ds.question_dim)
+      out.questions.insert(out.questions.end(), ds.questions.begin() + idx[b] * ds.question_dim,
+                           ds.questions.begin() + (idx[b] + 1) * ds.question_dim);
+  }
+  return out;
+}
+
+}  // namespace
+
+Batch make_batch(const Dataset& ds, const std::vector<int64_t>& idx, Kernels& dev, bool augment, Rng* rng, const AiT* model) {
+  HostBatch h = host_batch(ds, idx, augment, rng, model);
+  Batch out;
+  out.size = static_cast<int64_t>(idx.size());
+  out.images = Tensor::from({out.size, ds.channels, ds.height, ds.width}, h.images, &dev);
+  out.labels = Tensor::from_int({out.size}, h.labels, &dev);
+  if (ds.question_dim) out.questions = Tensor::from({out.size, ds.question_dim}, h.questions, &dev);
+  return out;
+}
+
+namespace {
+
+// Several tensors read with one device wait: flattened and joined on the device first.
+std::vector<float> read_together(const std::vector<Tensor>& ts) {
+  NoGradScope no_grad;
+  std::vector<Tensor> flat;
+  for (const Tensor& t : ts) flat.push_back(reshape(t, {t.numel()}));
+  return concat(flat, 0).to_vector();
+}
+
+void check_fits(const AiT& model, const Dataset& ds, const std::string& what) {
+  const Config& c = model.config();
+  if (ds.channels != c.channels || ds.height != c.image_height || ds.width != c.image_width)
+    throw Error(what + ": images are " + std::to_string(ds.channels) + "x" + std::to_string(ds.height) + "x" +
+                std::to_string(ds.width) + " but the model expects " + std::to_string(c.channels) + "x" +
+                std::to_string(c.image_height) + "x" + std::to_string(c.image_width));
+  if (ds.question_dim != c.question_dim)
+    throw Error(what + ": questions have " + std::to_string(ds.question_dim) + " features, the model expects " +
+                std::to_string(c.question_dim));
+  for (size_t i = 0; i < ds.labels.size(); ++i)
+    if (ds.labels[i] < 0 || ds.labels[i] >= c.num_classes)
+      throw Error(what + ": label " + std::to_string(ds.labels[i]) + " of image " + std::to_string(i) +
+                  " is outside the model's " + std::to_string(c.num_classes) + " classes");
+}
+
+std::string fmt_time(double s) {
+  char buf[32];
+  int t = static_cast<int>(s + 0.5);
+  std::snprintf(buf, sizeof buf, "%d:%02d", t / 60, t % 60);
+  return buf;
+}
+
+// One line that rewrites itself on a terminal, plain periodic lines otherwise.
+class Progress {
+public:
+  Progress() : tty_(isatty(fileno(stderr))) {}
+  void update(const std::string& line, bool force) {
+    if (tty_) {
+      std::fprintf(stderr, "\r%-110s", line.c_str());
+      std::fflush(stderr);
+    } else if (force) {
+      std::fprintf(stderr, "%s\n", line.c_str());
+    }
+  }
+  void done() {
+    if (tty_) std::fprintf(stderr, "\n");
+  }
+  bool tty() const { return tty_; }
+
+private:
+  bool tty_;
+};
+
+}  // namespace
+
+EvalResult evaluate(AiT& model, const Dataset& ds, int64_t batch_size, MemoryEval mode, bool progress) {
+  check_fits(model, ds, ds.source.empty() ? "evaluation data" : ds.source);
+  NoGradScope no_grad;
+  EvalResult r;
+  const int64_t C = model.config().num_classes;
+  r.confusion.assign(C * C, 0);
+  Progress bar;
+  for (int64_t start = 0; start < ds.n; start += batch_size) {
+    std::vector<int64_t> idx(std::min(batch_size, ds.n - start));
+    std::iota(idx.begin(), idx.end(), start);
+    Batch b = make_batch(ds, idx, model.device(), false, nullptr, &model);
+    bool write = mode == MemoryEval::Update;
+    ForwardResult f = model.forward(b.images, b.questions, b.labels, write, false, 0);
+    if (write) model.commit_memory(f);
+    std::vector<float> logits = read_together({f.ce, f.logits});
+    r.ce += double(logits[0]) * b.size;
+    logits.erase(logits.begin());
+    for (int64_t i = 0; i < b.size; ++i) {
+      int64_t pred = predicted_class(logits, i, C);
+      int32_t truth = ds.labels[idx[i]];
+      r.correct += pred == truth;
+      r.confusion[truth * C + pred]++;
+    }
+    r.n += b.size;
+    if (progress) bar.update("eval " + std::to_string(r.n) + "/" + std::to_string(ds.n), false);
+  }
+  if (progress) bar.done();
+  r.ce /= std::max<int64_t>(r.n, 1);
+  return r;
+}
+
+// ------------------------------------------------------------------ training
+
+double train(const TrainOptions& opt, Kernels& dev) {
+  namespace fs = std::filesystem;
+  Dataset train_ds = load_dataset(opt.data);
+  Dataset val_ds = load_dataset(opt.val.empty() ? opt.data : opt.val);
+  if (opt.limit_train > 0 && opt.limit_train < train_ds.n) {
+    train_ds.n = opt.limit_train;
+    train_ds.images.resize(train_ds.n * train_ds.channels * train_ds.height * train_ds.width);
+    train_ds.labels.resize(train_ds.n);
+    if (train_ds.question_dim) train_ds.questions.resize(train_ds.n * train_ds.question_dim);
+  }
+  if (opt.batch_size < 1) throw Error("--batch-size must be at least 1");
+  if (opt.epochs < 1) throw Error("--epochs must be at least 1");
+  if (opt.out.empty()) throw Error("--out DIR is required");
+
+  // Configuration: preset or resumed checkpoint, then the dataset's geometry, then overrides.
+  Config cfg;
+  std::string resume_dir = opt.resume;
+  if (!resume_dir.empty()) {
+    cfg = AiT::read_config(resume_dir + "/model.safetensors");
+  } else {
+    cfg = Config::preset(opt.model);
+    cfg.channels = train_ds.channels;
+    cfg.image_height = train_ds.height;
+    cfg.image_width = train_ds.width;
+    cfg.question_dim = train_ds.question_dim;
+    cfg.num_classes = static_cast<int64_t>(train_ds.classes.size());
+    if (!opt.config_json.empty()) {
+      std::vector<uint8_t> text = read_file(opt.config_json);
+      cfg.update(Json::parse(std::string(text.begin(), text.end()), opt.config_json), opt.config_json);
+    }
+    for (const std::string& kv : opt.overrides) {
+      size_t eq = kv.find('=');
+      if (eq == std::string::npos) throw Error("--set " + kv + ": expected key=value");
+      cfg.set(kv.substr(0, eq), kv.substr(eq + 1));
+    }
+  }
+  cfg.validate();
+
+  AiT model = resume_dir.empty() ? AiT(cfg, dev, static_cast<uint64_t>(opt.seed))
+                                 : AiT::load(resume_dir + "/model.safetensors", dev);
+  if (model.data_mean.empty()) {
+    model.data_mean = train_ds.mean;
+    model.data_std = train_ds.std;
+  }
+  check_fits(model, train_ds, opt.data);
+  check_fits(model, val_ds, opt.val.empty() ? opt.data : opt.val);
+  AdamW adam(model, opt.weight_decay);
+
+  const int64_t steps_per_epoch = (train_ds.n + opt.batch_size - 1) / opt.batch_size;
+  const int64_t total_steps = steps_per_epoch * opt.epochs;
+  const int64_t warmup = opt.warmup >= 0 ? opt.warmup : std::min<int64_t>(total_steps / 20, 500);
+  int64_t start_epoch = 0;
+  double best = -1;
+  if (!resume_dir.empty()) {
+    SafeTensors st = read_safetensors(resume_dir + "/train_state.safetensors");
+    adam.load_state(st);
+    start_epoch = st.get("epoch").i64().at(0);
+    best = st.get("best_accuracy").f32().at(0);
+    if (st.get("seed").i64().at(0) != opt.seed)
+      throw Error("--resume " + resume_dir + ": the run used --seed " + std::to_string(st.get("seed").i64().at(0)) +
+                  ", not " + std::to_string(opt.seed));
+  }
+  fs::create_directories(opt.out);
+  std::ofstream metrics(opt.out + "/metrics.jsonl", start_epoch ? std::ios::app : std::ios::trunc);
+  if (!metrics) throw Error(opt.out + "/metrics.jsonl: cannot open for writing");
+
+  std::fprintf(stderr, "ait train: %s, %lld parameters, %lld train / %lld val images, %lld steps/epoch, device %s\n",
+               opt.model.c_str(), static_cast<long long>(model.parameter_count()), static_cast<long long>(train_ds.n),
+               static_cast<long long>(val_ds.n), static_cast<long long>(steps_per_epoch), dev.name().c_str());
+  // Recorded steps (a Vulkan device; env AIT_VK_REPLAY=0 turns them off): the run's first
+  // full-size step runs as usual, the second is recorded (Kernels::begin_capture) and later
+  // full-size steps replay it: the batch is uploaded into the recorded step's input buffers and
+  // the loss and logits are read from its output buffers. Smaller batches run as usual.
+  const char* replay_env = std::getenv("AIT_VK_REPLAY");
+  const bool replay_on = !(replay_env && std::strcmp(replay_env, "0") == 0);
+  struct Recorded {
+    Batch batch;
+    Tensor loss, ce, balance, logits;
+    size_t dropout_calls = 0;
+  } recorded;
+  int64_t full_steps = 0;
+  struct DropOnExit {
+    Kernels& dev;
+    ~DropOnExit() { dev.drop_capture(); }
+  } drop_on_exit{dev};
+  // The write-dropout seeds of a step (checked against what the recorded step passed, so a
+  // mismatch turns replay off instead of replaying wrong masks).
+  auto dropout_seeds = [](uint32_t step_seed, size_t calls) {
+    std::vector<uint32_t> s(calls);
+    for (size_t i = 0; i < calls; ++i) s[i] = AiT::write_dropout_seed(step_seed, static_cast<int64_t>(i));
+    return s;
+  };
+  auto upload_into = [](const Tensor& dst, const void* values) {  // 4-byte values (labels are int32)
+    if (dst.defined()) dst.dev().upload(dst.buf(), values, dst.numel());
+  };
+
+  Progress bar;
+  auto t_start = std::chrono::steady_clock::now();
+  int64_t images_done = 0;
+  for (int64_t epoch = start_epoch; epoch < opt.epochs; ++epoch) {
+    // The shuffle and the augmentation draw from streams fixed by (seed, epoch), so a resumed
+    // run sees exactly the batches a straight run would.
+    Rng shuffle_rng(static_cast<uint64_t>(opt.seed) * 0x9E3779B97F4A7C15ull + static_cast<uint64_t>(epoch) + 1);
+    Rng aug_rng(hash32(static_cast<uint32_t>(opt.seed)) ^ (static_cast<uint64_t>(epoch) << 32));
+    std::vector<int64_t> order(train_ds.n);
+    std::iota(order.begin(), order.end(), 0);
+    for (int64_t i = train_ds.n - 1; i > 0; --i) std::swap(order[i], order[shuffle_rng.below(i + 1)]);
+    double loss_sum = 0, ce_sum = 0, bal_sum = 0;
+    int64_t seen = 0, correct = 0;
+    auto t_epoch = std::chrono::steady_clock::now();
+    for (int64_t s = 0; s < steps_per_epoch; ++s) {
+      const int64_t step = epoch * steps_per_epoch + s;
+      std::vector<int64_t> idx(order.begin() + s * opt.batch_size,
+                               order.begin() + std::min(train_ds.n, (s + 1) * opt.batch_size));
+      const uint32_t step_seed = hash32(static_cast<uint32_t>(opt.seed) * 7919u + static_cast<uint32_t>(step));
+      const float lr = learning_rate(step, total_steps, warmup, opt.lr);
+      const int64_t B = static_cast<int64_t>(idx.size());
+      const bool full = B == opt.batch_size;
+      ForwardResult f;
+      if (replay_on && full && dev.can_replay()) {
+        HostBatch host = host_batch(train_ds, idx, opt.augment, &aug_rng, &model);
+        upload_into(recorded.batch.images, host.images.data());
+        upload_into(recorded.batch.labels, host.labels.data());
+        upload_into(recorded.batch.questions, host.questions.data());
+        dev.replay({adam.advance(lr), dropout_seeds(step_seed, recorded.dropout_calls)});
+        f.loss = recorded.loss, f.ce = recorded.ce, f.balance = recorded.balance, f.logits = recorded.logits;
+      } else {
+        Batch b = make_batch(train_ds, idx, dev, opt.augment, &aug_rng, &model);
+        const bool record = replay_on && full && ++full_steps == 2 && dev.begin_capture();
+        f = model.forward(b.images, b.questions, b.labels, true, true, step_seed);
+        f.loss.backward();
+        adam.step(lr);
+        adam.zero_grad();
+        model.commit_memory(f);
+        if (record) {
+          StepArgs got;
+          if (dev.end_capture(&got) && got.dropout_seeds == dropout_seeds(step_seed, got.dropout_seeds.size()))
+            recorded = {b, f.loss.detach(), f.ce.detach(), f.balance.detach(), f.logits.detach(), got.dropout_seeds.size()};
+          else
+            dev.drop_capture();
+        }
+      }
+      // The log line's values in one read: one device wait per step.
+      std::vector<float> logits = read_together({f.loss, f.ce, f.balance, f.logits});
+      const float loss = logits[0], ce = logits[1], bal = logits[2];
+      logits.erase(logits.begin(), logits.begin() + 3);
+      if (!std::isfinite(loss))
+        throw Error("training diverged: loss is " + std::to_string(loss) + " at step " + std::to_string(step) +
+                    " (epoch " + std::to_string(epoch + 1) + "); try a lower --lr");
+      const int64_t C = cfg.num_classes;
+      for (int64_t i = 0; i < B; ++i) {
+        int64_t pred = predicted_class(logits, i, C);
+        correct += pred == train_ds.labels[idx[i]];
+      }
+      loss_sum += loss * B, ce_sum += ce * B, bal_sum += bal * B;
+      seen += B;
+      images_done += B;
+      double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
+      double ips = images_done / std::max(elapsed, 1e-9);
+      double eta = (double(total_steps - step - 1) * opt.batch_size) / std::max(ips, 1e-9);
+      bool log_now = (s + 1) % opt.log_every == 0 || s + 1 == steps_per_epoch;
+      char line[256];
+      std::snprintf(line, sizeof line, "epoch %lld/%lld step %lld/%lld loss %.4f (ce %.4f bal %.4f) acc %.3f lr %.2e %.0f img/s ETA %s",
+                    static_cast<long long>(epoch + 1), static_cast<long long>(opt.epochs), static_cast<long long>(s + 1),
+                    static_cast<long long>(steps_per_epoch), loss_sum / seen, ce_sum / seen, bal_sum / seen,
+                    double(correct) / seen, lr, ips, fmt_time(eta).c_str());
+      bar.update(line, log_now);
+      if (log_now) {
+        Json j = Json::object();
+        j.set("kind", "step");
+        j.set("epoch", epoch + 1);
+        j.set("step", step + 1);
+        j.set("loss", loss_sum / seen);
+        j.set("ce", ce_sum / seen);
+        j.set("balance", bal_sum / seen);
+        j.set("accuracy", double(correct) / seen);
+        j.set("lr", double(lr));
+        j.set("images_per_s", ips);
+        metrics << j.dump() << "\n";
+        metrics.flush();
+      }
+    }
+    bar.done();
+    double epoch_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_epoch).count();
+    EvalResult ev = evaluate(model, val_ds, std::max<int64_t>(opt.batch_size, 256), opt.memory_eval, bar.tty());
+    std::fprintf(stderr, "epoch %lld: train loss %.4f acc %.4f | val ce %.4f acc %.4f | %.1f s, %.0f img/s\n",
+                 static_cast<long long>(epoch + 1), loss_sum / seen, double(correct) / seen, ev.ce, ev.accuracy(),
+                 epoch_s, seen / epoch_s);
+    Json j = Json::object();
+    j.set("kind", "epoch");
+    j.set("epoch", epoch + 1);
+    j.set("loss", loss_sum / seen);
+    j.set("ce", ce_sum / seen);
+    j.set("balance", bal_sum / seen);
+    j.set("accuracy", double(correct) / seen);
+    j.set("val_ce", ev.ce);
+    j.set("val_accuracy", ev.accuracy());
+    j.set("images_per_s", seen / epoch_s);
+    j.set("seconds", epoch_s);
+    metrics << j.dump() << "\n";
+    metrics.flush();
+
+    // Checkpoint every epoch (temporary file + rename), and keep the best one.
+    model.save(opt.out + "/model.safetensors");
+    if (ev.accuracy() > best) {
+      best = ev.accuracy();
+      model.save(opt.out + "/best.safetensors");
+    }
+    SafeTensors st;
+    adam.save_state(st);
+    st.add("epoch", StTensor::from_i64({}, {epoch + 1}));
+    st.add("seed", StTensor::from_i64({}, {opt.seed}));
+    st.add("best_accuracy", StTensor::from_f32({}, {static_cast<float>(best)}));
+    st.metadata["format"] = "ait-train-state";
+    st.metadata["note"] = "AdamW moments and step; the data position is the epoch (shuffles derive from seed and epoch)";
+    write_safetensors(opt.out + "/train_state.safetensors", st);
+    if (opt.stop_after_epochs > 0 && epoch + 1 - start_epoch >= opt.stop_after_epochs) break;
+  }
+  return best;
+}
+
+// ------------------------------------------------------------------ cross-check dump (spec §7)
+
+void dump(const DumpOptions& opt, Kernels& dev) {
+  AiT model = AiT::load(opt.checkpoint, dev);
+  const Config& c = model.config();
+  SafeTensors in = read_safetensors(opt.batch);
+  const StTensor& img = in.get("images");
+  if (img.dtype != "F32" || img.shape.size() != 4 || img.shape[1] != c.channels || img.shape[2] != c.image_height ||
+      img.shape[3] != c.image_width)
+    throw Error(opt.batch + ": tensor 'images' is " + img.dtype + " " + shape_str(img.shape) + ", expected F32 [B, " +
+                std::to_string(c.channels) + ", " + std::to_string(c.image_height) + ", " + std::to_string(c.image_width) + "]");
+  const int64_t B = img.shape[0];
+  std::vector<int32_t> labels = in.get("labels").i32();
+  if (static_cast<int64_t>(labels.size()) != B) throw Error(opt.batch + ": tensor 'labels' must hold " + std::to_string(B) + " labels");
+  for (int64_t i = 0; i < B; ++i)
+    if (labels[i] < 0 || labels[i] >= c.num_classes)
+      throw Error(opt.batch + ": tensor 'labels': label " + std::to_string(labels[i]) + " at " + std::to_string(i) +
+                  " is outside [0, " + std::to_string(c.num_classes) + ")");
+  std::vector<float> pixels = img.f32();
+  for (float v : pixels)
+    if (!std::isfinite(v)) throw Error(opt.batch + ": tensor 'images' holds NaN or inf");
+  Tensor images = Tensor::from(img.shape, pixels, &dev), lab = Tensor::from_int({B}, labels, &dev), questions;
+  if (c.question_dim > 0) {
+    const StTensor& q = in.get("questions");
+    if (q.shape != Shape{B, c.question_dim}) throw Error(opt.batch + ": tensor 'questions' must be [B, question_dim]");
+    questions = Tensor::from(q.shape, q.f32(), &dev);
+  }
+
+  SafeTensors out;
+  out.metadata["format"] = "ait-dump";
+  out.metadata["checkpoint"] = opt.checkpoint;
+  auto put = [&](const std::string& name, const Tensor& t) { out.add(name, StTensor::from_f32(t.shape(), t.to_vector())); };
+  {
+    NoGradScope ng;  // eval pass from the checkpoint's weights and memory, before any write
+    put("eval.logits", model.forward(images, questions, lab, false, false, 0).logits);
+  }
+  AdamW adam(model, opt.weight_decay);
+  std::vector<Tensor> step_losses;  // read together at the end: no device wait per step
+  const int64_t passes = std::max<int64_t>(1, opt.train_steps);
+  for (int64_t s = 0; s < passes; ++s) {
+    ForwardResult f = model.forward(images, questions, lab, true, false, 0);  // training pass, write dropout off
+    f.loss.backward();
+    if (s == 0) {
+      put("logits", f.logits);
+      put("loss", f.loss);
+      put("loss.ce", f.ce);
+      put("loss.balance", f.balance);
+      for (auto& [name, p] : model.params()) put("grad." + name, p.grad().defined() ? p.grad() : Tensor::zeros(p.shape(), &dev));
+      for (int64_t i = 0; i < c.depth; ++i) put("memory." + std::to_string(i), f.new_memory[i]);
+    }
+    if (opt.train_steps > 0) {
+      step_losses.push_back(f.loss.detach());
+      adam.step(opt.lr);
+    }
+    adam.zero_grad();
+    model.commit_memory(f);
+  }
+  if (opt.train_steps > 0) {
+    out.add("step_losses", StTensor::from_f32({opt.train_steps}, read_together(step_losses)));
+    for (auto& [name, p] : model.params()) put("param." + name, p);
+    for (int64_t i = 0; i < c.depth; ++i) put("memory.final." + std::to_string(i), model.memory()[i]);
+  }
+  write_safetensors(opt.out, out);
+}
+
+}  // namespace ait

@@ -1,0 +1,839 @@
+// The Vulkan op table: argument checks, shape bookkeeping and dispatch geometry on the host;
+// the arithmetic is in shaders/*.comp (one file per op family, forward and backward together).
+#include "vulkan/vk_kernels.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+
+#include "core/rng.h"
+#include "core/tensor.h"  // ait::Error
+#include "vulkan/vk_runtime.h"
+
+namespace ait {
+
+namespace {
+
+constexpr uint32_t kWG = 256;  // WG_SIZE in shaders/common.glsl
+
+uint64_t groups_for(uint64_t n, uint64_t per) { return (n + per - 1) / per; }
+
+[[noreturn]] void bad(const char* kernel, const std::string& why) {
+  throw Error(std::string("vulkan ") + kernel + ": " + why);
+}
+
+// 32-bit index/count argument check (every bound range is < 2^32 bytes, so valid values fit).
+uint32_t u32(int64_t v, const char* kernel, const char* what) {
+  if (v < 0 || v > static_cast<int64_t>(UINT32_MAX))
+    bad(kernel, std::string(what) + " = " + std::to_string(v) + " is out of range");
+  return static_cast<uint32_t>(v);
+}
+
+void need(const Buffer& b, uint64_t elems, const char* kernel, const char* what) {
+  if (b.size < elems)
+    bad(kernel, std::string(what) + " holds " + std::to_string(b.size) + " elements, needs " + std::to_string(elems));
+}
+
+struct PcBase {
+  uint32_t bx = 0, by = 0, bz = 0;
+};
+
+}  // namespace
+
+VulkanKernels::VulkanKernels(vk::Context* ctx) : ctx_(ctx) {
+  // The tile for large products on a GPU (see matmul()): the measured best, unless env
+  // AIT_VK_MATMUL_LARGE_TILE names another shader of matmul_tiles() (for comparing whole steps).
+  const auto& tiles = matmul_tiles();
+  large_tile_ = tiles[3].shared_bytes <= ctx_->limits().max_shared_memory ? 4 : 5;
+  if (const char* env = std::getenv("AIT_VK_MATMUL_LARGE_TILE"); env && *env) {
+    int found = 0;
+    for (size_t i = 0; i < tiles.size(); ++i)
+      if (std::string(env) == tiles[i].shader) found = static_cast<int>(i) + 1;
+    if (found == 0) throw Error(std::string("AIT_VK_MATMUL_LARGE_TILE=") + env + ": no such matmul tile");
+    large_tile_ = found;
+  }
+}
+
+std::string VulkanKernels::name() const {
+  const DeviceInfo& d = ctx_->info();
+  return "vulkan:" + std::to_string(d.index) + " (" + d.name + ")";
+}
+
+// ---- memory ----
+
+BufferPtr VulkanKernels::alloc(size_t n) { return ctx_->alloc(n); }
+
+void VulkanKernels::upload(Buffer& dst, const void* src, size_t n, size_t dst_off) {
+  auto& v = const_cast<vk::VkBuf&>(ctx_->vkbuf(dst, "upload"));
+  if (dst_off > v.size || n > v.size - dst_off) bad("upload", "range past the end of the buffer");
+  ctx_->upload(v, src, n * 4, dst_off * 4);
+}
+
+void VulkanKernels::download(const Buffer& src, void* dst, size_t n, size_t src_off) {
+  const auto& v = ctx_->vkbuf(src, "download");
+  if (src_off > v.size || n > v.size - src_off) bad("download", "range past the end of the buffer");
+  ctx_->download(v, dst, n * 4, src_off * 4);
+}
+
+void VulkanKernels::sync() { ctx_->sync(); }
+
+// ---- elementwise (1-D; split where a range exceeds maxStorageBufferRange) ----
+
+namespace {
+// One op of elementwise.comp over n elements, in pieces a binding can hold; bindings x, y, z
+// (null: the dummy), push constants a, b.
+void elementwise(vk::Context& ctx, uint32_t op, const char* k, size_t n, float a, float b, const Buffer* x,
+                 const Buffer* y, const Buffer* z) {
+  struct Pc {
+    PcBase base;
+    uint32_t n;
+    float a, b;
+  };
+  auto& p = ctx.pipeline("elementwise", 3, sizeof(Pc), {op});
+  auto bind = [&](const Buffer* buf, size_t off, size_t cnt) {
+    return buf ? ctx.bind(*buf, k, off, cnt) : ctx.dummy();
+  };
+  const size_t step = ctx.max_binding_elems();
+  for (size_t off = 0; off < n; off += step) {
+    size_t cnt = std::min(step, n - off);
+    Pc pc{{}, static_cast<uint32_t>(cnt), a, b};
+    ctx.dispatch(k, p, {bind(x, off, cnt), bind(y, off, cnt), bind(z, off, cnt)}, &pc, sizeof pc,
+                 groups_for(cnt, kWG));
+  }
+}
+}  // namespace
+
+void VulkanKernels::fill(Buffer& y, size_t n, float v) {
+  need(y, n, "fill", "y");
+  elementwise(*ctx_, 0, "fill", n, v, 0.0f, nullptr, &y, nullptr);
+}
+
+void VulkanKernels::axpby(Buffer& y, const Buffer& x, size_t n, float a, float b) {
+  need(y, n, "axpby", "y");
+  need(x, n, "axpby", "x");
+  elementwise(*ctx_, 1, "axpby", n, a, b, &x, &y, nullptr);
+}
+
+void VulkanKernels::gelu(const Buffer& x, Buffer& y, size_t n) {
+  need(x, n, "gelu", "x");
+  need(y, n, "gelu", "y");
+  elementwise(*ctx_, 2, "gelu", n, 0.0f, 0.0f, &x, &y, nullptr);
+}
+
+void VulkanKernels::gelu_backward(const Buffer& x, const Buffer& dy, Buffer& dx, size_t n) {
+  const char* k = "gelu_backward";
+  need(x, n, k, "x");
+  need(dy, n, k, "dy");
+  need(dx, n, k, "dx");
+  elementwise(*ctx_, 3, k, n, 0.0f, 0.0f, &x, &dy, &dx);
+}
+
+// ---- recorded steps ----
+
+namespace {
+// AdamW's per-step constants, computed exactly as the CPU backend computes them.
+void adamw_step_values(const AdamWArgs& a, float out[3]) {
+  out[0] = 1.0f - a.lr * a.weight_decay;
+  out[1] = a.lr / a.bias_correction1;
+  out[2] = std::sqrt(a.bias_correction2);
+}
+uint32_t bits(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  return u;
+}
+bool same(const AdamWArgs& a, const AdamWArgs& b) { return std::memcmp(&a, &b, sizeof a) == 0; }
+}  // namespace
+
+bool VulkanKernels::begin_capture() {
+  ctx_->begin_program();
+  recorded_ = StepArgs{};
+  recorded_ok_ = true;
+  adamw_slot_ = vk::Context::kNoSlot;
+  dropout_slots_.clear();
+  return true;
+}
+
+bool VulkanKernels::end_capture(StepArgs* recorded) {
+  bool kept = ctx_->end_program();
+  if (kept && !recorded_ok_) {
+    ctx_->drop_program();
+    kept = false;
+  }
+  if (recorded) *recorded = recorded_;
+  return kept;
+}
+
+bool VulkanKernels::can_replay() const { return ctx_->has_program(); }
+
+void VulkanKernels::replay(const StepArgs& args) {
+  if (!ctx_->has_program()) throw Error("vulkan: no recorded step to replay");
+  if (args.dropout_seeds.size() != dropout_slots_.size())
+    throw Error("vulkan replay: " + std::to_string(args.dropout_seeds.size()) + " dropout seeds for a step with " +
+                std::to_string(dropout_slots_.size()) + " dropout calls");
+  const AdamWArgs &a = args.adamw, &r = recorded_.adamw;
+  if (adamw_slot_ != vk::Context::kNoSlot && (a.beta1 != r.beta1 || a.beta2 != r.beta2 || a.eps != r.eps))
+    throw Error("vulkan replay: AdamW betas or eps differ from the recorded step's");
+  std::vector<uint32_t> v = ctx_->slot_values();
+  for (size_t j = 0; j < dropout_slots_.size(); ++j) v[dropout_slots_[j]] = hash32(args.dropout_seeds[j]);
+  if (adamw_slot_ != vk::Context::kNoSlot) {
+    float c[3];
+    adamw_step_values(a, c);
+    for (int i = 0; i < 3; ++i) v[adamw_slot_ + i] = bits(c[i]);
+  }
+  ctx_->run_program(v);
+}
+
+void VulkanKernels::drop_capture() { ctx_->drop_program(); }
+
+uint64_t VulkanKernels::program_runs() const { return ctx_->program_runs(); }
+
+// ---- dropout and AdamW (per-step values in slots while recording) ----
+
+void VulkanKernels::dropout(const Buffer& x, Buffer& y, Buffer& mask, size_t n, float p, uint32_t seed) {
+  const char* k = "dropout";
+  need(x, n, k, "x");
+  need(y, n, k, "y");
+  need(mask, n, k, "mask");
+  if (n > UINT32_MAX) bad(k, "more than 2^32 elements (the mask hash index is 32-bit)");
+  struct Pc {
+    PcBase base;
+    uint32_t n, idx_base, seed_hash;
+    float p, scale;
+    uint32_t slot;
+  };
+  auto& pl = ctx_->pipeline("dropout", 4, sizeof(Pc));
+  // The same expression as the CPU backend: 1 / (1 - p) in fp32 (correctly rounded on the host).
+  const float scale = 1.0f / (1.0f - p);
+  const uint32_t slot = n ? ctx_->program_slot(hash32(seed)) : vk::Context::kNoSlot;
+  if (slot != vk::Context::kNoSlot) {
+    recorded_.dropout_seeds.push_back(seed);
+    dropout_slots_.push_back(slot);
+  }
+  const vk::BindRange slots = slot != vk::Context::kNoSlot ? ctx_->slots() : ctx_->dummy();
+  const size_t step = ctx_->max_binding_elems();
+  for (size_t off = 0; off < n; off += step) {
+    size_t cnt = std::min(step, n - off);
+    Pc pc{{}, static_cast<uint32_t>(cnt), static_cast<uint32_t>(off), hash32(seed), p, scale, slot};
+    ctx_->dispatch(
+        k, pl, {ctx_->bind(x, k, off, cnt), ctx_->bind(y, k, off, cnt), ctx_->bind(mask, k, off, cnt), slots}, &pc,
+        sizeof pc, groups_for(cnt, kWG));
+  }
+}
+
+void VulkanKernels::adamw(Buffer& p, const Buffer& g, Buffer& m, Buffer& v, size_t n, const AdamWArgs& a) {
+  const char* k = "adamw";
+  need(p, n, k, "p");
+  need(g, n, k, "g");
+  need(m, n, k, "m");
+  need(v, n, k, "v");
+  struct Pc {
+    PcBase base;
+    uint32_t n;
+    float beta1, beta2, c1, c2, eps, decay, step, bc2_sqrt;
+    uint32_t slot;
+  };
+  auto& pl = ctx_->pipeline("adamw", 5, sizeof(Pc));
+  float c[3];
+  adamw_step_values(a, c);
+  // While recording, every adamw call of the step shares three slots (one step: one lr and t).
+  uint32_t slot = vk::Context::kNoSlot;
+  if (n && ctx_->recording_program()) {
+    if (adamw_slot_ == vk::Context::kNoSlot) {
+      recorded_.adamw = a;
+      uint32_t s0 = ctx_->program_slot(bits(c[0])), s1 = ctx_->program_slot(bits(c[1])),
+               s2 = ctx_->program_slot(bits(c[2]));
+      if (s2 != vk::Context::kNoSlot && s1 == s0 + 1 && s2 == s0 + 2) adamw_slot_ = s0;
+    } else if (!same(a, recorded_.adamw)) {
+      recorded_ok_ = false;  // this call bakes its own values; the program is not kept
+    }
+    if (recorded_ok_) slot = adamw_slot_;
+  }
+  const vk::BindRange slots = slot != vk::Context::kNoSlot ? ctx_->slots() : ctx_->dummy();
+  const size_t step = ctx_->max_binding_elems();
+  for (size_t off = 0; off < n; off += step) {
+    size_t cnt = std::min(step, n - off);
+    Pc pc{{}, static_cast<uint32_t>(cnt), a.beta1, a.beta2, 1.0f - a.beta1, 1.0f - a.beta2, a.eps,
+          c[0], c[1], c[2], slot};
+    ctx_->dispatch(k, pl,
+                   {ctx_->bind(p, k, off, cnt), ctx_->bind(g, k, off, cnt), ctx_->bind(m, k, off, cnt),
+                    ctx_->bind(v, k, off, cnt), slots},
+                   &pc, sizeof pc, groups_for(cnt, kWG));
+  }
+}
+
+// ---- broadcasting binary ----
+
+void VulkanKernels::binary(BinaryOp op, const Buffer& a, const Buffer& b, Buffer& y, const Strided& s) {
+  const char* k = "binary";
+  if (s.rank < 0 || s.rank > kMaxRank) bad(k, "rank " + std::to_string(s.rank) + " out of range");
+  // Drop unit axes, then merge neighbours that are contiguous in both inputs.
+  int64_t shape[kMaxRank], sa[kMaxRank], sb[kMaxRank];
+  int r = 0;
+  uint64_t total = 1, reach_a = 1, reach_b = 1;
+  for (int d = 0; d < s.rank; ++d) {
+    if (s.shape[d] < 0 || s.stride_a[d] < 0 || s.stride_b[d] < 0) bad(k, "negative shape or stride");
+    total *= static_cast<uint64_t>(s.shape[d]);
+    if (s.shape[d] == 1) continue;
+    if (s.shape[d] > 0) {
+      reach_a += static_cast<uint64_t>(s.shape[d] - 1) * static_cast<uint64_t>(s.stride_a[d]);
+      reach_b += static_cast<uint64_t>(s.shape[d] - 1) * static_cast<uint64_t>(s.stride_b[d]);
+    }
+    if (r > 0 && sa[r - 1] == s.stride_a[d] * s.shape[d] && sb[r - 1] == s.stride_b[d] * s.shape[d]) {
+      shape[r - 1] *= s.shape[d];
+      sa[r - 1] = s.stride_a[d];
+      sb[r - 1] = s.stride_b[d];
+      continue;
+    }
+    shape[r] = s.shape[d];
+    sa[r] = s.stride_a[d];
+    sb[r] = s.stride_b[d];
+    ++r;
+  }
+  if (total == 0) return;
+  if (r == 0) {
+    shape[0] = 1;
+    sa[0] = sb[0] = 0;
+    r = 1;
+  }
+  need(y, total, k, "y");
+  need(a, reach_a, k, "a");
+  need(b, reach_b, k, "b");
+  struct Pc {
+    PcBase base;
+    uint32_t rank, total, shape[6], sa[6], sb[6];
+  } pc{};
+  pc.rank = static_cast<uint32_t>(r);
+  pc.total = u32(static_cast<int64_t>(total), k, "element count");
+  for (int d = 0; d < r; ++d) {
+    pc.shape[d] = u32(shape[d], k, "shape");
+    pc.sa[d] = u32(sa[d], k, "stride_a");
+    pc.sb[d] = u32(sb[d], k, "stride_b");
+  }
+  auto& p = ctx_->pipeline("binary", 3, sizeof(Pc), {static_cast<uint32_t>(op)});
+  ctx_->dispatch(k, p, {ctx_->bind(a, k, 0, reach_a), ctx_->bind(b, k, 0, reach_b), ctx_->bind(y, k, 0, total)}, &pc,
+                 sizeof pc, groups_for(total, kWG));
+}
+
+// ---- data movement ----
+
+void VulkanKernels::permute(const Buffer& x, Buffer& y, int rank, const int64_t* x_shape, const int* perm) {
+  const char* k = "permute";
+  if (rank < 0 || rank > kMaxRank) bad(k, "rank " + std::to_string(rank) + " out of range");
+  int64_t xstride[kMaxRank];
+  uint64_t total = 1;
+  bool seen[kMaxRank] = {};
+  for (int d = rank - 1; d >= 0; --d) {
+    if (x_shape[d] < 0) bad(k, "negative shape");
+    xstride[d] = static_cast<int64_t>(total);
+    total *= static_cast<uint64_t>(x_shape[d]);
+  }
+  for (int i = 0; i < rank; ++i) {
+    if (perm[i] < 0 || perm[i] >= rank || seen[perm[i]]) bad(k, "perm is not a permutation");
+    seen[perm[i]] = true;
+  }
+  if (total == 0) return;
+  need(x, total, k, "x");
+  need(y, total, k, "y");
+  int64_t shape[kMaxRank], stride[kMaxRank];
+  int r = 0;
+  for (int i = 0; i < rank; ++i) {
+    int64_t sh = x_shape[perm[i]], st = xstride[perm[i]];
+    if (sh == 1) continue;
+    if (r > 0 && stride[r - 1] == st * sh) {
+      shape[r - 1] *= sh;
+      stride[r - 1] = st;
+      continue;
+    }
+    shape[r] = sh;
+    stride[r] = st;
+    ++r;
+  }
+  if (r == 0) {
+    shape[0] = 1;
+    stride[0] = 1;
+    r = 1;
+  }
+  struct Pc {
+    PcBase base;
+    uint32_t rank, total, shape[6], stride[6];
+  } pc{};
+  pc.rank = static_cast<uint32_t>(r);
+  pc.total = u32(static_cast<int64_t>(total), k, "element count");
+  for (int d = 0; d < r; ++d) {
+    pc.shape[d] = u32(shape[d], k, "shape");
+    pc.stride[d] = u32(stride[d], k, "stride");
+  }
+  // Four elements per thread when the innermost output axis is contiguous in x, a multiple of
+  // 4 long, and every other stride keeps vec4 alignment.
+  bool vec4 = stride[r - 1] == 1 && shape[r - 1] % 4 == 0;
+  for (int d = 0; d + 1 < r; ++d) vec4 = vec4 && stride[d] % 4 == 0;
+  auto& p = ctx_->pipeline("permute", 2, sizeof(Pc), {vec4 ? 1u : 0u});
+  ctx_->dispatch(k, p, {ctx_->bind(x, k, 0, total), ctx_->bind(y, k, 0, total)}, &pc, sizeof pc,
+                 groups_for(vec4 ? total / 4 : total, kWG));
+}
+
+namespace {
+// Binds the span [first, first + count) of a buffer starting at an aligned element at or
+// before `first`; *rel receives first's index inside the binding.
+vk::BindRange span_bind(vk::Context& ctx, const Buffer& b, const char* kernel, uint64_t first, uint64_t count,
+                        uint32_t* rel) {
+  const uint64_t align = ctx.limits().storage_align / 4;  // storage_align is at least 4 bytes
+  uint64_t start = first / align * align;
+  *rel = static_cast<uint32_t>(first - start);
+  return ctx.bind(b, kernel, static_cast<size_t>(start), static_cast<size_t>(first + count - start));
+}
+}  // namespace
+
+void VulkanKernels::copy_blocks(const Buffer& src, size_t src_off, int64_t src_stride, Buffer& dst, size_t dst_off,
+                                int64_t dst_stride, int64_t outer, int64_t inner, bool accumulate) {
+  const char* k = "copy_blocks";
+  if (outer < 0 || inner < 0 || src_stride < 0 || dst_stride < 0) bad(k, "negative count or stride");
+  if (outer == 0 || inner == 0) return;
+  uint64_t src_span = static_cast<uint64_t>(outer - 1) * static_cast<uint64_t>(src_stride) + static_cast<uint64_t>(inner);
+  uint64_t dst_span = static_cast<uint64_t>(outer - 1) * static_cast<uint64_t>(dst_stride) + static_cast<uint64_t>(inner);
+  need(src, src_off + src_span, k, "src");
+  need(dst, dst_off + dst_span, k, "dst");
+  struct Pc {
+    PcBase base;
+    uint32_t outer, inner, src_off, src_stride, dst_off, dst_stride;
+  } pc{};
+  pc.outer = u32(outer, k, "outer");
+  pc.inner = u32(inner, k, "inner");
+  u32(outer * inner, k, "outer * inner");
+  pc.src_stride = u32(src_stride, k, "src_stride");
+  pc.dst_stride = u32(dst_stride, k, "dst_stride");
+  auto bs = span_bind(*ctx_, src, k, src_off, src_span, &pc.src_off);
+  auto bd = span_bind(*ctx_, dst, k, dst_off, dst_span, &pc.dst_off);
+  auto& p = ctx_->pipeline("copy_blocks", 2, sizeof(Pc), {accumulate ? 1u : 0u});
+  ctx_->dispatch(k, p, {bs, bd}, &pc, sizeof pc, groups_for(static_cast<uint64_t>(outer * inner), kWG));
+}
+
+// ---- reductions ----
+
+void VulkanKernels::reduce_impl(const char* k, const Buffer& x, Buffer& y, int64_t outer, int64_t n, int64_t inner,
+                                float scale, bool count) {
+  if (outer < 0 || n < 0 || inner < 0) bad(k, "negative extent");
+  if (outer == 0 || inner == 0) return;
+  uint64_t out_elems = static_cast<uint64_t>(outer) * static_cast<uint64_t>(inner);
+  need(y, out_elems, k, "y");
+  if (n == 0) {
+    fill(y, out_elems, 0.0f);
+    return;
+  }
+  need(x, out_elems * static_cast<uint64_t>(n), k, "x");
+  struct Pc {
+    PcBase base;
+    uint32_t outer, n, inner, chunk, nchunks;
+    float scale;
+  };
+  const bool rows = inner == 1;
+  const uint64_t chunk = rows ? 8192 : 512;  // elements of n per workgroup
+  BufferPtr tmp_in, tmp_out;
+  const Buffer* in = &x;
+  uint64_t cur_n = static_cast<uint64_t>(n);
+  bool first = true;
+  for (;;) {
+    uint64_t nchunks = groups_for(cur_n, chunk);
+    bool last = nchunks == 1;
+    Buffer* out = &y;
+    if (!last) {
+      tmp_out = ctx_->alloc(static_cast<size_t>(out_elems * nchunks));
+      out = tmp_out.get();
+    }
+    Pc pc{{}, u32(outer, k, "outer"), u32(static_cast<int64_t>(cur_n), k, "n"), u32(inner, k, "inner"),
+          static_cast<uint32_t>(chunk), static_cast<uint32_t>(nchunks), last ? scale : 1.0f};
+    auto& p = ctx_->pipeline("reduce", 2, sizeof(Pc), {rows ? 0u : 1u, (first && count) ? 1u : 0u});
+    std::vector<vk::BindRange> binds = {ctx_->bind(*in, k, 0, static_cast<size_t>(out_elems * cur_n)),
+                                        ctx_->bind(*out, k, 0, static_cast<size_t>(out_elems * nchunks))};
+    if (rows)
+      ctx_->dispatch(k, p, binds, &pc, sizeof pc, nchunks, static_cast<uint64_t>(outer));
+    else
+      ctx_->dispatch(k, p, binds, &pc, sizeof pc, groups_for(static_cast<uint64_t>(inner), 64), nchunks,
+                     static_cast<uint64_t>(outer));
+    if (last) break;
+    // Freed buffers may be reused at once: barriers order the recorded dispatches.
+    tmp_in = tmp_out;
+    in = tmp_in.get();
+    cur_n = nchunks;
+    first = false;
+  }
+}
+
+void VulkanKernels::reduce_sum(const Buffer& x, Buffer& y, int64_t outer, int64_t n, int64_t inner, float scale) {
+  reduce_impl("reduce_sum", x, y, outer, n, inner, scale, false);
+}
+
+void VulkanKernels::count_positive(const Buffer& x, Buffer& y, int64_t outer, int64_t n, int64_t inner) {
+  reduce_impl("count_positive", x, y, outer, n, inner, 1.0f, true);
+}
+
+// ---- matmul ----
+
+// Tile variants (variant = index + 1); shared memory = 2 (double buffer) * BK * (BM + BN) * 4.
+const std::vector<VulkanKernels::MatmulTile>& VulkanKernels::matmul_tiles() {
+  static const std::vector<MatmulTile> tiles = {
+      {"matmul64", 64, 64, 2 * 16 * 128 * 4},           // 1: 256 threads, 4 x 4 each, K step 16
+      {"matmul128", 128, 128, 2 * 8 * 256 * 4},         // 2: 256 threads, 8 x 8 each, K step 8
+      {"matmul128x64", 128, 64, 2 * 8 * 192 * 4},       // 3: 256 threads, 8 x 4 each, K step 8
+      {"matmul128x64t128", 128, 64, 2 * 16 * 192 * 4},  // 4: 128 threads, 8 x 8 each, K step 16
+      {"matmul128x64t128k8", 128, 64, 2 * 8 * 192 * 4},  // 5: as 4, K step 8
+      // Not chosen automatically; candidates for AIT_VK_MATMUL_LARGE_TILE on other GPUs. On the
+      // H200, at each tile's best split, both were 0-10% slower than 4 at every AiT-Small shape
+      // (and 4 with a K step of 32, in 48 KiB, 20-30% slower).
+      {"matmul64x128t128", 64, 128, 2 * 16 * 192 * 4},  // 6: 128 threads, 8 x 8 each, K step 16
+      {"matmul64x64t64", 64, 64, 2 * 16 * 128 * 4},     // 7: 64 threads, 8 x 8 each, K step 16
+  };
+  return tiles;
+}
+
+void VulkanKernels::require_shared_memory(const MatmulTile& tile, uint32_t have, const std::string& device) {
+  if (tile.shared_bytes > have)
+    throw Error(std::string("vulkan matmul: tile ") + tile.shader + " needs " + std::to_string(tile.shared_bytes) +
+                " bytes of shared memory, " + device + " has " + std::to_string(have));
+}
+
+void VulkanKernels::matmul(const Buffer& a, const Buffer& b, Buffer& c, const MatmulArgs& g) {
+  const char* k = "matmul";
+  if (g.batch < 0 || g.M < 0 || g.N < 0 || g.K < 0) bad(k, "negative dimension");
+  if (g.lda < 0 || g.ldb < 0 || g.ldc < 0 || g.stride_a < 0 || g.stride_b < 0 || g.stride_c < 0 || g.off_a < 0 ||
+      g.off_b < 0 || g.off_c < 0)
+    bad(k, "negative stride or offset");
+  if (g.batch == 0 || g.M == 0 || g.N == 0) return;
+  const uint64_t B = static_cast<uint64_t>(g.batch), M = static_cast<uint64_t>(g.M), N = static_cast<uint64_t>(g.N),
+                 K = static_cast<uint64_t>(g.K);
+  // Row/column extents of the operands as stored.
+  const uint64_t a_rows = g.trans_a ? K : M, a_cols = g.trans_a ? M : K;
+  const uint64_t b_rows = g.trans_b ? N : K, b_cols = g.trans_b ? K : N;
+  // (A leading dimension only matters when there is more than one row.)
+  if (K > 0 && a_rows > 1 && static_cast<uint64_t>(g.lda) < a_cols) bad(k, "lda smaller than the row length of A");
+  if (K > 0 && b_rows > 1 && static_cast<uint64_t>(g.ldb) < b_cols) bad(k, "ldb smaller than the row length of B");
+  if (M > 1 && static_cast<uint64_t>(g.ldc) < N) bad(k, "ldc smaller than N");
+  auto span = [](uint64_t batch, uint64_t stride, uint64_t rows, uint64_t ld, uint64_t cols) -> uint64_t {
+    if (rows == 0 || cols == 0) return 0;
+    return (batch - 1) * stride + (rows - 1) * ld + cols;
+  };
+  uint64_t span_a = span(B, static_cast<uint64_t>(g.stride_a), a_rows, static_cast<uint64_t>(g.lda), a_cols);
+  uint64_t span_b = span(B, static_cast<uint64_t>(g.stride_b), b_rows, static_cast<uint64_t>(g.ldb), b_cols);
+  uint64_t span_c = span(B, static_cast<uint64_t>(g.stride_c), M, static_cast<uint64_t>(g.ldc), N);
+  need(a, static_cast<uint64_t>(g.off_a) + span_a, k, "A");
+  need(b, static_cast<uint64_t>(g.off_b) + span_b, k, "B");
+  need(c, static_cast<uint64_t>(g.off_c) + span_c, k, "C");
+  if (g.bias) need(*g.bias, N, k, "bias");
+
+  struct Pc {
+    PcBase base;
+    uint32_t M, N, K, lda, ldb, ldc, stride_a, stride_b, stride_c, off_a, off_b, off_c;
+    float alpha, beta;
+    uint32_t k_len, splits, split_stride_c;
+  } pc{};
+  pc.M = u32(g.M, k, "M");
+  pc.N = u32(g.N, k, "N");
+  pc.K = u32(g.K, k, "K");
+  pc.lda = u32(g.lda, k, "lda");
+  pc.ldb = u32(g.ldb, k, "ldb");
+  pc.ldc = u32(g.ldc, k, "ldc");
+  pc.stride_a = u32(g.stride_a, k, "stride_a");
+  pc.stride_b = u32(g.stride_b, k, "stride_b");
+  pc.stride_c = u32(g.stride_c, k, "stride_c");
+  pc.alpha = g.alpha;
+  pc.beta = g.beta;
+  pc.k_len = pc.K;
+  pc.splits = 1;
+  pc.split_stride_c = 0;
+  vk::BindRange ba = span_a ? span_bind(*ctx_, a, k, static_cast<uint64_t>(g.off_a), span_a, &pc.off_a) : ctx_->dummy();
+  vk::BindRange bb = span_b ? span_bind(*ctx_, b, k, static_cast<uint64_t>(g.off_b), span_b, &pc.off_b) : ctx_->dummy();
+  vk::BindRange bc = span_bind(*ctx_, c, k, static_cast<uint64_t>(g.off_c), span_c, &pc.off_c);
+
+  // vec4 loads need every row start of the operand 16-byte aligned inside the binding and the
+  // contiguous dimension a multiple of 4 (a vec4 never straddles the edge).
+  auto vec_ok = [](uint32_t off, uint64_t ld, uint64_t stride, uint64_t contiguous, uint64_t batch) {
+    return off % 4 == 0 && ld % 4 == 0 && (batch == 1 || stride % 4 == 0) && contiguous % 4 == 0;
+  };
+  const bool vec_a = span_a && vec_ok(pc.off_a, pc.lda, pc.stride_a, a_cols, B);
+  const bool vec_b = span_b && vec_ok(pc.off_b, pc.ldb, pc.stride_b, b_cols, B);
+
+  const auto& tiles_table = matmul_tiles();
+  int variant = matmul_variant_;
+  if (variant < 0 || variant > static_cast<int>(tiles_table.size())) bad(k, "unknown tile variant");
+  // Split-K: the partial products go to a scratch buffer and matmul_reduce.comp adds them in a
+  // fixed order (deterministic), applying alpha and beta.
+  uint64_t splits = matmul_splits_ > 0 ? static_cast<uint64_t>(matmul_splits_) : 0;  // 0: choose
+  if (variant == 0) {
+    // Measured on an NVIDIA H200 at the AiT-Small shapes (tools/ait-vk-matmul-bench.cpp,
+    // docs/gpu-h200.md): the 128 x 64 tile of 128 threads with 8 x 8 outputs each beats the
+    // 256-thread tiles at every shape, by 2% (mlp1) to 22% at each one's best split. It is the
+    // choice for large products on a GPU: K step 16 where the device offers the 24 KiB of shared
+    // memory, else K step 8. A CPU-type device (lavapipe) runs the 256-thread 128 x 128 tile
+    // faster. Small products take the 64 x 64 tile, which leaves fewer workgroups idle. (Any
+    // tile may then be split along K, below.)
+    const bool gpu = ctx_->info().type != "cpu";
+    const bool big = M >= 128 && N >= 128 && groups_for(M, 128) * groups_for(N, 128) * B >= 64;
+    if (gpu && M >= 128 && N >= 64)
+      variant = large_tile_;
+    else
+      variant = big ? 2 : 1;
+  }
+  const MatmulTile& tl = tiles_table[static_cast<size_t>(variant - 1)];
+  require_shared_memory(tl, ctx_->limits().max_shared_memory, ctx_->info().name);
+  const uint64_t tiles = groups_for(M, tl.bm) * groups_for(N, tl.bn) * B;
+  if (splits == 0) {
+    splits = 1;
+    // Split-K when the output has too few tiles to fill a GPU but K is long (weight gradients:
+    // small M x N, K = batch x tokens): about 640 workgroups (a few per compute unit on a large
+    // GPU) with K pieces of at least 256. On the H200 with 128 x 64 tiles and K = 4096 this picks
+    // 3 splits for 216 and 288 tiles (measured best: 3 and 4, the latter 3% faster) and 9 for 72
+    // (best measured: 8); 384 tiles run fastest unsplit.
+    if (tiles < 384 && K >= 1024) splits = std::min<uint64_t>({groups_for(640, tiles), K / 256, 64});
+  }
+  const uint64_t scratch_cap = std::min<uint64_t>(uint64_t(64) << 20, ctx_->max_binding_elems());  // elements
+  while (splits > 1 && splits * B * M * N > scratch_cap) splits /= 2;
+  if (K == 0) splits = 1;
+  if (splits > 1) {
+    // Pieces a multiple of 32 long (of every tile's K step, so only the last piece has a
+    // partial step); this may leave fewer pieces than asked for.
+    uint64_t k_len = (groups_for(K, splits) + 31) / 32 * 32;
+    splits = groups_for(K, k_len);
+    pc.k_len = static_cast<uint32_t>(k_len);
+  }
+  const vk::BindRange bbias = g.bias ? ctx_->bind(*g.bias, k, 0, N) : ctx_->dummy();
+  auto pipe = [&](bool bias) -> vk::Pipeline& {
+    return ctx_->pipeline(tl.shader, 4, sizeof(Pc),
+                          {g.trans_a ? 1u : 0u, g.trans_b ? 1u : 0u, vec_a ? 1u : 0u, vec_b ? 1u : 0u, bias ? 1u : 0u});
+  };
+  if (splits <= 1) {
+    ctx_->dispatch(k, pipe(g.bias), {ba, bb, bc, bbias}, &pc, sizeof pc, groups_for(N, tl.bn), groups_for(M, tl.bm), B);
+    return;
+  }
+  // Partial products: scratch [splits, batch, M, N], alpha 1, beta 0.
+  const uint64_t mn = M * N;
+  BufferPtr scratch = ctx_->alloc(static_cast<size_t>(splits * B * mn));
+  Pc part = pc;
+  part.ldc = pc.N;
+  part.stride_c = u32(static_cast<int64_t>(mn), k, "M * N");
+  part.off_c = 0;
+  part.alpha = 1.0f;
+  part.beta = 0.0f;
+  part.splits = static_cast<uint32_t>(splits);
+  part.split_stride_c = u32(static_cast<int64_t>(B * mn), k, "batch * M * N");
+  ctx_->dispatch(k, pipe(false), {ba, bb, ctx_->bind(*scratch, k), ctx_->dummy()}, &part, sizeof part,
+                 groups_for(N, tl.bn), groups_for(M, tl.bm), B * splits);
+  struct PcR {
+    PcBase base;
+    uint32_t M, N, batch, splits, ldc, stride_c, off_c;
+    float alpha, beta;
+  } pr{{}, pc.M, pc.N, static_cast<uint32_t>(B), static_cast<uint32_t>(splits), pc.ldc, pc.stride_c, pc.off_c,
+       pc.alpha, pc.beta};
+  auto& pr_pipe = ctx_->pipeline("matmul_reduce", 3, sizeof pr, {g.bias ? 1u : 0u});
+  ctx_->dispatch(k, pr_pipe, {ctx_->bind(*scratch, k), bc, bbias}, &pr, sizeof pr, groups_for(B * mn, kWG));
+}
+
+// ---- row-wise ----
+
+namespace {
+struct PcRows {
+  PcBase base;
+  uint32_t rows, cols, lanes;
+  float f;
+};
+struct PcRows2 {
+  PcBase base;
+  uint32_t rows, cols, lanes;
+};
+// Threads per row for the row-wise shaders: the power of two covering the row, at most a
+// workgroup; a workgroup then takes kWG / lanes rows.
+uint32_t lanes_for(int64_t cols) {
+  uint32_t l = 1;
+  while (l < kWG && static_cast<int64_t>(l) < cols) l <<= 1;
+  return l;
+}
+uint64_t row_groups(int64_t rows, uint32_t lanes) { return groups_for(static_cast<uint64_t>(rows), kWG / lanes); }
+
+// Checks a row-wise kernel's [rows, cols] extent and returns rows·cols, or 0 when there is
+// nothing to do. Forward kernels that write per-row results treat zero columns as an error
+// (there is no row to normalise); backward kernels have nothing to do.
+uint64_t row_extent(const char* k, int64_t rows, int64_t cols, bool zero_cols_is_error) {
+  if (rows < 0 || cols < 0) bad(k, "negative extent");
+  if (rows == 0) return 0;
+  if (cols == 0) {
+    if (zero_cols_is_error) bad(k, "zero columns");
+    return 0;
+  }
+  return static_cast<uint64_t>(rows) * static_cast<uint64_t>(cols);
+}
+}  // namespace
+
+void VulkanKernels::layernorm(const Buffer& x, const Buffer& w, const Buffer& b, Buffer& y, Buffer& mean,
+                              Buffer& rstd, int64_t rows, int64_t cols, float eps) {
+  const char* k = "layernorm";
+  const uint64_t n = row_extent(k, rows, cols, true);
+  if (n == 0) return;
+  need(x, n, k, "x");
+  need(y, n, k, "y");
+  need(w, static_cast<uint64_t>(cols), k, "w");
+  need(b, static_cast<uint64_t>(cols), k, "b");
+  need(mean, static_cast<uint64_t>(rows), k, "mean");
+  need(rstd, static_cast<uint64_t>(rows), k, "rstd");
+  PcRows pc{{}, u32(rows, k, "rows"), u32(cols, k, "cols"), lanes_for(cols), eps};
+  auto& p = ctx_->pipeline("layernorm", 6, sizeof pc);
+  ctx_->dispatch(k, p,
+                 {ctx_->bind(x, k, 0, n), ctx_->bind(w, k, 0, cols), ctx_->bind(b, k, 0, cols), ctx_->bind(y, k, 0, n),
+                  ctx_->bind(mean, k, 0, rows), ctx_->bind(rstd, k, 0, rows)},
+                 &pc, sizeof pc, row_groups(rows, pc.lanes));
+}
+
+void VulkanKernels::layernorm_backward(const Buffer& x, const Buffer& w, const Buffer& mean, const Buffer& rstd,
+                                       const Buffer& dy, Buffer& dx, Buffer& dw, Buffer& db, int64_t rows,
+                                       int64_t cols) {
+  const char* k = "layernorm_backward";
+  const uint64_t n = row_extent(k, rows, cols, false);
+  if (n == 0) return;
+  need(x, n, k, "x");
+  need(dy, n, k, "dy");
+  need(dx, n, k, "dx");
+  need(w, static_cast<uint64_t>(cols), k, "w");
+  need(dw, static_cast<uint64_t>(cols), k, "dw");
+  need(db, static_cast<uint64_t>(cols), k, "db");
+  need(mean, static_cast<uint64_t>(rows), k, "mean");
+  need(rstd, static_cast<uint64_t>(rows), k, "rstd");
+  PcRows2 pc{{}, u32(rows, k, "rows"), u32(cols, k, "cols"), lanes_for(cols)};
+  auto& p = ctx_->pipeline("layernorm_backward", 6, sizeof pc);
+  ctx_->dispatch(k, p,
+                 {ctx_->bind(x, k, 0, n), ctx_->bind(w, k, 0, cols), ctx_->bind(mean, k, 0, rows),
+                  ctx_->bind(rstd, k, 0, rows), ctx_->bind(dy, k, 0, n), ctx_->bind(dx, k, 0, n)},
+                 &pc, sizeof pc, row_groups(rows, pc.lanes));
+
+  // dw, db: two-pass deterministic column reduction over row chunks.
+  struct PcP {
+    PcBase base;
+    uint32_t rows, cols, chunk_rows, nchunks;  // one chunk: the shader adds into dw, db directly
+  };
+  const uint32_t chunk_rows = 128;
+  const uint64_t nchunks = groups_for(static_cast<uint64_t>(rows), chunk_rows);
+  const bool direct = nchunks == 1;
+  BufferPtr tmp;
+  vk::BindRange bt = ctx_->dummy();
+  if (!direct) {
+    tmp = ctx_->alloc(static_cast<size_t>(nchunks * 2 * static_cast<uint64_t>(cols)));
+    bt = ctx_->bind(*tmp, k);
+  }
+  PcP pp{{}, pc.rows, pc.cols, chunk_rows, static_cast<uint32_t>(nchunks)};
+  std::vector<vk::BindRange> binds = {ctx_->bind(x, k, 0, n),      ctx_->bind(mean, k, 0, rows),
+                                      ctx_->bind(rstd, k, 0, rows), ctx_->bind(dy, k, 0, n),
+                                      ctx_->bind(dw, k, 0, cols),   ctx_->bind(db, k, 0, cols),
+                                      bt};
+  auto& p0 = ctx_->pipeline("layernorm_backward_params", 7, sizeof pp, {0});
+  ctx_->dispatch(k, p0, binds, &pp, sizeof pp, groups_for(static_cast<uint64_t>(cols), 64), nchunks);
+  if (!direct) {
+    auto& p1 = ctx_->pipeline("layernorm_backward_params", 7, sizeof pp, {1});
+    ctx_->dispatch(k, p1, binds, &pp, sizeof pp, groups_for(static_cast<uint64_t>(cols), kWG));
+  }
+}
+
+void VulkanKernels::softmax(const Buffer& x, Buffer& y, int64_t rows, int64_t cols, float scale) {
+  const char* k = "softmax";
+  const uint64_t n = row_extent(k, rows, cols, false);
+  if (n == 0) return;
+  need(x, n, k, "x");
+  need(y, n, k, "y");
+  PcRows pc{{}, u32(rows, k, "rows"), u32(cols, k, "cols"), lanes_for(cols), scale};
+  auto& p = ctx_->pipeline("softmax", 3, sizeof pc, {0});
+  ctx_->dispatch(k, p, {ctx_->bind(x, k, 0, n), ctx_->dummy(), ctx_->bind(y, k, 0, n)}, &pc, sizeof pc,
+                 row_groups(rows, pc.lanes));
+}
+
+void VulkanKernels::softmax_backward(const Buffer& y, const Buffer& dy, Buffer& dx, int64_t rows, int64_t cols,
+                                     float scale) {
+  const char* k = "softmax_backward";
+  const uint64_t n = row_extent(k, rows, cols, false);
+  if (n == 0) return;
+  need(y, n, k, "y");
+  need(dy, n, k, "dy");
+  need(dx, n, k, "dx");
+  PcRows pc{{}, u32(rows, k, "rows"), u32(cols, k, "cols"), lanes_for(cols), scale};
+  auto& p = ctx_->pipeline("softmax", 3, sizeof pc, {1});
+  ctx_->dispatch(k, p, {ctx_->bind(y, k, 0, n), ctx_->bind(dy, k, 0, n), ctx_->bind(dx, k, 0, n)}, &pc, sizeof pc,
+                 row_groups(rows, pc.lanes));
+}
+
+void VulkanKernels::topk_gate(const Buffer& x, Buffer& y, int64_t rows, int64_t cols, int64_t kk, float scale) {
+  const char* k = "topk_gate";
+  const uint64_t n = row_extent(k, rows, cols, false);
+  if (n == 0) return;
+  need(x, n, k, "x");
+  need(y, n, k, "y");
+  struct Pc {
+    PcBase base;
+    uint32_t rows, cols, k;
+    float scale;
+  } pc{{}, u32(rows, k, "rows"), u32(cols, k, "cols"), static_cast<uint32_t>(std::clamp<int64_t>(kk, 0, cols)), scale};
+  auto& p = ctx_->pipeline("topk_gate", 2, sizeof pc);
+  ctx_->dispatch(k, p, {ctx_->bind(x, k, 0, n), ctx_->bind(y, k, 0, n)}, &pc, sizeof pc, static_cast<uint64_t>(rows));
+}
+
+void VulkanKernels::cross_entropy(const Buffer& logits, const Buffer& labels, Buffer& loss, Buffer& probs,
+                                  int64_t rows, int64_t classes) {
+  const char* k = "cross_entropy";
+  const uint64_t n = row_extent(k, rows, classes, true);
+  if (n == 0) return;
+  need(logits, n, k, "logits");
+  need(probs, n, k, "probs");
+  need(labels, static_cast<uint64_t>(rows), k, "labels");
+  need(loss, static_cast<uint64_t>(rows), k, "loss");
+  PcRows2 pc{{}, u32(rows, k, "rows"), u32(classes, k, "classes"), lanes_for(classes)};
+  auto& p = ctx_->pipeline("cross_entropy", 4, sizeof pc, {0});
+  ctx_->dispatch(k, p,
+                 {ctx_->bind(logits, k, 0, n), ctx_->bind(labels, k, 0, rows), ctx_->bind(loss, k, 0, rows),
+                  ctx_->bind(probs, k, 0, n)},
+                 &pc, sizeof pc, row_groups(rows, pc.lanes));
+}
+
+void VulkanKernels::cross_entropy_backward(const Buffer& probs, const Buffer& labels, const Buffer& dloss,
+                                           Buffer& dlogits, int64_t rows, int64_t classes) {
+  const char* k = "cross_entropy_backward";
+  const uint64_t n = row_extent(k, rows, classes, false);
+  if (n == 0) return;
+  need(probs, n, k, "probs");
+  need(dlogits, n, k, "dlogits");
+  need(labels, static_cast<uint64_t>(rows), k, "labels");
+  need(dloss, static_cast<uint64_t>(rows), k, "dloss");
+  u32(static_cast<int64_t>(n), k, "rows * classes");
+  PcRows2 pc{{}, u32(rows, k, "rows"), u32(classes, k, "classes"), 1};
+  auto& p = ctx_->pipeline("cross_entropy", 4, sizeof pc, {1});
+  ctx_->dispatch(k, p,
+                 {ctx_->bind(probs, k, 0, n), ctx_->bind(labels, k, 0, rows), ctx_->bind(dloss, k, 0, rows),
+                  ctx_->bind(dlogits, k, 0, n)},
+                 &pc, sizeof pc, groups_for(n, kWG));
+}
+
+void VulkanKernels::l2_normalize(const Buffer& x, Buffer& y, Buffer& norm, int64_t rows, int64_t cols) {
+  const char* k = "l2_normalize";
+  const uint64_t n = row_extent(k, rows, cols, true);
+  if (n == 0) return;
+  need(x, n, k, "x");
+  need(y, n, k, "y");
+  need(norm, static_cast<uint64_t>(rows), k, "norm");
+  PcRows2 pc{{}, u32(rows, k, "rows"), u32(cols, k, "cols"), lanes_for(cols)};
+  auto& p = ctx_->pipeline("l2_normalize", 4, sizeof pc, {0});
+  ctx_->dispatch(k, p, {ctx_->bind(x, k, 0, n), ctx_->bind(norm, k, 0, rows), ctx_->bind(y, k, 0, n), ctx_->dummy()},
+                 &pc, sizeof pc, row_groups(rows, pc.lanes));
+}
+
+void VulkanKernels::l2_normalize_backward(const Buffer& y, const Buffer& norm, const Buffer& dy, Buffer& dx,
+                                          int64_t rows, int64_t cols) {
+  const char* k = "l2_normalize_backward";
+  const uint64_t n = row_extent(k, rows, cols, false);
+  if (n == 0) return;
+  need(y, n, k, "y");
+  need(dy, n, k, "dy");
+  need(dx, n, k, "dx");
+  need(norm, static_cast<uint64_t>(rows), k, "norm");
+  PcRows2 pc{{}, u32(rows, k, "rows"), u32(cols, k, "cols"), lanes_for(cols)};
+  auto& p = ctx_->pipeline("l2_normalize", 4, sizeof pc, {1});
+  ctx_->dispatch(k, p,
+                 {ctx_->bind(y, k, 0, n), ctx_->bind(norm, k, 0, rows), ctx_->bind(dy, k, 0, n), ctx_->bind(dx, k, 0, n)},
+                 &pc, sizeof pc, row_groups(rows, pc.lanes));
+}
+
+}  // namespace ait

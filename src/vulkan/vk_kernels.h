@@ -1,0 +1,107 @@
+// The Vulkan implementation of the op table (kernels.h), kernel for kernel with the CPU
+// backend. Each kernel records one or more compute dispatches (shaders/*.comp, embedded at
+// build time) into the runtime's command stream; see vk_runtime.h for the execution model.
+// Obtain one through select_device("vulkan") (device.h). Compiled only with AIT_VULKAN.
+#pragma once
+#ifdef AIT_VULKAN
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/kernels.h"
+
+namespace ait {
+
+namespace vk {
+class Context;
+}
+
+class VulkanKernels final : public Kernels {
+public:
+  explicit VulkanKernels(vk::Context* ctx);
+  DeviceKind kind() const override { return DeviceKind::Vulkan; }
+  std::string name() const override;
+  vk::Context& context() { return *ctx_; }
+
+  // For tests and benchmarks. Matmul tile variant: 0 automatic, else matmul_tiles()[variant - 1].
+  // Split-K pieces: 0 automatic, 1 never, N > 1 at most that many (pieces are a multiple of 32
+  // long, and fewer are used where the partial products would not fit the scratch cap).
+  void set_matmul_variant(int v) { matmul_variant_ = v; }
+  void set_matmul_splits(int s) { matmul_splits_ = s; }
+  struct MatmulTile {
+    const char* shader;
+    uint64_t bm, bn;
+    uint32_t shared_bytes;
+  };
+  static const std::vector<MatmulTile>& matmul_tiles();
+  // Throws ait::Error naming the tile and both sizes when `tile` needs more shared memory than
+  // `have` bytes (`device` names the device).
+  static void require_shared_memory(const MatmulTile& tile, uint32_t have, const std::string& device);
+
+  BufferPtr alloc(size_t n) override;
+  void upload(Buffer& dst, const void* src, size_t n, size_t dst_off = 0) override;
+  void download(const Buffer& src, void* dst, size_t n, size_t src_off = 0) override;
+  void sync() override;
+
+  void fill(Buffer& y, size_t n, float v) override;
+  void axpby(Buffer& y, const Buffer& x, size_t n, float a, float b) override;
+  void binary(BinaryOp op, const Buffer& a, const Buffer& b, Buffer& y, const Strided& s) override;
+  void gelu(const Buffer& x, Buffer& y, size_t n) override;
+  void gelu_backward(const Buffer& x, const Buffer& dy, Buffer& dx, size_t n) override;
+  void dropout(const Buffer& x, Buffer& y, Buffer& mask, size_t n, float p, uint32_t seed) override;
+
+  void permute(const Buffer& x, Buffer& y, int rank, const int64_t* x_shape, const int* perm) override;
+  void copy_blocks(const Buffer& src, size_t src_off, int64_t src_stride, Buffer& dst, size_t dst_off,
+                   int64_t dst_stride, int64_t outer, int64_t inner, bool accumulate) override;
+
+  void reduce_sum(const Buffer& x, Buffer& y, int64_t outer, int64_t n, int64_t inner, float scale) override;
+  void count_positive(const Buffer& x, Buffer& y, int64_t outer, int64_t n, int64_t inner) override;
+
+  void matmul(const Buffer& a, const Buffer& b, Buffer& c, const MatmulArgs& args) override;
+
+  void layernorm(const Buffer& x, const Buffer& w, const Buffer& b, Buffer& y, Buffer& mean, Buffer& rstd,
+                 int64_t rows, int64_t cols, float eps) override;
+  void layernorm_backward(const Buffer& x, const Buffer& w, const Buffer& mean, const Buffer& rstd, const Buffer& dy,
+                          Buffer& dx, Buffer& dw, Buffer& db, int64_t rows, int64_t cols) override;
+  void softmax(const Buffer& x, Buffer& y, int64_t rows, int64_t cols, float scale) override;
+  void softmax_backward(const Buffer& y, const Buffer& dy, Buffer& dx, int64_t rows, int64_t cols,
+                        float scale) override;
+  void topk_gate(const Buffer& x, Buffer& y, int64_t rows, int64_t cols, int64_t k, float scale) override;
+  void cross_entropy(const Buffer& logits, const Buffer& labels, Buffer& loss, Buffer& probs, int64_t rows,
+                     int64_t classes) override;
+  void cross_entropy_backward(const Buffer& probs, const Buffer& labels, const Buffer& dloss, Buffer& dlogits,
+                              int64_t rows, int64_t classes) override;
+  void l2_normalize(const Buffer& x, Buffer& y, Buffer& norm, int64_t rows, int64_t cols) override;
+  void l2_normalize_backward(const Buffer& y, const Buffer& norm, const Buffer& dy, Buffer& dx, int64_t rows,
+                             int64_t cols) override;
+
+  void adamw(Buffer& p, const Buffer& g, Buffer& m, Buffer& v, size_t n, const AdamWArgs& a) override;
+
+  // Recorded steps (kernels.h): a program of the runtime (vk_runtime.h) whose adamw and dropout
+  // dispatches read their per-step values from slots.
+  bool begin_capture() override;
+  bool end_capture(StepArgs* recorded) override;
+  bool can_replay() const override;
+  void replay(const StepArgs& args) override;
+  void drop_capture() override;
+  uint64_t program_runs() const;  // recordings run plus replays, for tests
+
+private:
+  void reduce_impl(const char* kernel, const Buffer& x, Buffer& y, int64_t outer, int64_t n, int64_t inner,
+                   float scale, bool count);
+  vk::Context* ctx_;
+  // The recording's per-step arguments and where they went.
+  StepArgs recorded_;
+  bool recorded_ok_ = false;            // no adamw call disagreed with the first one
+  uint32_t adamw_slot_ = UINT32_MAX;    // 3 slots: 1 - lr·wd, lr / bc1, sqrt(bc2)
+  std::vector<uint32_t> dropout_slots_;  // one per dropout call
+  int matmul_variant_ = 0;
+  int large_tile_ = 4;  // variant for large products on a GPU
+  int matmul_splits_ = 0;
+};
+
+}  // namespace ait
+
+#endif  // AIT_VULKAN
