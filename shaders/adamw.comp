@@ -3,9 +3,9 @@
 //   p *= 1 - lr*wd;  m = b1*m + (1-b1)*g;  v = b2*v + (1-b2)*g*g;
 //   p -= (lr / bc1) * m / (sqrt(v) / sqrt(bc2) + eps)
 // decay = 1 - lr*wd, c1 = 1 - b1, c2 = 1 - b2, step = lr / bc1 and bc2_sqrt = sqrt(bc2) are
-// computed on the host, as the CPU backend does. In a recorded step (slot != ~0) decay, step
-// and bc2_sqrt, which change every step, are read from slots[slot..slot+2] instead (the host
-// uploads them before each run; the same floats, so the same results).
+// computed on the host, as the CPU backend does. decay, step and bc2_sqrt change every step: they
+// are per-run values (src/vulkan/vk_runtime.h), read from slots[slot..slot+2], so that a recorded
+// step can run again with the next step's values.
 // Bindings: 0 p, 1 g, 2 m, 3 v, 4 slots.
 #include "common.glsl"
 
@@ -19,9 +19,6 @@ layout(push_constant) uniform PC {
   float c1;
   float c2;
   float eps;
-  float decay;
-  float step;
-  float bc2_sqrt;
   uint slot;
 } pc;
 
@@ -34,12 +31,9 @@ layout(binding = 4) readonly buffer S { uint slots[]; };
 void main() {
   uint i = WG_ID.x * WG_SIZE + gl_LocalInvocationID.x;
   if (i >= pc.n) return;
-  float decay = pc.decay, step = pc.step, bc2_sqrt = pc.bc2_sqrt;
-  if (pc.slot != 0xFFFFFFFFu) {
-    decay = uintBitsToFloat(slots[pc.slot]);
-    step = uintBitsToFloat(slots[pc.slot + 1u]);
-    bc2_sqrt = uintBitsToFloat(slots[pc.slot + 2u]);
-  }
+  float decay = uintBitsToFloat(slots[pc.slot]);
+  float step = uintBitsToFloat(slots[pc.slot + 1u]);
+  float bc2_sqrt = uintBitsToFloat(slots[pc.slot + 2u]);
   float gi = g[i];
   float pi = p[i] * decay;
   float mi = pc.beta1 * m[i] + pc.c1 * gi;

@@ -352,16 +352,15 @@ TEST_F(VulkanTest, BarriersOnlyWhereBuffersConflict) {
   vk::Context& ctx = vkk->context();
   const size_t n = 1000;
   BufferPtr a = vk->alloc(n), b = vk->alloc(n), c = vk->alloc(n);
-  ctx.begin_program();
-  vk->fill(*a, n, 1.0f);             // barrier 1: after the work before the program
+  ctx.sync();                        // the allocations' work goes first: one segment for what follows
+  vk->fill(*a, n, 1.0f);             // barrier 1: after the work before the segment
   vk->fill(*b, n, 2.0f);             // independent of the first fill
   vk->fill(*c, n, 3.0f);             // independent
   vk->axpby(*b, *a, n, 0.5f, 2.0f);  // barrier 2: reads a, writes b (both written above)
   vk->axpby(*c, *a, n, 0.5f, 2.0f);  // none: a is only read (its binding is readonly in the SPIR-V)
   vk->fill(*a, n, 4.0f);             // barrier 3: a was read by the axpbys
-  ctx.end_program();
-  EXPECT_EQ(ctx.program_barriers(), 3u);
-  ctx.drop_program();
+  ctx.sync();
+  EXPECT_EQ(ctx.last_segment_barriers(), 3u);
   // (The validation layer's synchronization checks, on in this suite, would flag a missing one.)
   std::vector<float> ha(n), hb(n), hc(n);
   vk->download(*a, ha.data(), n);

@@ -5,7 +5,8 @@
 // Conventions. A Buffer holds `size` 4-byte elements (float, or int32 for labels). Every
 // tensor is contiguous row-major. Offsets and counts are in elements. Row-wise kernels treat
 // their input as [rows, cols]. Axis reductions treat it as [outer, n, inner] and reduce n.
-// Kernels may run asynchronously (Vulkan records them); download() waits for what it reads.
+// Kernels may run asynchronously (Vulkan queues them); download() waits for what it reads. How
+// a backend batches, records or replays its work is its own affair: callers see eager kernels.
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -50,12 +51,6 @@ struct MatmulArgs {
 struct AdamWArgs {
   float lr, beta1, beta2, eps, weight_decay;
   float bias_correction1, bias_correction2;  // 1 - beta^t
-};
-
-// The arguments of a recorded step that change from step to step (see Kernels::begin_capture).
-struct StepArgs {
-  AdamWArgs adamw{};                    // of its adamw calls (one step: they all agree)
-  std::vector<uint32_t> dropout_seeds;  // of its dropout calls, in call order
 };
 
 class Kernels {
@@ -134,30 +129,6 @@ public:
   // PyTorch AdamW: p *= 1 - lr·wd; m = β1 m + (1-β1) g; v = β2 v + (1-β2) g²;
   // p -= (lr / bc1) · m / (sqrt(v) / sqrt(bc2) + eps)
   virtual void adamw(Buffer& p, const Buffer& g, Buffer& m, Buffer& v, size_t n, const AdamWArgs& a) = 0;
-
-  // ---- recorded steps (optional: the CPU backend records nothing) ----
-  // begin_capture() starts recording the kernels called until end_capture() into a program that
-  // replay() runs again, for a training step whose shapes do not change; false when the backend
-  // cannot. The recorded kernels also run (once, at end_capture). A program runs on the buffers
-  // the recording used: the caller keeps the step's inputs and the outputs it reads alive,
-  // uploads the next step's inputs into them and reads the outputs after replay(). Memory
-  // allocated during the recording stays reserved for the program while it lives. Only the
-  // arguments in StepArgs change per run; replay() takes them in the order the recorded step
-  // passed them. end_capture() returns whether a program was kept and reports the recorded
-  // step's StepArgs. Nothing is kept when the host reads, uploads or syncs during the recording;
-  // freeing a buffer the program uses that was allocated before the recording drops the program
-  // (can_replay() tells).
-  virtual bool begin_capture() { return false; }
-  virtual bool end_capture(StepArgs* recorded) {
-    (void)recorded;
-    return false;
-  }
-  virtual bool can_replay() const { return false; }
-  virtual void replay(const StepArgs& args) {  // only when can_replay()
-    (void)args;
-    throw std::logic_error(name() + ": no recorded step to replay");
-  }
-  virtual void drop_capture() {}  // forgets the program (stops a recording: its work runs once)
 };
 
 // The CPU backend (always present).

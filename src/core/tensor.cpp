@@ -88,6 +88,13 @@ void Tensor::copy_from(const std::vector<float>& values) {
                 shape_str(shape()));
   dev().upload(buf(), values.data(), values.size());
 }
+void Tensor::assign(const Tensor& src) {
+  if (src.shape() != shape())
+    throw Error("assign: a tensor of shape " + shape_str(src.shape()) + " into tensor '" + name() + "' of shape " +
+                shape_str(shape()));
+  if (&src.dev() != &dev()) throw Error("assign: tensors on different devices (" + name() + ")");
+  if (numel() > 0) dev().copy_blocks(src.buf(), 0, 0, buf(), 0, 0, 1, numel(), false);
+}
 Tensor Tensor::to(Kernels& target) const {
   if (&target == &dev()) return detach();
   std::vector<float> v = to_vector();

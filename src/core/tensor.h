@@ -46,6 +46,7 @@ public:
   std::vector<int32_t> to_int_vector() const;
   float item() const;  // one-element tensors
   void copy_from(const std::vector<float>& values);  // same numel
+  void assign(const Tensor& src);  // this ← src's values on the device (same shape; no graph)
   Tensor to(Kernels& dev) const;                     // copy to another backend (no graph)
 
   // Autodiff.

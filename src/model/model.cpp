@@ -106,14 +106,10 @@ bool AiT::receives_no_gradient(const std::string& name) {
 }
 
 void AiT::commit_memory(const ForwardResult& r) {
-  if (r.new_memory.size() != memory_.size()) return;
-  // Copied into the memory's own buffers: a recorded training step (Kernels::begin_capture)
-  // keeps reading the buffers it was recorded with.
-  for (size_t i = 0; i < memory_.size(); ++i) {
-    const Tensor& g = r.new_memory[i];
-    if (g.shape() != memory_[i].shape()) throw Error("commit_memory: new memory " + shape_str(g.shape()) + " for " + shape_str(memory_[i].shape()));
-    dev_->copy_blocks(g.buf(), 0, 0, memory_[i].buf(), 0, 0, 1, memory_[i].numel(), false);
-  }
+  if (r.new_memory.size() != memory_.size()) return;  // the pass did not write
+  // Written into the memory's own storage, as a module updates its buffers in place: the memory
+  // stays one tensor for the model's life.
+  for (size_t i = 0; i < memory_.size(); ++i) memory_[i].assign(r.new_memory[i]);
 }
 
 // ------------------------------------------------------------------ forward (spec §2, §3)
@@ -177,7 +173,7 @@ ForwardResult AiT::forward(const Tensor& images, const Tensor& questions, const 
         Tensor V = permute(reshape(Linear(m, Xi, L(i, "gwl.write.v"), false), {B * T, H, md}), {1, 0, 2});  // [H, BT, m]
         Tensor O = reshape(permute(matmul(A.detach(), V), {1, 0, 2}), {M, H * md});  // heads concatenated
         Tensor out = Linear(m, O, L(i, "gwl.write.out"), false);
-        if (training && c.write_dropout > 0) out = dropout(out, static_cast<float>(c.write_dropout), write_dropout_seed(dropout_seed, i));
+        if (training && c.write_dropout > 0) out = dropout(out, static_cast<float>(c.write_dropout), hash32(dropout_seed + static_cast<uint32_t>(i)));
         Tensor G = LN(m, add(out, gamma), L(i, "gwl.write.norm"), 1e-6f);
         // Memory update: EMA, then every row to unit L2 norm.
         float mu = static_cast<float>(c.memory_momentum);

@@ -52,12 +52,7 @@ public:
   // under memory_eval=update); `dropout_seed` drives write dropout when `training`.
   ForwardResult forward(const Tensor& images, const Tensor& questions, const Tensor& labels, bool write,
                         bool training, uint32_t dropout_seed) const;
-  void commit_memory(const ForwardResult& r);  // γ ← γ' for every layer
-  // The write-dropout seed of layer i in a pass driven by `dropout_seed` (one rule, shared by
-  // forward() and the recorded-step replay in train.cpp).
-  static uint32_t write_dropout_seed(uint32_t dropout_seed, int64_t layer) {
-    return hash32(dropout_seed + static_cast<uint32_t>(layer));
-  }
+  void commit_memory(const ForwardResult& r);  // γ ← γ' for every layer (in place, as a buffer update)
 
   const Config& config() const { return cfg_; }
   Kernels& device() const { return *dev_; }

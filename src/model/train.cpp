@@ -27,13 +27,10 @@ AdamW::AdamW(AiT& model, float weight_decay, float beta1, float beta2, float eps
   }
 }
 
-AdamWArgs AdamW::advance(float lr) {
-  ++t_;
-  return {lr, b1_, b2_, eps_, wd_, 1.0f - std::pow(b1_, static_cast<float>(t_)), 1.0f - std::pow(b2_, static_cast<float>(t_))};
-}
-
 void AdamW::step(float lr) {
-  AdamWArgs a = advance(lr);
+  ++t_;
+  const float t = static_cast<float>(t_);
+  const AdamWArgs a{lr, b1_, b2_, eps_, wd_, 1.0f - std::pow(b1_, t), 1.0f - std::pow(b2_, t)};
   auto& ps = model_.params();
   for (size_t i = 0; i < ps.size(); ++i) {
     Tensor& p = ps[i].second;
@@ -79,8 +76,7 @@ float learning_rate(int64_t step, int64_t total, int64_t warmup, float base_lr) 
 
 namespace {
 
-// A batch's values on the host (make_batch without the upload; a replayed step uploads them
-// into the recorded step's input buffers).
+// A batch's values on the host, before the upload.
 struct HostBatch {
   std::vector<float> images, questions;
   std::vector<int32_t> labels;
@@ -221,222 +217,231 @@ EvalResult evaluate(AiT& model, const Dataset& ds, int64_t batch_size, MemoryEva
 
 // ------------------------------------------------------------------ training
 
-double train(const TrainOptions& opt, Kernels& dev) {
-  namespace fs = std::filesystem;
-  Dataset train_ds = load_dataset(opt.data);
-  Dataset val_ds = load_dataset(opt.val.empty() ? opt.data : opt.val);
-  if (opt.limit_train > 0 && opt.limit_train < train_ds.n) {
-    train_ds.n = opt.limit_train;
-    train_ds.images.resize(train_ds.n * train_ds.channels * train_ds.height * train_ds.width);
-    train_ds.labels.resize(train_ds.n);
-    if (train_ds.question_dim) train_ds.questions.resize(train_ds.n * train_ds.question_dim);
-  }
-  if (opt.batch_size < 1) throw Error("--batch-size must be at least 1");
-  if (opt.epochs < 1) throw Error("--epochs must be at least 1");
-  if (opt.out.empty()) throw Error("--out DIR is required");
+namespace {
 
-  // Configuration: preset or resumed checkpoint, then the dataset's geometry, then overrides.
-  Config cfg;
-  std::string resume_dir = opt.resume;
-  if (!resume_dir.empty()) {
-    cfg = AiT::read_config(resume_dir + "/model.safetensors");
-  } else {
-    cfg = Config::preset(opt.model);
-    cfg.channels = train_ds.channels;
-    cfg.image_height = train_ds.height;
-    cfg.image_width = train_ds.width;
-    cfg.question_dim = train_ds.question_dim;
-    cfg.num_classes = static_cast<int64_t>(train_ds.classes.size());
-    if (!opt.config_json.empty()) {
-      std::vector<uint8_t> text = read_file(opt.config_json);
-      cfg.update(Json::parse(std::string(text.begin(), text.end()), opt.config_json), opt.config_json);
-    }
-    for (const std::string& kv : opt.overrides) {
-      size_t eq = kv.find('=');
-      if (eq == std::string::npos) throw Error("--set " + kv + ": expected key=value");
-      cfg.set(kv.substr(0, eq), kv.substr(eq + 1));
-    }
+Dataset load_training_data(const TrainOptions& opt) {
+  Dataset ds = load_dataset(opt.data);
+  if (opt.limit_train > 0 && opt.limit_train < ds.n) {
+    ds.n = opt.limit_train;
+    ds.images.resize(ds.n * ds.channels * ds.height * ds.width);
+    ds.labels.resize(ds.n);
+    if (ds.question_dim) ds.questions.resize(ds.n * ds.question_dim);
+  }
+  return ds;
+}
+
+// The run's configuration: the resumed checkpoint's, or the preset with the dataset's geometry,
+// then the JSON file's keys and the --set overrides.
+Config run_config(const TrainOptions& opt, const Dataset& train_ds) {
+  if (!opt.resume.empty()) return AiT::read_config(opt.resume + "/model.safetensors");
+  Config cfg = Config::preset(opt.model);
+  cfg.channels = train_ds.channels;
+  cfg.image_height = train_ds.height;
+  cfg.image_width = train_ds.width;
+  cfg.question_dim = train_ds.question_dim;
+  cfg.num_classes = static_cast<int64_t>(train_ds.classes.size());
+  if (!opt.config_json.empty()) {
+    std::vector<uint8_t> text = read_file(opt.config_json);
+    cfg.update(Json::parse(std::string(text.begin(), text.end()), opt.config_json), opt.config_json);
+  }
+  for (const std::string& kv : opt.overrides) {
+    size_t eq = kv.find('=');
+    if (eq == std::string::npos) throw Error("--set " + kv + ": expected key=value");
+    cfg.set(kv.substr(0, eq), kv.substr(eq + 1));
   }
   cfg.validate();
+  return cfg;
+}
 
-  AiT model = resume_dir.empty() ? AiT(cfg, dev, static_cast<uint64_t>(opt.seed))
-                                 : AiT::load(resume_dir + "/model.safetensors", dev);
-  if (model.data_mean.empty()) {
-    model.data_mean = train_ds.mean;
-    model.data_std = train_ds.std;
-  }
-  check_fits(model, train_ds, opt.data);
-  check_fits(model, val_ds, opt.val.empty() ? opt.data : opt.val);
-  AdamW adam(model, opt.weight_decay);
+struct Schedule {
+  int64_t steps_per_epoch, total_steps, warmup;
+};
+Schedule schedule_of(const TrainOptions& opt, int64_t n) {
+  Schedule s;
+  s.steps_per_epoch = (n + opt.batch_size - 1) / opt.batch_size;
+  s.total_steps = s.steps_per_epoch * opt.epochs;
+  s.warmup = opt.warmup >= 0 ? opt.warmup : std::min<int64_t>(s.total_steps / 20, 500);
+  return s;
+}
 
-  const int64_t steps_per_epoch = (train_ds.n + opt.batch_size - 1) / opt.batch_size;
-  const int64_t total_steps = steps_per_epoch * opt.epochs;
-  const int64_t warmup = opt.warmup >= 0 ? opt.warmup : std::min<int64_t>(total_steps / 20, 500);
-  int64_t start_epoch = 0;
-  double best = -1;
-  if (!resume_dir.empty()) {
-    SafeTensors st = read_safetensors(resume_dir + "/train_state.safetensors");
-    adam.load_state(st);
-    start_epoch = st.get("epoch").i64().at(0);
-    best = st.get("best_accuracy").f32().at(0);
-    if (st.get("seed").i64().at(0) != opt.seed)
-      throw Error("--resume " + resume_dir + ": the run used --seed " + std::to_string(st.get("seed").i64().at(0)) +
-                  ", not " + std::to_string(opt.seed));
-  }
-  fs::create_directories(opt.out);
-  std::ofstream metrics(opt.out + "/metrics.jsonl", start_epoch ? std::ios::app : std::ios::trunc);
-  if (!metrics) throw Error(opt.out + "/metrics.jsonl: cannot open for writing");
+// The shuffled image order of an epoch, from a stream fixed by (seed, epoch): a resumed run sees
+// exactly the batches a straight run would.
+std::vector<int64_t> epoch_order(int64_t n, int64_t seed, int64_t epoch) {
+  Rng rng(static_cast<uint64_t>(seed) * 0x9E3779B97F4A7C15ull + static_cast<uint64_t>(epoch) + 1);
+  std::vector<int64_t> order(n);
+  std::iota(order.begin(), order.end(), 0);
+  for (int64_t i = n - 1; i > 0; --i) std::swap(order[i], order[rng.below(i + 1)]);
+  return order;
+}
 
-  std::fprintf(stderr, "ait train: %s, %lld parameters, %lld train / %lld val images, %lld steps/epoch, device %s\n",
-               opt.model.c_str(), static_cast<long long>(model.parameter_count()), static_cast<long long>(train_ds.n),
-               static_cast<long long>(val_ds.n), static_cast<long long>(steps_per_epoch), dev.name().c_str());
-  // Recorded steps (a Vulkan device; env AIT_VK_REPLAY=0 turns them off): the run's first
-  // full-size step runs as usual, the second is recorded (Kernels::begin_capture) and later
-  // full-size steps replay it: the batch is uploaded into the recorded step's input buffers and
-  // the loss and logits are read from its output buffers. Smaller batches run as usual.
-  const char* replay_env = std::getenv("AIT_VK_REPLAY");
-  const bool replay_on = !(replay_env && std::strcmp(replay_env, "0") == 0);
-  struct Recorded {
-    Batch batch;
-    Tensor loss, ce, balance, logits;
-    size_t dropout_calls = 0;
-  } recorded;
-  int64_t full_steps = 0;
-  struct DropOnExit {
-    Kernels& dev;
-    ~DropOnExit() { dev.drop_capture(); }
-  } drop_on_exit{dev};
-  // The write-dropout seeds of a step (checked against what the recorded step passed, so a
-  // mismatch turns replay off instead of replaying wrong masks).
-  auto dropout_seeds = [](uint32_t step_seed, size_t calls) {
-    std::vector<uint32_t> s(calls);
-    for (size_t i = 0; i < calls; ++i) s[i] = AiT::write_dropout_seed(step_seed, static_cast<int64_t>(i));
-    return s;
-  };
-  auto upload_into = [](const Tensor& dst, const void* values) {  // 4-byte values (labels are int32)
-    if (dst.defined()) dst.dev().upload(dst.buf(), values, dst.numel());
-  };
-
-  Progress bar;
-  auto t_start = std::chrono::steady_clock::now();
-  int64_t images_done = 0;
-  for (int64_t epoch = start_epoch; epoch < opt.epochs; ++epoch) {
-    // The shuffle and the augmentation draw from streams fixed by (seed, epoch), so a resumed
-    // run sees exactly the batches a straight run would.
-    Rng shuffle_rng(static_cast<uint64_t>(opt.seed) * 0x9E3779B97F4A7C15ull + static_cast<uint64_t>(epoch) + 1);
-    Rng aug_rng(hash32(static_cast<uint32_t>(opt.seed)) ^ (static_cast<uint64_t>(epoch) << 32));
-    std::vector<int64_t> order(train_ds.n);
-    std::iota(order.begin(), order.end(), 0);
-    for (int64_t i = train_ds.n - 1; i > 0; --i) std::swap(order[i], order[shuffle_rng.below(i + 1)]);
-    double loss_sum = 0, ce_sum = 0, bal_sum = 0;
-    int64_t seen = 0, correct = 0;
-    auto t_epoch = std::chrono::steady_clock::now();
-    for (int64_t s = 0; s < steps_per_epoch; ++s) {
-      const int64_t step = epoch * steps_per_epoch + s;
-      std::vector<int64_t> idx(order.begin() + s * opt.batch_size,
-                               order.begin() + std::min(train_ds.n, (s + 1) * opt.batch_size));
-      const uint32_t step_seed = hash32(static_cast<uint32_t>(opt.seed) * 7919u + static_cast<uint32_t>(step));
-      const float lr = learning_rate(step, total_steps, warmup, opt.lr);
-      const int64_t B = static_cast<int64_t>(idx.size());
-      const bool full = B == opt.batch_size;
-      ForwardResult f;
-      if (replay_on && full && dev.can_replay()) {
-        HostBatch host = host_batch(train_ds, idx, opt.augment, &aug_rng, &model);
-        upload_into(recorded.batch.images, host.images.data());
-        upload_into(recorded.batch.labels, host.labels.data());
-        upload_into(recorded.batch.questions, host.questions.data());
-        dev.replay({adam.advance(lr), dropout_seeds(step_seed, recorded.dropout_calls)});
-        f.loss = recorded.loss, f.ce = recorded.ce, f.balance = recorded.balance, f.logits = recorded.logits;
-      } else {
-        Batch b = make_batch(train_ds, idx, dev, opt.augment, &aug_rng, &model);
-        const bool record = replay_on && full && ++full_steps == 2 && dev.begin_capture();
-        f = model.forward(b.images, b.questions, b.labels, true, true, step_seed);
-        f.loss.backward();
-        adam.step(lr);
-        adam.zero_grad();
-        model.commit_memory(f);
-        if (record) {
-          StepArgs got;
-          if (dev.end_capture(&got) && got.dropout_seeds == dropout_seeds(step_seed, got.dropout_seeds.size()))
-            recorded = {b, f.loss.detach(), f.ce.detach(), f.balance.detach(), f.logits.detach(), got.dropout_seeds.size()};
-          else
-            dev.drop_capture();
-        }
-      }
-      // The log line's values in one read: one device wait per step.
-      std::vector<float> logits = read_together({f.loss, f.ce, f.balance, f.logits});
-      const float loss = logits[0], ce = logits[1], bal = logits[2];
-      logits.erase(logits.begin(), logits.begin() + 3);
-      if (!std::isfinite(loss))
-        throw Error("training diverged: loss is " + std::to_string(loss) + " at step " + std::to_string(step) +
-                    " (epoch " + std::to_string(epoch + 1) + "); try a lower --lr");
-      const int64_t C = cfg.num_classes;
-      for (int64_t i = 0; i < B; ++i) {
-        int64_t pred = predicted_class(logits, i, C);
-        correct += pred == train_ds.labels[idx[i]];
-      }
-      loss_sum += loss * B, ce_sum += ce * B, bal_sum += bal * B;
-      seen += B;
-      images_done += B;
-      double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
-      double ips = images_done / std::max(elapsed, 1e-9);
-      double eta = (double(total_steps - step - 1) * opt.batch_size) / std::max(ips, 1e-9);
-      bool log_now = (s + 1) % opt.log_every == 0 || s + 1 == steps_per_epoch;
-      char line[256];
-      std::snprintf(line, sizeof line, "epoch %lld/%lld step %lld/%lld loss %.4f (ce %.4f bal %.4f) acc %.3f lr %.2e %.0f img/s ETA %s",
-                    static_cast<long long>(epoch + 1), static_cast<long long>(opt.epochs), static_cast<long long>(s + 1),
-                    static_cast<long long>(steps_per_epoch), loss_sum / seen, ce_sum / seen, bal_sum / seen,
-                    double(correct) / seen, lr, ips, fmt_time(eta).c_str());
-      bar.update(line, log_now);
-      if (log_now) {
-        Json j = Json::object();
-        j.set("kind", "step");
-        j.set("epoch", epoch + 1);
-        j.set("step", step + 1);
-        j.set("loss", loss_sum / seen);
-        j.set("ce", ce_sum / seen);
-        j.set("balance", bal_sum / seen);
-        j.set("accuracy", double(correct) / seen);
-        j.set("lr", double(lr));
-        j.set("images_per_s", ips);
-        metrics << j.dump() << "\n";
-        metrics.flush();
-      }
-    }
-    bar.done();
-    double epoch_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_epoch).count();
-    EvalResult ev = evaluate(model, val_ds, std::max<int64_t>(opt.batch_size, 256), opt.memory_eval, bar.tty());
-    std::fprintf(stderr, "epoch %lld: train loss %.4f acc %.4f | val ce %.4f acc %.4f | %.1f s, %.0f img/s\n",
-                 static_cast<long long>(epoch + 1), loss_sum / seen, double(correct) / seen, ev.ce, ev.accuracy(),
-                 epoch_s, seen / epoch_s);
+// Running means of an epoch's training steps.
+struct EpochTotals {
+  double loss = 0, ce = 0, balance = 0;
+  int64_t seen = 0, correct = 0;
+  Json json(const char* kind, int64_t epoch) const {
     Json j = Json::object();
-    j.set("kind", "epoch");
-    j.set("epoch", epoch + 1);
-    j.set("loss", loss_sum / seen);
-    j.set("ce", ce_sum / seen);
-    j.set("balance", bal_sum / seen);
+    j.set("kind", kind);
+    j.set("epoch", epoch);
+    j.set("loss", loss / seen);
+    j.set("ce", ce / seen);
+    j.set("balance", balance / seen);
     j.set("accuracy", double(correct) / seen);
-    j.set("val_ce", ev.ce);
-    j.set("val_accuracy", ev.accuracy());
-    j.set("images_per_s", seen / epoch_s);
-    j.set("seconds", epoch_s);
-    metrics << j.dump() << "\n";
-    metrics.flush();
+    return j;
+  }
+};
 
-    // Checkpoint every epoch (temporary file + rename), and keep the best one.
-    model.save(opt.out + "/model.safetensors");
-    if (ev.accuracy() > best) {
-      best = ev.accuracy();
-      model.save(opt.out + "/best.safetensors");
+// One optimizer step on a batch: forward with memory write and write dropout, backward, AdamW,
+// memory update. Adds the batch's loss terms and correct predictions to `totals`.
+void train_step(AiT& model, AdamW& adam, const Batch& b, const std::vector<int32_t>& labels, float lr,
+                uint32_t dropout_seed, int64_t step, EpochTotals& totals) {
+  ForwardResult f = model.forward(b.images, b.questions, b.labels, true, true, dropout_seed);
+  f.loss.backward();
+  adam.step(lr);
+  adam.zero_grad();
+  model.commit_memory(f);
+  // The log line's values in one read: one device wait per step.
+  std::vector<float> values = read_together({f.loss, f.ce, f.balance, f.logits});
+  if (!std::isfinite(values[0]))
+    throw Error("training diverged: loss is " + std::to_string(values[0]) + " at step " + std::to_string(step) +
+                "; try a lower --lr");
+  std::vector<float> logits(values.begin() + 3, values.end());
+  const int64_t C = model.config().num_classes;
+  for (int64_t i = 0; i < b.size; ++i) totals.correct += predicted_class(logits, i, C) == labels[i];
+  totals.loss += double(values[0]) * b.size, totals.ce += double(values[1]) * b.size;
+  totals.balance += double(values[2]) * b.size;
+  totals.seen += b.size;
+}
+
+// The run directory: checkpoints, optimizer state and metrics of a training run.
+class RunDir {
+public:
+  RunDir(const TrainOptions& opt, bool resumed) : opt_(opt) {
+    std::filesystem::create_directories(opt.out);
+    metrics_.open(opt.out + "/metrics.jsonl", resumed ? std::ios::app : std::ios::trunc);
+    if (!metrics_) throw Error(opt.out + "/metrics.jsonl: cannot open for writing");
+  }
+  void log(const Json& j) {
+    metrics_ << j.dump() << "\n";
+    metrics_.flush();
+  }
+  // Checkpoint after an epoch (each file: temporary name, then rename), and the best one.
+  void save(const AiT& model, const AdamW& adam, int64_t epoch, double accuracy, double* best) {
+    model.save(opt_.out + "/model.safetensors");
+    if (accuracy > *best) {
+      *best = accuracy;
+      model.save(opt_.out + "/best.safetensors");
     }
     SafeTensors st;
     adam.save_state(st);
-    st.add("epoch", StTensor::from_i64({}, {epoch + 1}));
-    st.add("seed", StTensor::from_i64({}, {opt.seed}));
-    st.add("best_accuracy", StTensor::from_f32({}, {static_cast<float>(best)}));
+    st.add("epoch", StTensor::from_i64({}, {epoch}));
+    st.add("seed", StTensor::from_i64({}, {opt_.seed}));
+    st.add("best_accuracy", StTensor::from_f32({}, {static_cast<float>(*best)}));
     st.metadata["format"] = "ait-train-state";
     st.metadata["note"] = "AdamW moments and step; the data position is the epoch (shuffles derive from seed and epoch)";
-    write_safetensors(opt.out + "/train_state.safetensors", st);
+    write_safetensors(opt_.out + "/train_state.safetensors", st);
+  }
+
+private:
+  const TrainOptions& opt_;
+  std::ofstream metrics_;
+};
+
+// Where a resumed run left off: its optimizer state, the next epoch and the best accuracy.
+void resume_from(const TrainOptions& opt, AdamW& adam, int64_t* start_epoch, double* best) {
+  SafeTensors st = read_safetensors(opt.resume + "/train_state.safetensors");
+  adam.load_state(st);
+  *start_epoch = st.get("epoch").i64().at(0);
+  *best = st.get("best_accuracy").f32().at(0);
+  if (st.get("seed").i64().at(0) != opt.seed)
+    throw Error("--resume " + opt.resume + ": the run used --seed " + std::to_string(st.get("seed").i64().at(0)) +
+                ", not " + std::to_string(opt.seed));
+}
+
+// The progress line of step s of an epoch, and its metrics line when it is due.
+struct StepLog {
+  const TrainOptions& opt;
+  const Schedule& sched;
+  std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
+  int64_t images = 0;
+  Progress bar;
+
+  void after(int64_t epoch, int64_t s, int64_t step, float lr, int64_t batch, const EpochTotals& t, RunDir& dir) {
+    images += batch;
+    double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    double ips = images / std::max(elapsed, 1e-9);
+    double eta = double(sched.total_steps - step - 1) * opt.batch_size / std::max(ips, 1e-9);
+    bool log_now = (s + 1) % opt.log_every == 0 || s + 1 == sched.steps_per_epoch;
+    char line[256];
+    std::snprintf(line, sizeof line,
+                  "epoch %lld/%lld step %lld/%lld loss %.4f (ce %.4f bal %.4f) acc %.3f lr %.2e %.0f img/s ETA %s",
+                  static_cast<long long>(epoch + 1), static_cast<long long>(opt.epochs), static_cast<long long>(s + 1),
+                  static_cast<long long>(sched.steps_per_epoch), t.loss / t.seen, t.ce / t.seen, t.balance / t.seen,
+                  double(t.correct) / t.seen, lr, ips, fmt_time(eta).c_str());
+    bar.update(line, log_now);
+    if (!log_now) return;
+    Json j = t.json("step", epoch + 1);
+    j.set("step", step + 1);
+    j.set("lr", double(lr));
+    j.set("images_per_s", ips);
+    dir.log(j);
+  }
+};
+
+}  // namespace
+
+double train(const TrainOptions& opt, Kernels& dev) {
+  Dataset train_ds = load_training_data(opt);
+  Dataset val_ds = load_dataset(opt.val.empty() ? opt.data : opt.val);
+  if (opt.batch_size < 1) throw Error("--batch-size must be at least 1");
+  if (opt.epochs < 1) throw Error("--epochs must be at least 1");
+  if (opt.out.empty()) throw Error("--out DIR is required");
+  const Config cfg = run_config(opt, train_ds);
+  AiT model = opt.resume.empty() ? AiT(cfg, dev, static_cast<uint64_t>(opt.seed))
+                                 : AiT::load(opt.resume + "/model.safetensors", dev);
+  if (model.data_mean.empty()) model.data_mean = train_ds.mean, model.data_std = train_ds.std;
+  check_fits(model, train_ds, opt.data);
+  check_fits(model, val_ds, opt.val.empty() ? opt.data : opt.val);
+  AdamW adam(model, opt.weight_decay);
+  const Schedule sched = schedule_of(opt, train_ds.n);
+  int64_t start_epoch = 0;
+  double best = -1;
+  if (!opt.resume.empty()) resume_from(opt, adam, &start_epoch, &best);
+  RunDir dir(opt, start_epoch > 0);
+  std::fprintf(stderr, "ait train: %s, %lld parameters, %lld train / %lld val images, %lld steps/epoch, device %s\n",
+               opt.model.c_str(), static_cast<long long>(model.parameter_count()), static_cast<long long>(train_ds.n),
+               static_cast<long long>(val_ds.n), static_cast<long long>(sched.steps_per_epoch), dev.name().c_str());
+
+  StepLog log{opt, sched};
+  for (int64_t epoch = start_epoch; epoch < opt.epochs; ++epoch) {
+    const std::vector<int64_t> order = epoch_order(train_ds.n, opt.seed, epoch);
+    Rng aug_rng(hash32(static_cast<uint32_t>(opt.seed)) ^ (static_cast<uint64_t>(epoch) << 32));
+    EpochTotals totals;
+    auto t_epoch = std::chrono::steady_clock::now();
+    for (int64_t s = 0; s < sched.steps_per_epoch; ++s) {
+      const int64_t step = epoch * sched.steps_per_epoch + s;
+      std::vector<int64_t> idx(order.begin() + s * opt.batch_size,
+                               order.begin() + std::min(train_ds.n, (s + 1) * opt.batch_size));
+      std::vector<int32_t> labels;
+      for (int64_t i : idx) labels.push_back(train_ds.labels[i]);
+      const float lr = learning_rate(step, sched.total_steps, sched.warmup, opt.lr);
+      const uint32_t dropout_seed = hash32(static_cast<uint32_t>(opt.seed) * 7919u + static_cast<uint32_t>(step));
+      Batch b = make_batch(train_ds, idx, dev, opt.augment, &aug_rng, &model);
+      train_step(model, adam, b, labels, lr, dropout_seed, step, totals);
+      log.after(epoch, s, step, lr, b.size, totals, dir);
+    }
+    log.bar.done();
+    double epoch_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_epoch).count();
+    EvalResult ev = evaluate(model, val_ds, std::max<int64_t>(opt.batch_size, 256), opt.memory_eval, log.bar.tty());
+    std::fprintf(stderr, "epoch %lld: train loss %.4f acc %.4f | val ce %.4f acc %.4f | %.1f s, %.0f img/s\n",
+                 static_cast<long long>(epoch + 1), totals.loss / totals.seen, double(totals.correct) / totals.seen,
+                 ev.ce, ev.accuracy(), epoch_s, totals.seen / epoch_s);
+    Json j = totals.json("epoch", epoch + 1);
+    j.set("val_ce", ev.ce);
+    j.set("val_accuracy", ev.accuracy());
+    j.set("images_per_s", totals.seen / epoch_s);
+    j.set("seconds", epoch_s);
+    dir.log(j);
+    dir.save(model, adam, epoch + 1, ev.accuracy(), &best);
     if (opt.stop_after_epochs > 0 && epoch + 1 - start_epoch >= opt.stop_after_epochs) break;
   }
   return best;

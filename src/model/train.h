@@ -16,9 +16,6 @@ class AdamW {
 public:
   AdamW(AiT& model, float weight_decay, float beta1 = 0.9f, float beta2 = 0.999f, float eps = 1e-8f);
   void step(float lr);
-  // Counts a step and returns its update's arguments without running it (a replayed step runs
-  // the update itself, see Kernels::replay). step(lr) is advance(lr) plus the update.
-  AdamWArgs advance(float lr);
   void zero_grad();
   int64_t steps() const { return t_; }
   // Moments and step count, for train_state.safetensors.

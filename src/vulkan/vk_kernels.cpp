@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstddef>
 #include <cstdlib>
 #include <cstring>
 
@@ -78,6 +79,10 @@ void VulkanKernels::download(const Buffer& src, void* dst, size_t n, size_t src_
 
 void VulkanKernels::sync() { ctx_->sync(); }
 
+uint64_t VulkanKernels::replays() const { return ctx_->replays(); }
+uint64_t VulkanKernels::recordings() const { return ctx_->recordings(); }
+void VulkanKernels::set_replay(bool on) { ctx_->set_replay(on); }
+
 // ---- elementwise (1-D; split where a range exceeds maxStorageBufferRange) ----
 
 namespace {
@@ -129,67 +134,15 @@ void VulkanKernels::gelu_backward(const Buffer& x, const Buffer& dy, Buffer& dx,
   elementwise(*ctx_, 3, k, n, 0.0f, 0.0f, &x, &dy, &dx);
 }
 
-// ---- recorded steps ----
+// ---- dropout and AdamW (their per-step values travel as per-run values, see vk_runtime.h) ----
 
 namespace {
-// AdamW's per-step constants, computed exactly as the CPU backend computes them.
-void adamw_step_values(const AdamWArgs& a, float out[3]) {
-  out[0] = 1.0f - a.lr * a.weight_decay;
-  out[1] = a.lr / a.bias_correction1;
-  out[2] = std::sqrt(a.bias_correction2);
-}
 uint32_t bits(float f) {
   uint32_t u;
   std::memcpy(&u, &f, 4);
   return u;
 }
-bool same(const AdamWArgs& a, const AdamWArgs& b) { return std::memcmp(&a, &b, sizeof a) == 0; }
 }  // namespace
-
-bool VulkanKernels::begin_capture() {
-  ctx_->begin_program();
-  recorded_ = StepArgs{};
-  recorded_ok_ = true;
-  adamw_slot_ = vk::Context::kNoSlot;
-  dropout_slots_.clear();
-  return true;
-}
-
-bool VulkanKernels::end_capture(StepArgs* recorded) {
-  bool kept = ctx_->end_program();
-  if (kept && !recorded_ok_) {
-    ctx_->drop_program();
-    kept = false;
-  }
-  if (recorded) *recorded = recorded_;
-  return kept;
-}
-
-bool VulkanKernels::can_replay() const { return ctx_->has_program(); }
-
-void VulkanKernels::replay(const StepArgs& args) {
-  if (!ctx_->has_program()) throw Error("vulkan: no recorded step to replay");
-  if (args.dropout_seeds.size() != dropout_slots_.size())
-    throw Error("vulkan replay: " + std::to_string(args.dropout_seeds.size()) + " dropout seeds for a step with " +
-                std::to_string(dropout_slots_.size()) + " dropout calls");
-  const AdamWArgs &a = args.adamw, &r = recorded_.adamw;
-  if (adamw_slot_ != vk::Context::kNoSlot && (a.beta1 != r.beta1 || a.beta2 != r.beta2 || a.eps != r.eps))
-    throw Error("vulkan replay: AdamW betas or eps differ from the recorded step's");
-  std::vector<uint32_t> v = ctx_->slot_values();
-  for (size_t j = 0; j < dropout_slots_.size(); ++j) v[dropout_slots_[j]] = hash32(args.dropout_seeds[j]);
-  if (adamw_slot_ != vk::Context::kNoSlot) {
-    float c[3];
-    adamw_step_values(a, c);
-    for (int i = 0; i < 3; ++i) v[adamw_slot_ + i] = bits(c[i]);
-  }
-  ctx_->run_program(v);
-}
-
-void VulkanKernels::drop_capture() { ctx_->drop_program(); }
-
-uint64_t VulkanKernels::program_runs() const { return ctx_->program_runs(); }
-
-// ---- dropout and AdamW (per-step values in slots while recording) ----
 
 void VulkanKernels::dropout(const Buffer& x, Buffer& y, Buffer& mask, size_t n, float p, uint32_t seed) {
   const char* k = "dropout";
@@ -199,26 +152,22 @@ void VulkanKernels::dropout(const Buffer& x, Buffer& y, Buffer& mask, size_t n, 
   if (n > UINT32_MAX) bad(k, "more than 2^32 elements (the mask hash index is 32-bit)");
   struct Pc {
     PcBase base;
-    uint32_t n, idx_base, seed_hash;
+    uint32_t n, idx_base;
     float p, scale;
-    uint32_t slot;
+    uint32_t slot;  // of the seed's hash
   };
   auto& pl = ctx_->pipeline("dropout", 4, sizeof(Pc));
   // The same expression as the CPU backend: 1 / (1 - p) in fp32 (correctly rounded on the host).
   const float scale = 1.0f / (1.0f - p);
-  const uint32_t slot = n ? ctx_->program_slot(hash32(seed)) : vk::Context::kNoSlot;
-  if (slot != vk::Context::kNoSlot) {
-    recorded_.dropout_seeds.push_back(seed);
-    dropout_slots_.push_back(slot);
-  }
-  const vk::BindRange slots = slot != vk::Context::kNoSlot ? ctx_->slots() : ctx_->dummy();
+  const vk::Context::PerRun per_run{{hash32(seed)}, offsetof(Pc, slot)};
   const size_t step = ctx_->max_binding_elems();
   for (size_t off = 0; off < n; off += step) {
     size_t cnt = std::min(step, n - off);
-    Pc pc{{}, static_cast<uint32_t>(cnt), static_cast<uint32_t>(off), hash32(seed), p, scale, slot};
-    ctx_->dispatch(
-        k, pl, {ctx_->bind(x, k, off, cnt), ctx_->bind(y, k, off, cnt), ctx_->bind(mask, k, off, cnt), slots}, &pc,
-        sizeof pc, groups_for(cnt, kWG));
+    Pc pc{{}, static_cast<uint32_t>(cnt), static_cast<uint32_t>(off), p, scale, 0};
+    ctx_->dispatch(k, pl,
+                   {ctx_->bind(x, k, off, cnt), ctx_->bind(y, k, off, cnt), ctx_->bind(mask, k, off, cnt),
+                    ctx_->slots()},
+                   &pc, sizeof pc, groups_for(cnt, kWG), 1, 1, &per_run);
   }
 }
 
@@ -231,35 +180,23 @@ void VulkanKernels::adamw(Buffer& p, const Buffer& g, Buffer& m, Buffer& v, size
   struct Pc {
     PcBase base;
     uint32_t n;
-    float beta1, beta2, c1, c2, eps, decay, step, bc2_sqrt;
-    uint32_t slot;
+    float beta1, beta2, c1, c2, eps;
+    uint32_t slot;  // of decay, step and bc2_sqrt
   };
   auto& pl = ctx_->pipeline("adamw", 5, sizeof(Pc));
-  float c[3];
-  adamw_step_values(a, c);
-  // While recording, every adamw call of the step shares three slots (one step: one lr and t).
-  uint32_t slot = vk::Context::kNoSlot;
-  if (n && ctx_->recording_program()) {
-    if (adamw_slot_ == vk::Context::kNoSlot) {
-      recorded_.adamw = a;
-      uint32_t s0 = ctx_->program_slot(bits(c[0])), s1 = ctx_->program_slot(bits(c[1])),
-               s2 = ctx_->program_slot(bits(c[2]));
-      if (s2 != vk::Context::kNoSlot && s1 == s0 + 1 && s2 == s0 + 2) adamw_slot_ = s0;
-    } else if (!same(a, recorded_.adamw)) {
-      recorded_ok_ = false;  // this call bakes its own values; the program is not kept
-    }
-    if (recorded_ok_) slot = adamw_slot_;
-  }
-  const vk::BindRange slots = slot != vk::Context::kNoSlot ? ctx_->slots() : ctx_->dummy();
+  // The step's constants, computed exactly as the CPU backend computes them; they change with
+  // the learning rate and the step count.
+  const float decay = 1.0f - a.lr * a.weight_decay, step_size = a.lr / a.bias_correction1;
+  const float bc2_sqrt = std::sqrt(a.bias_correction2);
+  const vk::Context::PerRun per_run{{bits(decay), bits(step_size), bits(bc2_sqrt)}, offsetof(Pc, slot)};
   const size_t step = ctx_->max_binding_elems();
   for (size_t off = 0; off < n; off += step) {
     size_t cnt = std::min(step, n - off);
-    Pc pc{{}, static_cast<uint32_t>(cnt), a.beta1, a.beta2, 1.0f - a.beta1, 1.0f - a.beta2, a.eps,
-          c[0], c[1], c[2], slot};
+    Pc pc{{}, static_cast<uint32_t>(cnt), a.beta1, a.beta2, 1.0f - a.beta1, 1.0f - a.beta2, a.eps, 0};
     ctx_->dispatch(k, pl,
                    {ctx_->bind(p, k, off, cnt), ctx_->bind(g, k, off, cnt), ctx_->bind(m, k, off, cnt),
-                    ctx_->bind(v, k, off, cnt), slots},
-                   &pc, sizeof pc, groups_for(cnt, kWG));
+                    ctx_->bind(v, k, off, cnt), ctx_->slots()},
+                   &pc, sizeof pc, groups_for(cnt, kWG), 1, 1, &per_run);
   }
 }
 

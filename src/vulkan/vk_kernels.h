@@ -79,24 +79,15 @@ public:
 
   void adamw(Buffer& p, const Buffer& g, Buffer& m, Buffer& v, size_t n, const AdamWArgs& a) override;
 
-  // Recorded steps (kernels.h): a program of the runtime (vk_runtime.h) whose adamw and dropout
-  // dispatches read their per-step values from slots.
-  bool begin_capture() override;
-  bool end_capture(StepArgs* recorded) override;
-  bool can_replay() const override;
-  void replay(const StepArgs& args) override;
-  void drop_capture() override;
-  uint64_t program_runs() const;  // recordings run plus replays, for tests
+  // For tests: segments run from the runtime's cache of recorded command buffers, and recorded.
+  uint64_t replays() const;
+  uint64_t recordings() const;
+  void set_replay(bool on);  // see vk::Context::set_replay
 
 private:
   void reduce_impl(const char* kernel, const Buffer& x, Buffer& y, int64_t outer, int64_t n, int64_t inner,
                    float scale, bool count);
   vk::Context* ctx_;
-  // The recording's per-step arguments and where they went.
-  StepArgs recorded_;
-  bool recorded_ok_ = false;            // no adamw call disagreed with the first one
-  uint32_t adamw_slot_ = UINT32_MAX;    // 3 slots: 1 - lr·wd, lr / bc1, sqrt(bc2)
-  std::vector<uint32_t> dropout_slots_;  // one per dropout call
   int matmul_variant_ = 0;
   int large_tile_ = 4;  // variant for large products on a GPU
   int matmul_splits_ = 0;
