@@ -26,7 +26,7 @@
 #include <string>
 #include <vector>
 
-#include "core/device.h"
+#include "vulkan/device.h"
 #include "core/kernels.h"
 #include "core/rng.h"
 #include "core/tensor.h"

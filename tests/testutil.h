@@ -15,7 +15,7 @@
 #include <vector>
 
 #include "io/dataset.h"
-#include "core/device.h"
+#include "vulkan/device.h"
 #include "io/json.h"
 #include "model/model.h"
 #include "core/ops.h"

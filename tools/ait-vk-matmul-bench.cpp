@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-#include "core/device.h"
+#include "vulkan/device.h"
 #include "core/rng.h"
 #include "vulkan/vk_kernels.h"
 #include "vulkan/vk_runtime.h"

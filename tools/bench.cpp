@@ -25,7 +25,7 @@
 #include <fstream>
 #include <sstream>
 
-#include "core/device.h"
+#include "vulkan/device.h"
 #include "cpu/gemm.h"
 #include "io/json.h"
 #include "model/model.h"

@@ -18,7 +18,7 @@
 
 #include "apps/convert.h"
 #include "io/dataset.h"
-#include "core/device.h"
+#include "vulkan/device.h"
 #include "model/model.h"
 #include "model/train.h"
 

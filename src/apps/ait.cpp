@@ -7,7 +7,7 @@
 #include <vector>
 
 #include "io/dataset.h"
-#include "core/device.h"
+#include "vulkan/device.h"
 #include "model/model.h"
 #include "core/ops.h"
 #include "io/safetensors.h"

@@ -114,6 +114,66 @@ void AiT::commit_memory(const ForwardResult& r) {
 
 // ------------------------------------------------------------------ forward (spec §2, §3)
 
+namespace {
+
+// Steps 1-3: patches [B, C, H, W] -> [B, T0, p·p·C] (features ordered row, column, channel),
+// the patch embedding, and the question token prepended when the model has one.
+Tensor embed(const AiT& m, const Tensor& images, const Tensor& questions) {
+  const Config& c = m.config();
+  const int64_t B = images.dim(0), p = c.patch_size, Hp = c.image_height / p, Wp = c.image_width / p;
+  Tensor patches = reshape(images, {B, c.channels, Hp, p, Wp, p});
+  patches = reshape(permute(patches, {0, 2, 4, 3, 5, 1}), {B, Hp * Wp, c.patch_features()});
+  Tensor X = LN(m, Linear(m, LN(m, patches, "patch_embed.norm_in"), "patch_embed.proj"), "patch_embed.norm_out");
+  if (c.question_dim == 0) return X;
+  if (!questions.defined() || questions.shape() != Shape{B, c.question_dim})
+    throw Error("model input 'questions' must be [" + std::to_string(B) + ", " + std::to_string(c.question_dim) +
+                "]" + (questions.defined() ? ", got " + shape_str(questions.shape()) : ", got none"));
+  Tensor q = LN(m, Linear(m, LN(m, questions, "question_embed.norm_in"), "question_embed.proj"),
+                "question_embed.norm_out");
+  return concat({reshape(q, {B, 1, c.dim}), X}, 1);
+}
+
+// Self-attention of layer i: qkv head-major, softmax(q·kᵀ/√e)·v, heads concatenated, out
+// projection; returns the residual stream after it.
+Tensor self_attention(const AiT& m, const Tensor& X, int64_t i) {
+  const Config& c = m.config();
+  const int64_t B = X.dim(0), T = X.dim(1), h = c.heads, e = c.head_dim;
+  Tensor qkv = Linear(m, LN(m, X, L(i, "attn_norm")), L(i, "attn.qkv"), false);
+  qkv = reshape(permute(reshape(qkv, {B, T, 3, h, e}), {2, 0, 3, 1, 4}), {3, B * h, T, e});
+  auto part = [&](int64_t j) { return reshape(slice(qkv, 0, j, 1), {B * h, T, e}); };
+  Tensor att = softmax(matmul(part(0), part(1), false, true), 1.0f / std::sqrt(static_cast<float>(e)));
+  Tensor heads_out = reshape(permute(reshape(matmul(att, part(2)), {B, h, T, e}), {0, 2, 1, 3}), {B, T, h * e});
+  return add(X, Linear(m, heads_out, L(i, "attn.out")));
+}
+
+// The bottleneck write of layer i: memory rows attend to their top-k of the batch's squashed
+// tokens Ξ [B·T, D] per head. Returns the updated memory γ' (EMA, then unit rows; reached only
+// through stopgrad) and adds the layer's balance term (CV² of each token's total gate and of
+// how many rows picked it) to `balance`.
+Tensor bottleneck_write(const AiT& m, const Tensor& Xi, const Tensor& gamma, int64_t i, bool training,
+                        uint32_t dropout_seed, Tensor& balance, std::vector<Tensor>& gates) {
+  const Config& c = m.config();
+  const int64_t BT = Xi.dim(0), H = c.memory_heads, md = c.memory_dim, M = c.memory_slots;
+  Tensor Q = permute(reshape(Linear(m, gamma, L(i, "gwl.write.q"), false), {M, H, md}), {1, 0, 2});  // [H, M, m]
+  Tensor K = permute(reshape(Linear(m, Xi, L(i, "gwl.write.k"), false), {BT, H, md}), {1, 0, 2});   // [H, BT, m]
+  Tensor A = topk_gate(matmul(Q, K, false, true), c.bottleneck, 1.0f / std::sqrt(static_cast<float>(md)));
+  gates.push_back(A.detach());  // [H, M, BT]
+  Tensor layer_balance = add(sum_all(cv_squared(sum(A, 1))), sum_all(cv_squared(count_positive(A, 1))));
+  balance = balance.defined() ? add(balance, layer_balance) : layer_balance;
+  // G reaches the memory only through stopgrad: no graph needed for V, O, W_out, LN_write.
+  NoGradScope stopgrad;
+  Tensor V = permute(reshape(Linear(m, Xi, L(i, "gwl.write.v"), false), {BT, H, md}), {1, 0, 2});  // [H, BT, m]
+  Tensor O = reshape(permute(matmul(A.detach(), V), {1, 0, 2}), {M, H * md});  // heads concatenated
+  Tensor out = Linear(m, O, L(i, "gwl.write.out"), false);
+  if (training && c.write_dropout > 0)
+    out = dropout(out, static_cast<float>(c.write_dropout), hash32(dropout_seed + static_cast<uint32_t>(i)));
+  Tensor G = LN(m, add(out, gamma), L(i, "gwl.write.norm"), 1e-6f);
+  const float mu = static_cast<float>(c.memory_momentum);
+  return l2_normalize(axpby(mu, gamma, 1.0f - mu, G));
+}
+
+}  // namespace
+
 ForwardResult AiT::forward(const Tensor& images, const Tensor& questions, const Tensor& labels, bool write,
                            bool training, uint32_t dropout_seed) const {
   const Config& c = cfg_;
@@ -121,74 +181,28 @@ ForwardResult AiT::forward(const Tensor& images, const Tensor& questions, const 
   Shape want{images.rank() == 4 ? images.dim(0) : -1, c.channels, c.image_height, c.image_width};
   if (images.rank() != 4 || images.shape() != want)
     throw Error("model input 'images' has shape " + shape_str(images.shape()) + ", expected [B, " +
-                std::to_string(c.channels) + ", " + std::to_string(c.image_height) + ", " + std::to_string(c.image_width) + "]");
-  const int64_t B = images.dim(0), p = c.patch_size, Hp = c.image_height / p, Wp = c.image_width / p;
-  const int64_t D = c.dim, T = c.tokens(), h = c.heads, e = c.head_dim;
-  const int64_t H = c.memory_heads, md = c.memory_dim, M = c.memory_slots;
-
-  // 1. Patches: [B, C, H, W] -> [B, T0, p·p·C], features ordered (row, column, channel).
-  Tensor patches = reshape(images, {B, c.channels, Hp, p, Wp, p});
-  patches = reshape(permute(patches, {0, 2, 4, 3, 5, 1}), {B, Hp * Wp, c.patch_features()});
-  // 2. Patch embedding.
-  Tensor X = LN(m, Linear(m, LN(m, patches, "patch_embed.norm_in"), "patch_embed.proj"), "patch_embed.norm_out");
-  // 3. Question token, prepended.
-  if (c.question_dim > 0) {
-    if (!questions.defined() || questions.shape() != Shape{B, c.question_dim})
-      throw Error("model input 'questions' must be [" + std::to_string(B) + ", " + std::to_string(c.question_dim) + "]" +
-                  (questions.defined() ? ", got " + shape_str(questions.shape()) : ", got none"));
-    Tensor q = LN(m, Linear(m, LN(m, questions, "question_embed.norm_in"), "question_embed.proj"), "question_embed.norm_out");
-    X = concat({reshape(q, {B, 1, D}), X}, 1);
-  }
-
+                std::to_string(c.channels) + ", " + std::to_string(c.image_height) + ", " +
+                std::to_string(c.image_width) + "]");
+  const int64_t B = images.dim(0), D = c.dim, T = c.tokens();
+  Tensor X = embed(m, images, questions);
   ForwardResult r;
   Tensor balance;
   for (int64_t i = 0; i < c.depth; ++i) {
-    // Self-attention: qkv head-major, softmax(q·kᵀ/√e)·v, heads concatenated, out projection.
-    Tensor qkv = Linear(m, LN(m, X, L(i, "attn_norm")), L(i, "attn.qkv"), false);
-    qkv = reshape(permute(reshape(qkv, {B, T, 3, h, e}), {2, 0, 3, 1, 4}), {3, B * h, T, e});
-    auto part = [&](int64_t j) { return reshape(slice(qkv, 0, j, 1), {B * h, T, e}); };
-    Tensor att = softmax(matmul(part(0), part(1), false, true), 1.0f / std::sqrt(static_cast<float>(e)));
-    Tensor heads_out = reshape(permute(reshape(matmul(att, part(2)), {B, h, T, e}), {0, 2, 1, 3}), {B, T, h * e});
-    X = add(X, Linear(m, heads_out, L(i, "attn.out")));
-
+    X = self_attention(m, X, i);
     // Global Workspace Layer: FFN, then squash all tokens of the batch into one set Ξ.
     Tensor Z = LN(m, X, L(i, "gwl_norm"));
     Tensor U = LN(m, Linear(m, gelu(Linear(m, Z, L(i, "gwl.fc1"))), L(i, "gwl.fc2")), L(i, "gwl.ffn_norm"));
-    Tensor Xi = reshape(U, {B * T, D});
-    const Tensor& gamma = memory_[i];
-
-    Tensor gamma_read = gamma;
+    Tensor gamma_read = memory_[i];
     if (write) {
-      // Bottleneck write: memory rows attend to their top-k tokens per head.
-      Tensor Q = permute(reshape(Linear(m, gamma, L(i, "gwl.write.q"), false), {M, H, md}), {1, 0, 2});   // [H, M, m]
-      Tensor K = permute(reshape(Linear(m, Xi, L(i, "gwl.write.k"), false), {B * T, H, md}), {1, 0, 2});  // [H, BT, m]
-      Tensor A = topk_gate(matmul(Q, K, false, true), c.bottleneck, 1.0f / std::sqrt(static_cast<float>(md)));  // [H, M, BT]
-      r.gates.push_back(A.detach());
-      // Balance loss: CV² of each token's total gate and of how many rows picked it.
-      Tensor layer_balance = add(sum_all(cv_squared(sum(A, 1))), sum_all(cv_squared(count_positive(A, 1))));
-      balance = balance.defined() ? add(balance, layer_balance) : layer_balance;
-      {
-        // G reaches the memory only through stopgrad: no graph needed for V, O, W_out, LN_write.
-        NoGradScope stopgrad;
-        Tensor V = permute(reshape(Linear(m, Xi, L(i, "gwl.write.v"), false), {B * T, H, md}), {1, 0, 2});  // [H, BT, m]
-        Tensor O = reshape(permute(matmul(A.detach(), V), {1, 0, 2}), {M, H * md});  // heads concatenated
-        Tensor out = Linear(m, O, L(i, "gwl.write.out"), false);
-        if (training && c.write_dropout > 0) out = dropout(out, static_cast<float>(c.write_dropout), hash32(dropout_seed + static_cast<uint32_t>(i)));
-        Tensor G = LN(m, add(out, gamma), L(i, "gwl.write.norm"), 1e-6f);
-        // Memory update: EMA, then every row to unit L2 norm.
-        float mu = static_cast<float>(c.memory_momentum);
-        gamma_read = l2_normalize(axpby(mu, gamma, 1.0f - mu, G));
-      }
+      gamma_read = bottleneck_write(m, reshape(U, {B * T, D}), memory_[i], i, training, dropout_seed, balance, r.gates);
       r.new_memory.push_back(gamma_read);
     }
     // Hopfield read: one update step against the memory read in this pass.
-    Tensor Y = Linear(m, gamma_read, L(i, "gwl.read"));                                               // [M, D]
+    Tensor Y = Linear(m, gamma_read, L(i, "gwl.read"));                                    // [M, D]
     Tensor read = softmax(matmul(U, Y, false, true), static_cast<float>(c.hopfield_beta));  // [B, T, M]
     r.read_weights.push_back(read.detach());
-    Tensor R = matmul(read, Y);                                                                 // [B, T, D]
-    X = add(add(X, U), R);
+    X = add(add(X, U), matmul(read, Y));
   }
-
   // 5. Head: flatten every token, LayerNorm, project.
   r.logits = Linear(m, LN(m, reshape(X, {B, T * D}), "head.norm"), "head.proj");
   if (labels.defined()) {

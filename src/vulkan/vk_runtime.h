@@ -51,7 +51,7 @@
 #include <string>
 #include <vector>
 
-#include "core/device.h"
+#include "vulkan/device.h"
 #include "core/kernels.h"
 
 namespace ait {

@@ -1,26 +1,20 @@
-// Device discovery and selection (see device.h). Compiled in every build; the Vulkan parts only
-// when AIT_VULKAN is defined.
-#include "core/device.h"
+// Device discovery and selection (see device.h), in every build: the Vulkan side is reached
+// through backend.h, which backend.cpp implements with Vulkan and no_backend.cpp without.
+#include "vulkan/device.h"
 
 #include <cstdio>
 #include <cstdlib>
-#include <map>
-#include <mutex>
 #include <sstream>
 
-#include "core/tensor.h"  // ait::Error
-
-#ifdef AIT_VULKAN
-#include "vulkan/vk_kernels.h"
-#include "vulkan/vk_runtime.h"
-#endif
+#include "core/error.h"
+#include "vulkan/backend.h"
 
 namespace ait {
 
 namespace {
 const char* kNoVulkan = "no Vulkan loader/device found";
 
-[[maybe_unused]] int type_rank(const std::string& t) {
+int type_rank(const std::string& t) {
   if (t == "discrete") return 0;
   if (t == "integrated") return 1;
   if (t == "virtual") return 2;
@@ -28,70 +22,13 @@ const char* kNoVulkan = "no Vulkan loader/device found";
   return 4;
 }
 
-[[maybe_unused]] std::string human_bytes(uint64_t b) {
+std::string human_bytes(uint64_t b) {
   char buf[32];
   if (b >= (1ull << 30))
     snprintf(buf, sizeof buf, "%.1f GiB", static_cast<double>(b) / (1ull << 30));
   else
     snprintf(buf, sizeof buf, "%.0f MiB", static_cast<double>(b) / (1ull << 20));
   return buf;
-}
-}  // namespace
-
-#ifdef AIT_VULKAN
-
-std::vector<DeviceInfo> list_devices() {
-  std::string err;
-  vk::Instance* inst = vk::Instance::get(&err);
-  if (!inst) return {};
-  return inst->devices();
-}
-
-std::string describe_devices() {
-  std::ostringstream os;
-  os << "cpu       the CPU backend (always available)\n";
-  std::string err;
-  vk::Instance* inst = vk::Instance::get(&err);
-  if (!inst) {
-    os << "vulkan    " << kNoVulkan << ": " << err << "\n";
-    return os.str();
-  }
-  if (inst->devices().empty()) {
-    os << "vulkan    " << kNoVulkan << ": the loader reports no physical device\n";
-    return os.str();
-  }
-  for (const DeviceInfo& d : inst->devices()) {
-    os << "vulkan:" << d.index << "  " << d.name << "  [" << d.type << "]";
-    if (!d.usable) os << "  UNUSABLE: " << d.unusable_reason;
-    os << "\n";
-    os << "          Vulkan " << d.api_version_str;
-    if (!d.driver_name.empty()) os << ", driver " << d.driver_name;
-    if (!d.driver_info.empty()) os << " (" << d.driver_info << ")";
-    os << ", vendor 0x" << std::hex << d.vendor_id << " device 0x" << d.device_id << std::dec << "\n";
-    os << "          memory heaps:";
-    for (size_t i = 0; i < d.heaps.size(); ++i)
-      os << (i ? "," : "") << " " << human_bytes(d.heaps[i].size) << (d.heaps[i].device_local ? " device-local" : " host");
-    os << "\n";
-    os << "          subgroup " << d.subgroup_size << ", shared memory " << d.max_shared_memory / 1024
-       << " KiB, maxStorageBufferRange " << human_bytes(d.max_storage_buffer_range) << ", maxMemoryAllocationSize "
-       << human_bytes(d.max_memory_allocation_size) << ", maxComputeWorkGroupCount " << d.max_workgroup_count[0]
-       << " x " << d.max_workgroup_count[1] << " x " << d.max_workgroup_count[2] << "\n";
-  }
-  return os.str();
-}
-
-namespace {
-Kernels* vulkan_kernels(vk::Instance* inst, int index) {
-  static std::mutex mu;
-  static std::map<std::pair<vk::Instance*, int>, VulkanKernels*> made;  // live for the process
-  std::lock_guard<std::mutex> lock(mu);
-  auto key = std::make_pair(inst, index);
-  auto it = made.find(key);
-  if (it != made.end()) return it->second;
-  auto* ctx = new vk::Context(inst, index);
-  auto* k = new VulkanKernels(ctx);
-  made[key] = k;
-  return k;
 }
 
 // The usable device of the best type rank up to max_rank (the first of equals), or -1.
@@ -111,6 +48,40 @@ int parse_index(const std::string& s, const std::string& spec) {
 }
 }  // namespace
 
+std::vector<DeviceInfo> list_devices() {
+  std::string err;
+  return backend::devices(&err);
+}
+
+std::string describe_devices() {
+  std::ostringstream os;
+  os << "cpu       the CPU backend (always available)\n";
+  std::string err;
+  const std::vector<DeviceInfo> devs = backend::devices(&err);
+  if (devs.empty()) {
+    os << "vulkan    " << kNoVulkan << ": " << err << "\n";
+    return os.str();
+  }
+  for (const DeviceInfo& d : devs) {
+    os << "vulkan:" << d.index << "  " << d.name << "  [" << d.type << "]";
+    if (!d.usable) os << "  UNUSABLE: " << d.unusable_reason;
+    os << "\n";
+    os << "          Vulkan " << d.api_version_str;
+    if (!d.driver_name.empty()) os << ", driver " << d.driver_name;
+    if (!d.driver_info.empty()) os << " (" << d.driver_info << ")";
+    os << ", vendor 0x" << std::hex << d.vendor_id << " device 0x" << d.device_id << std::dec << "\n";
+    os << "          memory heaps:";
+    for (size_t i = 0; i < d.heaps.size(); ++i)
+      os << (i ? "," : "") << " " << human_bytes(d.heaps[i].size) << (d.heaps[i].device_local ? " device-local" : " host");
+    os << "\n";
+    os << "          subgroup " << d.subgroup_size << ", shared memory " << d.max_shared_memory / 1024
+       << " KiB, maxStorageBufferRange " << human_bytes(d.max_storage_buffer_range) << ", maxMemoryAllocationSize "
+       << human_bytes(d.max_memory_allocation_size) << ", maxComputeWorkGroupCount " << d.max_workgroup_count[0]
+       << " x " << d.max_workgroup_count[1] << " x " << d.max_workgroup_count[2] << "\n";
+  }
+  return os.str();
+}
+
 Kernels* select_device(const std::string& spec, std::string* note) {
   if (note) note->clear();
   if (spec == "cpu") return &cpu();
@@ -120,19 +91,14 @@ Kernels* select_device(const std::string& spec, std::string* note) {
     throw Error("unknown device '" + spec + "': use cpu, vulkan, vulkan:N or auto");
 
   std::string err;
-  vk::Instance* inst = vk::Instance::get(&err);
-  if (inst && inst->devices().empty()) {
-    err = "the Vulkan loader reports no physical device";
-    inst = nullptr;
-  }
-  if (!inst) {
+  const std::vector<DeviceInfo> devs = backend::devices(&err);
+  if (devs.empty()) {
     if (is_auto) {
       if (note) *note = std::string(kNoVulkan) + ", using CPU (" + err + ")";
       return &cpu();
     }
     throw Error(std::string(kNoVulkan) + " (" + err + ")");
   }
-  const auto& devs = inst->devices();
 
   if (is_vulkan) {
     int index = -1;
@@ -150,7 +116,7 @@ Kernels* select_device(const std::string& spec, std::string* note) {
                   " Vulkan device(s); see `ait devices`)");
     const DeviceInfo& d = devs[static_cast<size_t>(index)];
     if (!d.usable) throw Error("vulkan:" + std::to_string(index) + " (" + d.name + ") is unusable: " + d.unusable_reason);
-    return vulkan_kernels(inst, index);
+    return backend::open(index);
   }
 
   // auto: a GPU (discrete, integrated, virtual), never a CPU-type device.
@@ -166,45 +132,15 @@ Kernels* select_device(const std::string& spec, std::string* note) {
     return &cpu();
   }
   try {
-    return vulkan_kernels(inst, best);
+    return backend::open(best);
   } catch (const Error& e) {
     if (note) *note = std::string(kNoVulkan) + ", using CPU (" + e.what() + ")";
     return &cpu();
   }
 }
 
-bool vk_validation_enabled() {
-  std::string err;
-  vk::Instance* inst = vk::Instance::get(&err);
-  return inst && inst->validation();
-}
-std::vector<std::string> vk_validation_messages() { return vk::validation_messages(); }
-void vk_clear_validation_messages() { vk::clear_validation_messages(); }
-
-#else  // !AIT_VULKAN
-
-std::vector<DeviceInfo> list_devices() { return {}; }
-
-std::string describe_devices() {
-  return "cpu       the CPU backend (always available)\n"
-         "vulkan    built without Vulkan support (install libvulkan-dev and glslc, then rebuild)\n";
-}
-
-Kernels* select_device(const std::string& spec, std::string* note) {
-  if (note) note->clear();
-  if (spec == "cpu") return &cpu();
-  if (spec == "auto") {
-    if (note) *note = std::string(kNoVulkan) + ", using CPU (built without Vulkan support)";
-    return &cpu();
-  }
-  if (spec == "vulkan" || spec.rfind("vulkan:", 0) == 0) throw Error("built without Vulkan support");
-  throw Error("unknown device '" + spec + "': use cpu, vulkan, vulkan:N or auto");
-}
-
-bool vk_validation_enabled() { return false; }
-std::vector<std::string> vk_validation_messages() { return {}; }
-void vk_clear_validation_messages() {}
-
-#endif
+bool vk_validation_enabled() { return backend::validation_enabled(); }
+std::vector<std::string> vk_validation_messages() { return backend::validation_messages(); }
+void vk_clear_validation_messages() { backend::clear_validation_messages(); }
 
 }  // namespace ait
