@@ -5,6 +5,8 @@
 #include <map>
 #include <mutex>
 
+#include "core/error.h"
+
 #include "vulkan/vk_kernels.h"
 #include "vulkan/vk_runtime.h"
 
