@@ -2,6 +2,7 @@
 // PNG codec and the validation split. Every test writes its own tiny inputs.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -9,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "apps/convert.h"
@@ -93,6 +95,45 @@ std::vector<uint8_t> filter_rows(const std::vector<uint8_t>& px, int w, int h, i
     }
   }
   return raw;
+}
+
+// Runs build/ait-convert (or another program there) with `args`; returns its exit status and
+// puts stdout + stderr into *output.
+int run_program(const std::string& program, const std::string& args, std::string* output) {
+  std::string cmd = std::string(AIT_BINARY_DIR) + "/" + program + " " + args + " 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  std::string out;
+  char buf[512];
+  while (p && fgets(buf, sizeof buf, p)) out += buf;
+  int status = p ? pclose(p) : -1;
+  if (output) *output = out;
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+// Names of the entries of `dir`, sorted.
+std::vector<std::string> entries(const fs::path& dir) {
+  std::vector<std::string> names;
+  for (const auto& e : fs::directory_iterator(dir)) names.push_back(e.path().filename().string());
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+// A CIFAR-10 batch of `records` random records with labels r % 10.
+std::vector<uint8_t> cifar10_batch(int records, uint64_t seed) {
+  std::vector<uint8_t> pix = random_bytes(size_t(records) * 3072, seed), f;
+  for (int r = 0; r < records; ++r) {
+    f.push_back(uint8_t(r % 10));
+    f.insert(f.end(), pix.begin() + r * 3072, pix.begin() + (r + 1) * 3072);
+  }
+  return f;
+}
+
+// An uncompressed IDX file of unsigned bytes.
+std::vector<uint8_t> idx_bytes(const std::vector<uint32_t>& dims, const std::vector<uint8_t>& data) {
+  std::vector<uint8_t> b = {0, 0, 8, uint8_t(dims.size())};
+  for (uint32_t d : dims) put32(b, d);
+  b.insert(b.end(), data.begin(), data.end());
+  return b;
 }
 
 }  // namespace
@@ -222,7 +263,7 @@ TEST(ConvertTest, Cifar100CoarseFineAndErrors) {
 // ---------------------------------------------------------------------------------------------
 TEST(ConvertTest, NpyU8NhwcAndNchw) {
   fs::path dir = temp_dir("npy");
-  const int N = 3, H = 2, W = 4, C = 3;
+  const int N = 3, H = 3, W = 4, C = 3;  // read as nchw: 3 channels of 4x3
   std::vector<uint8_t> px = random_bytes(N * H * W * C, 5);
   std::vector<int64_t> lab = {2, 0, 1};
   write_bytes(dir / "x.npy", write_npy("|u1", {N, H, W, C}, px.data(), px.size()));
@@ -427,7 +468,8 @@ TEST(ConvertTest, FolderMixedFormatsResizeAndMismatch) {
   fs::create_directories(dir / "b_dog");
   fs::create_directories(dir / "a_cat");
   const int w = 3, h = 2;
-  std::vector<uint8_t> gray = random_bytes(w * h, 21), rgb = random_bytes(w * h * 3, 22), rgba = random_bytes(w * h * 4, 23);
+  std::vector<uint8_t> gray = random_bytes(w * h, 21), rgb = random_bytes(w * h * 3, 22);
+  std::vector<uint8_t> rgba = random_bytes(w * h * 4, 23);
   std::string pgm = "P5\n3 2\n255\n";
   std::vector<uint8_t> f(pgm.begin(), pgm.end());
   f.insert(f.end(), gray.begin(), gray.end());
@@ -576,7 +618,8 @@ TEST(ClevrTest, ScenesAnswersAndQuestionVectors) {
       bool mine = true, covered = false;
       const int cx = o.x - 5, cy = o.y - 5;
       for (int c = 0; c < 3; ++c) mine &= im[size_t(c * 5625 + cy * 75 + cx)] == colours[k][c];
-      for (int j = k + 1; j < 6; ++j) covered |= std::abs(cx - s.objects[j].x) <= 5 && std::abs(cy - s.objects[j].y) <= 5;
+      for (int j = k + 1; j < 6; ++j)
+        covered |= std::abs(cx - s.objects[j].x) <= 5 && std::abs(cy - s.objects[j].y) <= 5;
       EXPECT_TRUE(o.square ? (mine || covered) : !mine) << "scene " << i << " object " << k;
     }
     for (size_t j = 0; j < 30; ++j) {
@@ -650,4 +693,122 @@ TEST(ConvertTest, MutatedInputsThrowOnlyAitError) {
       ADD_FAILURE() << "iteration " << it << ": non-ait exception " << e.what();
     }
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The converter's command line: outputs that would overwrite each other, failed runs, bad lists.
+TEST(ConvertCliTest, ValOutSameAsOutIsRefusedBeforeWriting) {
+  fs::path dir = temp_dir("sameout");
+  const std::string d = dir.string();
+  write_bytes(dir / "b.bin", cifar10_batch(6, 41));
+  const std::string cifar = "cifar10 --input " + d + "/b.bin --split 2 ";
+  // The same path, spelt the same, through "./", through "sub/..", and (for the generators)
+  // the test file that the prefix also produces.
+  const std::vector<std::string> runs = {
+      cifar + "--out " + d + "/x.safetensors --val-out " + d + "/x.safetensors",
+      cifar + "--out " + d + "/x.safetensors --val-out " + d + "/./x.safetensors",
+      cifar + "--out " + d + "/x.safetensors --val-out " + d + "/nothere/../x.safetensors",
+      "triangle --train 8 --test 2 --split 2 --out " + d + "/tri --val-out " + d + "/tri-test.safetensors",
+  };
+  for (const std::string& args : runs) {
+    std::string out;
+    EXPECT_NE(run_program("ait-convert", args, &out), 0) << args << "\n" << out;
+    EXPECT_NE(out.find("--val-out"), std::string::npos) << out;
+    EXPECT_EQ(entries(dir), std::vector<std::string>{"b.bin"}) << args << "\n" << out;
+  }
+  fs::remove_all(dir);
+}
+
+TEST(ConvertCliTest, FailedSplitRunLeavesNoOutput) {
+  fs::path dir = temp_dir("failsplit");
+  const std::string d = dir.string();
+  write_bytes(dir / "b.bin", cifar10_batch(6, 42));
+  std::string out;
+  // The training output's folder does not exist: the run fails after the split.
+  int rc = run_program("ait-convert", "cifar10 --input " + d + "/b.bin --split 2 --val-out " + d +
+                                          "/val.safetensors --out " + d + "/missing/train.safetensors", &out);
+  EXPECT_NE(rc, 0) << out;
+  EXPECT_EQ(entries(dir), std::vector<std::string>{"b.bin"}) << out;
+  // The same run with a folder that exists writes both, and they hold 4 + 2 rows.
+  rc = run_program("ait-convert", "cifar10 --input " + d + "/b.bin --split 2 --val-out " + d +
+                                      "/val.safetensors --out " + d + "/train.safetensors", &out);
+  ASSERT_EQ(rc, 0) << out;
+  EXPECT_EQ(load_dataset(d + "/train.safetensors").n, 4);
+  EXPECT_EQ(load_dataset(d + "/val.safetensors").n, 2);
+  fs::remove_all(dir);
+}
+
+TEST(ConvertCliTest, DuplicateClassNamesAreRefused) {
+  fs::path dir = temp_dir("dupclasses");
+  const std::string d = dir.string();
+  std::vector<uint8_t> px = random_bytes(4 * 3 * 5, 43), lab = {0, 1, 0, 1};
+  write_bytes(dir / "x.npy", write_npy("|u1", {4, 3, 5}, px.data(), px.size()));
+  write_bytes(dir / "y.npy", write_npy("|u1", {4}, lab.data(), lab.size()));
+  write_bytes(dir / "x.idx", idx_bytes({4, 3, 5}, px));
+  write_bytes(dir / "y.idx", idx_bytes({4}, lab));
+  const std::vector<std::string> runs = {
+      "ait-convert npy --images " + d + "/x.npy --labels " + d + "/y.npy --layout nhwc --classes cat,dog,cat",
+      "ait convert idx --images " + d + "/x.idx --labels " + d + "/y.idx --classes cat,dog,cat",
+  };
+  for (const std::string& run : runs) {
+    const size_t space = run.find(' ');
+    std::string out;
+    EXPECT_NE(run_program(run.substr(0, space), run.substr(space + 1) + " --out " + d + "/o.safetensors", &out), 0)
+        << run << "\n" << out;
+    EXPECT_NE(out.find("--classes"), std::string::npos) << out;
+    EXPECT_NE(out.find("'cat'"), std::string::npos) << out;
+    EXPECT_FALSE(fs::exists(dir / "o.safetensors")) << run;
+  }
+  fs::remove_all(dir);
+}
+
+TEST(ConvertTest, FolderWithAnEmptyClassIsRefused) {
+  fs::path dir = temp_dir("emptyclass");
+  fs::create_directories(dir / "a_full");
+  fs::create_directories(dir / "b_empty");
+  std::vector<uint8_t> rgb = random_bytes(2 * 2 * 3, 44);
+  write_bytes(dir / "a_full" / "1.png", encode_png(rgb.data(), 2, 2, 3));
+  write_bytes(dir / "b_empty" / "readme.txt", {'x'});  // present, but not an image
+  std::string e = error_of([&] { dataset_from_folder(dir.string()); });
+  EXPECT_NE(e.find((dir / "b_empty").string()), std::string::npos) << e;
+  EXPECT_NE(e.find("no images"), std::string::npos) << e;
+  fs::remove_all(dir);
+}
+
+TEST(ConvertTest, PnmWithTrailingBytesIsRefused) {
+  for (const char* magic : {"P5", "P6"}) {
+    const int ch = magic[1] == '5' ? 1 : 3;
+    std::string hdr = std::string(magic) + "\n3 2\n255\n";
+    std::vector<uint8_t> b(hdr.begin(), hdr.end());
+    std::vector<uint8_t> px = random_bytes(size_t(6 * ch), 45);
+    b.insert(b.end(), px.begin(), px.end());
+    EXPECT_EQ(decode_pnm(b, "exact.pnm").pixels, px);
+    b.push_back(0);
+    std::string e = error_of([&] { decode_pnm(b, "long.pnm"); });
+    EXPECT_NE(e.find("long.pnm"), std::string::npos) << e;
+    EXPECT_NE(e.find("1 byte"), std::string::npos) << e;  // how many bytes are left over
+  }
+}
+
+TEST(ConvertTest, NpyLayoutWithImplausibleChannelsIsRefused) {
+  fs::path dir = temp_dir("layout");
+  const std::string x = (dir / "x.npy").string(), y = (dir / "y.npy").string();
+  std::vector<uint8_t> lab = {0, 1};
+  write_bytes(y, write_npy("|u1", {2}, lab.data(), lab.size()));
+  // NHWC data [2, 12, 7, 3] read as nchw would be 12 channels of 7x3.
+  std::vector<uint8_t> px = random_bytes(2 * 12 * 7 * 3, 46);
+  write_bytes(x, write_npy("|u1", {2, 12, 7, 3}, px.data(), px.size()));
+  EXPECT_EQ(dataset_from_npy(x, y, "nhwc", {}).channels, 3);
+  std::string e = error_of([&] { dataset_from_npy(x, y, "nchw", {}); });
+  EXPECT_NE(e.find(x), std::string::npos) << e;
+  EXPECT_NE(e.find("nchw"), std::string::npos) << e;
+  EXPECT_NE(e.find("12 channels"), std::string::npos) << e;
+  EXPECT_NE(e.find("1, 3 or 4"), std::string::npos) << e;
+  // NCHW data [2, 1, 5, 9] read as nhwc would be 9 channels of 1x5.
+  write_bytes(x, write_npy("|u1", {2, 1, 5, 9}, px.data(), 2 * 45));
+  EXPECT_EQ(dataset_from_npy(x, y, "nchw", {}).channels, 1);
+  e = error_of([&] { dataset_from_npy(x, y, "nhwc", {}); });
+  EXPECT_NE(e.find("nhwc"), std::string::npos) << e;
+  EXPECT_NE(e.find("9 channels"), std::string::npos) << e;
+  fs::remove_all(dir);
 }

@@ -116,10 +116,10 @@ TEST(Cli, BadInputGivesOneClearError) {
   EXPECT_EQ(run_ait("eval --checkpoint " + ckpt + " --data " + data + " --device cpu", &out), 0) << out;
   EXPECT_NE(out.find("confusion matrix"), std::string::npos);
 
-  // Unknown options and missing required ones name the option.
-  EXPECT_EQ(run_ait("eval --checkpoint " + ckpt + " --data " + data + " --bogus 1", &out), 1);
+  // Unknown options and missing required ones name the option (usage errors: status 2).
+  EXPECT_EQ(run_ait("eval --checkpoint " + ckpt + " --data " + data + " --bogus 1", &out), 2);
   EXPECT_NE(out.find("--bogus"), std::string::npos);
-  EXPECT_EQ(run_ait("dump --checkpoint " + ckpt, &out), 1);
+  EXPECT_EQ(run_ait("dump --checkpoint " + ckpt, &out), 2);
   EXPECT_NE(out.find("--batch"), std::string::npos);
 
   // A dump onto a missing directory fails cleanly and leaves no temporary file behind.

@@ -10,10 +10,10 @@ src=/usr/share/datasets/fashion-mnist
 epochs=${AIT_DEMO_EPOCHS:-5}
 if [ -f "$src/train-images-idx3-ubyte.gz" ]; then
   [ -f "$data/fashion-mnist-train.safetensors" ] ||
-    "$ait" convert idx --images "$src/train-images-idx3-ubyte.gz" --labels "$src/train-labels-idx1-ubyte.gz" \
+    "$build/ait-convert" idx --images "$src/train-images-idx3-ubyte.gz" --labels "$src/train-labels-idx1-ubyte.gz" \
       --out "$data/fashion-mnist-train.safetensors"
   [ -f "$data/fashion-mnist-test.safetensors" ] ||
-    "$ait" convert idx --images "$src/t10k-images-idx3-ubyte.gz" --labels "$src/t10k-labels-idx1-ubyte.gz" \
+    "$build/ait-convert" idx --images "$src/t10k-images-idx3-ubyte.gz" --labels "$src/t10k-labels-idx1-ubyte.gz" \
       --out "$data/fashion-mnist-test.safetensors"
   train="$data/fashion-mnist-train.safetensors"
   test="$data/fashion-mnist-test.safetensors"

@@ -158,451 +158,192 @@ Dataset dataset_from_cifar(const std::vector<std::string>& files, bool cifar100,
 // NumPy
 namespace {
 
-struct HeaderParser {
-  const std::string& s;
-  const std::string& src;
-  size_t i = 0;
-  void ws() { while (i < s.size() && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r')) ++i; }
-  [[noreturn]] void fail(const std::string& what) {
-    throw Error(src + ": bad .npy header (" + what + "): " + s);
-  }
-  void expect(char c) {
-    ws();
-    if (i >= s.size() || s[i] != c) fail(std::string("expected '") + c + "'");
-    ++i;
-  }
-  bool peek(char c) { ws(); return i < s.size() && s[i] == c; }
-  std::string str() {
-    ws();
-    if (i >= s.size() || (s[i] != '\'' && s[i] != '"')) fail("expected a string");
-    char q = s[i++];
-    size_t a = i;
-    while (i < s.size() && s[i] != q) ++i;
-    if (i >= s.size()) fail("unterminated string");
-    return s.substr(a, i++ - a);
-  }
-  int64_t integer() {
-    ws();
-    size_t a = i;
-    int64_t v = 0;
-    while (i < s.size() && std::isdigit((unsigned char)s[i])) {
-      if (v > (std::numeric_limits<int64_t>::max() - 9) / 10) fail("dimension too large");
-      v = v * 10 + (s[i++] - '0');
-    }
-    if (a == i) fail("expected a non-negative integer");
-    if (i < s.size() && s[i] == 'L') ++i;
-    return v;
-  }
+struct Nchw {
+  int64_t n = 0, c = 0, h = 0, w = 0;
 };
 
-size_t npy_itemsize(const std::string& descr, const std::string& src) {
-  size_t item = 0;
-  bool ok = descr.size() >= 3 && descr.size() <= 6 && (descr[0] == '<' || descr[0] == '|' || descr[0] == '=');
-  for (size_t i = 2; ok && i < descr.size(); ++i) {
-    ok = std::isdigit((unsigned char)descr[i]) != 0;
-    item = item * 10 + size_t(descr[i] - '0');
+// Channels that an image array can have; any other count under the chosen layout means the
+// layout is the wrong one (or the array is not images).
+bool plausible_channels(int64_t c) { return c == 1 || c == 3 || c == 4; }
+
+// The [N, C, H, W] that the image array's shape means under `layout`.
+Nchw npy_image_dims(const NpyArray& im, const std::string& layout, const std::string& path) {
+  const std::vector<int64_t>& s = im.shape;
+  Nchw d;
+  if (s.size() == 3) d = {s[0], 1, s[1], s[2]};
+  else if (s.size() == 4 && layout == "nhwc") d = {s[0], s[3], s[1], s[2]};
+  else if (s.size() == 4) d = {s[0], s[1], s[2], s[3]};
+  else throw Error(path + ": images must be 3-D [N,H,W] or 4-D, got " + std::to_string(s.size()) + "-D");
+  if (d.n <= 0 || d.c <= 0 || d.h <= 0 || d.w <= 0) throw Error(path + ": empty image array");
+  if (plausible_channels(d.c)) return d;
+  const bool nhwc = layout == "nhwc";
+  const std::string other = nhwc ? "nchw" : "nhwc";
+  const int64_t other_c = nhwc ? s[1] : s[3];
+  throw Error(path + ": shape " + shape_str(s) + " read with --layout " + layout + " (" +
+              (nhwc ? "[N, H, W, C]" : "[N, C, H, W]") + ") is " + std::to_string(d.c) + " channels of " +
+              std::to_string(d.h) + "x" + std::to_string(d.w) + ", but images have 1, 3 or 4 channels; " +
+              (plausible_channels(other_c) ? "the data looks " + other + ": pass --layout " + other
+                                           : "neither layout fits"));
+}
+
+// The image bytes: uint8 as they are, float32 in [0, 1] scaled to round(x * 255).
+std::vector<uint8_t> npy_pixels_u8(NpyArray& im, size_t total, const std::string& path) {
+  const bool f32 = im.descr.substr(1) == "f4" && im.descr[0] != '>';
+  const bool u8 = im.descr.substr(1) == "u1";
+  if (!f32 && !u8) throw Error(path + ": image dtype '" + im.descr + "' unsupported (uint8 |u1 or float32 <f4)");
+  if (u8) return std::move(im.data);  // parse_npy checked it holds exactly `total` bytes
+  std::vector<uint8_t> v(total);
+  for (size_t i = 0; i < total; ++i) {
+    float x;
+    std::memcpy(&x, im.data.data() + 4 * i, 4);
+    if (!(x >= 0.f && x <= 1.f))
+      throw Error(path + ": float image value at flat index " + std::to_string(i) + " is " + std::to_string(x) +
+                  " (must be finite and in [0, 1])");
+    v[i] = uint8_t(std::lround(double(x) * 255.0));
   }
-  if (!ok || item == 0)
-    throw Error(src + ": unsupported dtype '" + descr + "' (little-endian or byte types only)");
-  return item;
+  return v;
+}
+
+std::vector<uint8_t> nhwc_to_nchw(const std::vector<uint8_t>& v, const Nchw& d) {
+  std::vector<uint8_t> out(v.size());
+  for (int64_t n = 0; n < d.n; ++n)
+    for (int64_t y = 0; y < d.h; ++y)
+      for (int64_t x = 0; x < d.w; ++x)
+        for (int64_t c = 0; c < d.c; ++c)
+          out[size_t(((n * d.c + c) * d.h + y) * d.w + x)] = v[size_t(((n * d.h + y) * d.w + x) * d.c + c)];
+  return out;
+}
+
+// N integer labels of any integer dtype, each in [0, limit).
+std::vector<int32_t> npy_labels(const NpyArray& lb, int64_t n, int64_t limit, const std::string& path) {
+  if (lb.shape.size() != 1 || lb.shape[0] != n)
+    throw Error(path + ": labels must be 1-D with " + std::to_string(n) + " entries");
+  const size_t item = npy_itemsize(lb.descr, path);
+  const char kind = lb.descr[1];
+  if ((kind != 'i' && kind != 'u') || (item != 1 && item != 2 && item != 4 && item != 8))
+    throw Error(path + ": label dtype '" + lb.descr + "' is not an integer type");
+  std::vector<int32_t> labels;
+  for (int64_t i = 0; i < n; ++i) {
+    uint64_t raw = 0;
+    std::memcpy(&raw, lb.data.data() + size_t(i) * item, item);  // little-endian host
+    int64_t val;
+    if (kind == 'i' && item < 8 && (raw >> (item * 8 - 1)) & 1) val = -1;
+    else if (raw > uint64_t(INT32_MAX)) val = INT64_MAX;  // also a negative int64
+    else val = int64_t(raw);
+    if (val < 0 || val >= limit)
+      throw Error(path + ": label at index " + std::to_string(i) + " is out of range [0, " + std::to_string(limit) +
+                  ")");
+    labels.push_back(int32_t(val));
+  }
+  return labels;
 }
 
 }  // namespace
-
-NpyArray parse_npy(const std::vector<uint8_t>& b, const std::string& src) {
-  static const uint8_t magic[6] = {0x93, 'N', 'U', 'M', 'P', 'Y'};
-  if (b.size() < 10 || std::memcmp(b.data(), magic, 6) != 0) throw Error(src + ": not a .npy file (bad magic)");
-  int major = b[6];
-  size_t hlen, off;
-  if (major == 1) {
-    hlen = size_t(b[8]) | size_t(b[9]) << 8;
-    off = 10;
-  } else if (major == 2 || major == 3) {
-    if (b.size() < 12) throw Error(src + ": truncated .npy header");
-    hlen = size_t(b[8]) | size_t(b[9]) << 8 | size_t(b[10]) << 16 | size_t(b[11]) << 24;
-    off = 12;
-  } else {
-    throw Error(src + ": unsupported .npy version " + std::to_string(major) + "." + std::to_string(b[7]));
-  }
-  if (hlen > b.size() - off)
-    throw Error(src + ": .npy header length " + std::to_string(hlen) + " runs past the end of the file (" +
-                std::to_string(b.size()) + " bytes)");
-  std::string h(reinterpret_cast<const char*>(b.data() + off), hlen);
-  NpyArray a;
-  HeaderParser p{h, src};
-  bool got_descr = false, got_fo = false, got_shape = false;
-  p.expect('{');
-  while (!p.peek('}')) {
-    std::string key = p.str();
-    p.expect(':');
-    if (key == "descr") {
-      a.descr = p.str();
-      got_descr = true;
-    } else if (key == "fortran_order") {
-      p.ws();
-      if (h.compare(p.i, 4, "True") == 0) a.fortran_order = true, p.i += 4;
-      else if (h.compare(p.i, 5, "False") == 0) a.fortran_order = false, p.i += 5;
-      else p.fail("fortran_order must be True or False");
-      got_fo = true;
-    } else if (key == "shape") {
-      p.expect('(');
-      while (!p.peek(')')) {
-        a.shape.push_back(p.integer());
-        if (p.peek(',')) ++p.i;
-        else if (!p.peek(')')) p.fail("expected ',' or ')' in shape");
-      }
-      ++p.i;
-      got_shape = true;
-    } else {
-      p.fail("unknown key '" + key + "'");
-    }
-    if (p.peek(',')) ++p.i;
-    else if (!p.peek('}')) p.fail("expected ',' or '}'");
-  }
-  if (!got_descr || !got_fo || !got_shape) p.fail("missing descr, fortran_order or shape");
-  if (a.fortran_order)
-    throw Error(src + ": fortran_order True (column-major) arrays are not supported; save with "
-                      "np.ascontiguousarray first");
-  size_t item = npy_itemsize(a.descr, src);
-  unsigned __int128 need = item;
-  for (int64_t d : a.shape) {
-    need *= uint64_t(d);
-    if (need > (unsigned __int128)(1ull << 40)) throw Error(src + ": .npy shape too large");
-  }
-  size_t have = b.size() - off - hlen;
-  if (need != have)
-    throw Error(src + ": .npy shape needs " + std::to_string(uint64_t(need)) + " data bytes, but the file has " +
-                std::to_string(have));
-  a.data.assign(b.begin() + std::ptrdiff_t(off + hlen), b.end());
-  return a;
-}
-
-std::vector<uint8_t> write_npy(const std::string& descr, const std::vector<int64_t>& shape,
-                               const void* data, size_t nbytes) {
-  std::string h = "{'descr': '" + descr + "', 'fortran_order': False, 'shape': (";
-  for (size_t i = 0; i < shape.size(); ++i) h += (i ? ", " : "") + std::to_string(shape[i]);
-  if (shape.size() == 1) h += ',';  // numpy's 1-tuple spelling: (5,)
-  h += "), }";
-  while ((10 + h.size() + 1) % 64 != 0) h += ' ';
-  h += '\n';
-  const uint8_t* d = static_cast<const uint8_t*>(data);
-  std::vector<uint8_t> out(10 + h.size() + nbytes);
-  const uint8_t head[10] = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0, uint8_t(h.size() & 0xff), uint8_t(h.size() >> 8)};
-  std::memcpy(out.data(), head, 10);
-  std::memcpy(out.data() + 10, h.data(), h.size());
-  if (nbytes) std::memcpy(out.data() + 10 + h.size(), d, nbytes);
-  return out;
-}
 
 Dataset dataset_from_npy(const std::string& images_path, const std::string& labels_path,
                          const std::string& layout, const std::vector<std::string>& classes) {
   if (layout != "nhwc" && layout != "nchw") throw Error("npy: --layout must be nhwc or nchw, not '" + layout + "'");
   NpyArray im = parse_npy(read_file(images_path), images_path);
-  NpyArray lb = parse_npy(read_file(labels_path), labels_path);
+  const NpyArray lb = parse_npy(read_file(labels_path), labels_path);
+  const Nchw d = npy_image_dims(im, layout, images_path);
   Dataset ds;
-  int64_t N, C, H, W;
-  if (im.shape.size() == 3) {
-    N = im.shape[0], C = 1, H = im.shape[1], W = im.shape[2];
-  } else if (im.shape.size() == 4) {
-    N = im.shape[0];
-    if (layout == "nhwc") H = im.shape[1], W = im.shape[2], C = im.shape[3];
-    else C = im.shape[1], H = im.shape[2], W = im.shape[3];
-  } else {
-    throw Error(images_path + ": images must be 3-D [N,H,W] or 4-D, got " + std::to_string(im.shape.size()) + "-D");
-  }
-  if (N <= 0 || C <= 0 || H <= 0 || W <= 0) throw Error(images_path + ": empty image array");
-  bool f32 = im.descr.substr(1) == "f4" && im.descr[0] != '>';
-  bool u8 = im.descr.substr(1) == "u1";
-  if (!f32 && !u8) throw Error(images_path + ": image dtype '" + im.descr + "' unsupported (uint8 |u1 or float32 <f4)");
-  const size_t total = size_t(N * C * H * W);
-  std::vector<uint8_t> v;
-  if (u8) {
-    v = std::move(im.data);  // parse_npy checked it holds exactly `total` bytes
-  } else {
-    v.resize(total);
-    for (size_t i = 0; i < total; ++i) {
-      float x;
-      std::memcpy(&x, im.data.data() + 4 * i, 4);
-      if (!(x >= 0.f && x <= 1.f))
-        throw Error(images_path + ": float image value at flat index " + std::to_string(i) + " is " +
-                    std::to_string(x) + " (must be finite and in [0, 1])");
-      v[i] = uint8_t(std::lround(double(x) * 255.0));
-    }
-  }
-  if (im.shape.size() == 4 && layout == "nhwc") {
-    ds.images.resize(total);
-    for (int64_t n = 0; n < N; ++n)
-      for (int64_t y = 0; y < H; ++y)
-        for (int64_t x = 0; x < W; ++x)
-          for (int64_t c = 0; c < C; ++c)
-            ds.images[size_t(((n * C + c) * H + y) * W + x)] = v[size_t(((n * H + y) * W + x) * C + c)];
-  } else {
-    ds.images = std::move(v);
-  }
-  if (lb.shape.size() != 1 || lb.shape[0] != N)
-    throw Error(labels_path + ": labels must be 1-D with " + std::to_string(N) + " entries");
-  const std::string t = lb.descr.substr(1);
-  size_t item = npy_itemsize(lb.descr, labels_path);
-  bool is_signed = t[0] == 'i';
-  if ((t[0] != 'i' && t[0] != 'u') || (item != 1 && item != 2 && item != 4 && item != 8))
-    throw Error(labels_path + ": label dtype '" + lb.descr + "' is not an integer type");
-  int64_t maxlab = -1;
+  std::vector<uint8_t> px = npy_pixels_u8(im, size_t(d.n * d.c * d.h * d.w), images_path);
+  ds.images = im.shape.size() == 4 && layout == "nhwc" ? nhwc_to_nchw(px, d) : std::move(px);
   const int64_t limit = classes.empty() ? int64_t(INT32_MAX) : int64_t(classes.size());
-  for (int64_t i = 0; i < N; ++i) {
-    uint64_t raw = 0;
-    std::memcpy(&raw, lb.data.data() + size_t(i) * item, item);  // little-endian host
-    int64_t val;
-    if (is_signed && item < 8 && (raw >> (item * 8 - 1)) & 1) val = -1;
-    else if (!is_signed && item == 8 && raw > uint64_t(INT32_MAX)) val = INT64_MAX;
-    else val = int64_t(raw);
-    if (val < 0 || val >= limit)
-      throw Error(labels_path + ": label at index " + std::to_string(i) + " is out of range [0, " +
-                  std::to_string(limit) + ")");
-    ds.labels.push_back(int32_t(val));
-    maxlab = std::max(maxlab, val);
-  }
+  ds.labels = npy_labels(lb, d.n, limit, labels_path);
   if (classes.empty()) {
-    if (maxlab > 100000) throw Error(labels_path + ": largest label " + std::to_string(maxlab) + " is implausible; pass --classes");
+    const int64_t maxlab = *std::max_element(ds.labels.begin(), ds.labels.end());
+    if (maxlab > 100000)
+      throw Error(labels_path + ": largest label " + std::to_string(maxlab) + " is implausible; pass --classes");
     for (int64_t k = 0; k <= maxlab; ++k) ds.classes.push_back(std::to_string(k));
   } else {
     ds.classes = classes;
   }
-  ds.n = N, ds.channels = C, ds.height = H, ds.width = W;
+  ds.n = d.n, ds.channels = d.c, ds.height = d.h, ds.width = d.w;
   ds.source = "npy: " + images_path + ", " + labels_path;
   compute_channel_stats(ds);
   return ds;
 }
 
 // ------------------------------------------------------------------------------------------
-// PNM / PNG
-Image decode_pnm(const std::vector<uint8_t>& b, const std::string& src) {
-  if (b.size() < 2 || b[0] != 'P' || (b[1] != '5' && b[1] != '6'))
-    throw Error(src + ": not a binary PGM/PPM (P5/P6) file");
-  size_t i = 2;
-  auto number = [&]() -> int64_t {
-    for (;;) {
-      while (i < b.size() && std::isspace(b[i])) ++i;
-      if (i < b.size() && b[i] == '#') {
-        while (i < b.size() && b[i] != '\n' && b[i] != '\r') ++i;
-        continue;
-      }
-      break;
-    }
-    int64_t v = 0;
-    size_t a = i;
-    while (i < b.size() && std::isdigit(b[i]) && v < 1000000) v = v * 10 + (b[i++] - '0');
-    if (a == i) throw Error(src + ": bad PNM header");
-    return v;
-  };
-  Image im;
-  int64_t w = number(), h = number(), maxval = number();
-  if (w <= 0 || h <= 0 || w > 65535 || h > 65535) throw Error(src + ": bad PNM size");
-  if (maxval != 255) throw Error(src + ": PNM maxval " + std::to_string(maxval) + " unsupported (only 255)");
-  if (i >= b.size() || !std::isspace(b[i])) throw Error(src + ": bad PNM header");
-  ++i;
-  im.width = int(w), im.height = int(h), im.channels = b[1] == '5' ? 1 : 3;
-  size_t need = size_t(w) * size_t(h) * size_t(im.channels);
-  if (b.size() - i < need)
-    throw Error(src + ": PNM pixel data truncated (" + std::to_string(b.size() - i) + " of " + std::to_string(need) + " bytes)");
-  im.pixels.assign(b.begin() + std::ptrdiff_t(i), b.begin() + std::ptrdiff_t(i + need));
-  return im;
-}
-
+// Image folder
 namespace {
-uint32_t be32(const uint8_t* p) { return uint32_t(p[0]) << 24 | uint32_t(p[1]) << 16 | uint32_t(p[2]) << 8 | p[3]; }
-void put_be32(std::vector<uint8_t>& o, uint32_t v) {
-  for (int s = 24; s >= 0; s -= 8) o.push_back(uint8_t(v >> s));
-}
-const uint8_t kPngSig[8] = {0x89, 'P', 'N', 'G', 0x0d, 0x0a, 0x1a, 0x0a};
-}  // namespace
 
-Image decode_png(const std::vector<uint8_t>& b, const std::string& src) {
-  if (b.size() < 8 || std::memcmp(b.data(), kPngSig, 8) != 0) throw Error(src + ": not a PNG file (bad signature)");
-  size_t pos = 8;
-  uint32_t w = 0, h = 0;
-  int depth = 0, ctype = -1;
-  std::vector<uint8_t> idat, plte;
-  bool end = false;
-  while (!end) {
-    if (b.size() - pos < 12) throw Error(src + ": PNG truncated (no IEND chunk)");
-    uint32_t len = be32(b.data() + pos);
-    std::string type(reinterpret_cast<const char*>(b.data() + pos + 4), 4);
-    if (len > b.size() - pos - 12)
-      throw Error(src + ": PNG chunk '" + type + "' length " + std::to_string(len) + " runs past the end of the file");
-    const uint8_t* data = b.data() + pos + 8;
-    uint32_t crc = crc32(b.data() + pos + 4, size_t(len) + 4);
-    if (crc != be32(data + len)) throw Error(src + ": PNG chunk '" + type + "' has a bad CRC");
-    if (pos == 8 && type != "IHDR") throw Error(src + ": PNG does not start with IHDR");
-    if (type == "IHDR") {
-      if (len != 13) throw Error(src + ": bad PNG IHDR length");
-      w = be32(data), h = be32(data + 4), depth = data[8], ctype = data[9];
-      if (data[10] != 0 || data[11] != 0) throw Error(src + ": unsupported PNG compression/filter method");
-      if (data[12] != 0) throw Error(src + ": interlaced (Adam7) PNG is not supported; re-save it non-interlaced");
-    } else if (type == "PLTE") {
-      plte.assign(data, data + len);
-    } else if (type == "IDAT") {
-      idat.insert(idat.end(), data, data + len);
-    } else if (type == "IEND") {
-      end = true;
-    } else if (!(type[0] & 0x20)) {
-      throw Error(src + ": unknown critical PNG chunk '" + type + "'");
-    }
-    pos += size_t(len) + 12;
-  }
-  if (w == 0 || h == 0 || w > 65535 || h > 65535 || uint64_t(w) * h > (uint64_t(1) << 26))
-    throw Error(src + ": unsupported PNG size " + std::to_string(w) + "x" + std::to_string(h));
-  int nch;
-  switch (ctype) {
-    case 0: nch = 1; break;
-    case 2: nch = 3; break;
-    case 3: nch = 1; break;
-    case 4: nch = 2; break;
-    case 6: nch = 4; break;
-    default: throw Error(src + ": bad PNG colour type " + std::to_string(ctype));
-  }
-  if (ctype == 3) {
-    if (depth != 1 && depth != 2 && depth != 4 && depth != 8)
-      throw Error(src + ": palette PNG bit depth " + std::to_string(depth) + " unsupported");
-    if (plte.empty() || plte.size() % 3 != 0) throw Error(src + ": palette PNG without a valid PLTE chunk");
-  } else if (depth != 8) {
-    throw Error(src + ": PNG bit depth " + std::to_string(depth) + " unsupported (only 8-bit)");
-  }
-  const size_t bits = size_t(nch) * size_t(depth);
-  const size_t stride = (size_t(w) * bits + 7) / 8, bpp = std::max<size_t>(1, bits / 8);
-  const size_t expect = (stride + 1) * h;
-  std::vector<uint8_t> raw = zlib_decompress(idat.data(), idat.size(), src, expect);
-  if (raw.size() != expect)
-    throw Error(src + ": PNG image data has " + std::to_string(raw.size()) + " bytes, expected " + std::to_string(expect));
-  std::vector<uint8_t> cur(stride), prev(stride, 0);
-  Image im;
-  im.width = int(w), im.height = int(h), im.channels = (ctype == 0 || ctype == 4) ? 1 : 3;
-  im.pixels.resize(size_t(w) * h * size_t(im.channels));
-  for (uint32_t y = 0; y < h; ++y) {
-    const uint8_t* row = raw.data() + y * (stride + 1);
-    int f = row[0];
-    for (size_t x = 0; x < stride; ++x) {
-      int a = x >= bpp ? cur[x - bpp] : 0, up = prev[x], c = x >= bpp ? prev[x - bpp] : 0, v = row[1 + x];
-      switch (f) {
-        case 0: break;
-        case 1: v += a; break;
-        case 2: v += up; break;
-        case 3: v += (a + up) / 2; break;
-        case 4: {
-          int p = a + up - c, pa = std::abs(p - a), pb = std::abs(p - up), pc = std::abs(p - c);
-          v += (pa <= pb && pa <= pc) ? a : (pb <= pc ? up : c);
-          break;
-        }
-        default: throw Error(src + ": bad PNG filter type " + std::to_string(f) + " on row " + std::to_string(y));
-      }
-      cur[x] = uint8_t(v);
-    }
-    uint8_t* out = im.pixels.data() + size_t(y) * w * size_t(im.channels);
-    for (uint32_t x = 0; x < w; ++x) {
-      if (ctype == 3) {
-        size_t bit = size_t(x) * size_t(depth);
-        int idx = (cur[bit / 8] >> (8 - depth - int(bit % 8))) & ((1 << depth) - 1);
-        if (size_t(idx) * 3 + 2 >= plte.size())
-          throw Error(src + ": PNG palette index " + std::to_string(idx) + " past the palette");
-        for (int c = 0; c < 3; ++c) out[x * 3 + c] = plte[size_t(idx) * 3 + size_t(c)];
-      } else {
-        for (int c = 0; c < im.channels; ++c) out[x * size_t(im.channels) + size_t(c)] = cur[x * size_t(nch) + size_t(c)];
-      }
-    }
-    std::swap(cur, prev);
-  }
-  return im;
-}
+namespace fs = std::filesystem;
 
-std::vector<uint8_t> encode_png(const uint8_t* pixels, int w, int h, int channels) {
-  if (w <= 0 || h <= 0 || (channels != 1 && channels != 3 && channels != 4))
-    throw Error("encode_png: bad size or channel count");
-  std::vector<uint8_t> out(kPngSig, kPngSig + 8);
-  auto chunk = [&](const char* type, const std::vector<uint8_t>& d) {
-    put_be32(out, uint32_t(d.size()));
-    size_t start = out.size();
-    out.insert(out.end(), type, type + 4);
-    out.insert(out.end(), d.begin(), d.end());
-    put_be32(out, crc32(out.data() + start, d.size() + 4));
-  };
-  std::vector<uint8_t> ihdr;
-  put_be32(ihdr, uint32_t(w));
-  put_be32(ihdr, uint32_t(h));
-  ihdr.push_back(8);
-  ihdr.push_back(uint8_t(channels == 1 ? 0 : channels == 3 ? 2 : 6));
-  ihdr.push_back(0), ihdr.push_back(0), ihdr.push_back(0);
-  chunk("IHDR", ihdr);
-  const size_t stride = size_t(w) * size_t(channels);
-  std::vector<uint8_t> raw;
-  raw.reserve((stride + 1) * size_t(h));
-  for (int y = 0; y < h; ++y) {
-    raw.push_back(0);
-    raw.insert(raw.end(), pixels + size_t(y) * stride, pixels + size_t(y + 1) * stride);
-  }
-  chunk("IDAT", zlib_compress_stored(raw.data(), raw.size()));
-  chunk("IEND", {});
-  return out;
-}
-
-Dataset dataset_from_folder(const std::string& dir, int resize_h, int resize_w) {
-  namespace fs = std::filesystem;
+// The class sub-folders of `dir`, sorted by name; hidden ones (".x") are skipped.
+std::vector<fs::path> class_folders(const std::string& dir) {
   std::error_code ec;
   if (!fs::is_directory(dir, ec)) throw Error(dir + ": not a directory");
-  Dataset ds;
-  std::vector<fs::path> classdirs;
+  std::vector<fs::path> folders;
   for (const auto& e : fs::directory_iterator(dir))
-    if (e.is_directory() && e.path().filename().string()[0] != '.') classdirs.push_back(e.path());
-  std::sort(classdirs.begin(), classdirs.end());
-  if (classdirs.empty()) throw Error(dir + ": no class sub-folders");
-  std::vector<Image> images;
-  std::vector<std::string> names;
-  for (size_t k = 0; k < classdirs.size(); ++k) {
-    ds.classes.push_back(classdirs[k].filename().string());
-    std::vector<fs::path> files;
-    for (const auto& e : fs::directory_iterator(classdirs[k])) {
-      std::string ext = lower(e.path().extension().string());
-      if (e.is_regular_file() && (ext == ".png" || ext == ".pgm" || ext == ".ppm")) files.push_back(e.path());
-    }
-    std::sort(files.begin(), files.end());
-    for (const auto& f : files) {
-      std::vector<uint8_t> bytes = read_file(f.string());
-      Image im = lower(f.extension().string()) == ".png" ? decode_png(bytes, f.string()) : decode_pnm(bytes, f.string());
-      if (resize_h > 0 && resize_w > 0 && (im.height != resize_h || im.width != resize_w)) {
-        Image r;
-        r.width = resize_w, r.height = resize_h, r.channels = im.channels;
-        r.pixels.resize(size_t(resize_w) * size_t(resize_h) * size_t(im.channels));
-        for (int y = 0; y < resize_h; ++y) {
-          int sy = int((2 * int64_t(y) + 1) * im.height / (2 * int64_t(resize_h)));
-          for (int x = 0; x < resize_w; ++x) {
-            int sx = int((2 * int64_t(x) + 1) * im.width / (2 * int64_t(resize_w)));
-            for (int c = 0; c < im.channels; ++c)
-              r.pixels[(size_t(y) * size_t(resize_w) + size_t(x)) * size_t(im.channels) + size_t(c)] =
-                  im.pixels[(size_t(sy) * size_t(im.width) + size_t(sx)) * size_t(im.channels) + size_t(c)];
-          }
-        }
-        im = std::move(r);
-      }
-      if (!images.empty() && (im.width != images[0].width || im.height != images[0].height))
-        throw Error(f.string() + ": size " + std::to_string(im.height) + "x" + std::to_string(im.width) +
-                    " differs from " + names[0] + " (" + std::to_string(images[0].height) + "x" +
-                    std::to_string(images[0].width) + "); pass --size HxW to resize");
-      images.push_back(std::move(im));
-      names.push_back(f.string());
-      ds.labels.push_back(int32_t(k));
-    }
+    if (e.is_directory() && e.path().filename().string()[0] != '.') folders.push_back(e.path());
+  std::sort(folders.begin(), folders.end());
+  if (folders.empty()) throw Error(dir + ": no class sub-folders");
+  return folders;
+}
+
+// The image files of one class folder (.png .pgm .ppm, any case), sorted by name.
+std::vector<fs::path> class_images(const fs::path& folder) {
+  std::vector<fs::path> files;
+  for (const auto& e : fs::directory_iterator(folder)) {
+    const std::string ext = lower(e.path().extension().string());
+    if (e.is_regular_file() && (ext == ".png" || ext == ".pgm" || ext == ".ppm")) files.push_back(e.path());
   }
-  if (images.empty()) throw Error(dir + ": no .png/.pgm/.ppm images found");
+  if (files.empty())
+    throw Error(folder.string() + ": class folder has no images (.png, .pgm or .ppm); remove it or add images");
+  std::sort(files.begin(), files.end());
+  return files;
+}
+
+Image read_image(const fs::path& file, int resize_h, int resize_w) {
+  const std::vector<uint8_t> bytes = read_file(file.string());
+  Image im = lower(file.extension().string()) == ".png" ? decode_png(bytes, file.string())
+                                                        : decode_pnm(bytes, file.string());
+  if (resize_h > 0 && resize_w > 0 && (im.height != resize_h || im.width != resize_w))
+    im = resize_nearest(im, resize_h, resize_w);
+  return im;
+}
+
+// HWC images of one size into the dataset's [N, C, H, W]; grey images are repeated into
+// every channel when some image is RGB.
+void pack_images(const std::vector<Image>& images, Dataset& ds) {
   int C = 1;
   for (const Image& im : images) C = std::max(C, im.channels);
   const int H = images[0].height, W = images[0].width;
+  const size_t plane = size_t(H) * size_t(W);
   ds.n = int64_t(images.size()), ds.channels = C, ds.height = H, ds.width = W;
-  ds.images.resize(size_t(ds.n) * size_t(C) * size_t(H) * size_t(W));
+  ds.images.resize(images.size() * size_t(C) * plane);
   for (size_t i = 0; i < images.size(); ++i) {
     const Image& im = images[i];
-    uint8_t* dst = ds.images.data() + i * size_t(C) * size_t(H) * size_t(W);
+    uint8_t* dst = ds.images.data() + i * size_t(C) * plane;
     for (int c = 0; c < C; ++c)
-      for (int p = 0; p < H * W; ++p)
-        dst[size_t(c) * size_t(H * W) + size_t(p)] = im.pixels[size_t(p) * size_t(im.channels) + size_t(im.channels == 1 ? 0 : c)];
+      for (size_t p = 0; p < plane; ++p)
+        dst[size_t(c) * plane + p] = im.pixels[p * size_t(im.channels) + size_t(im.channels == 1 ? 0 : c)];
   }
+}
+
+}  // namespace
+
+Dataset dataset_from_folder(const std::string& dir, int resize_h, int resize_w) {
+  const std::vector<fs::path> folders = class_folders(dir);
+  Dataset ds;
+  std::vector<Image> images;
+  std::string first;  // the first image's file, for the size-mismatch message
+  for (size_t k = 0; k < folders.size(); ++k) {
+    ds.classes.push_back(folders[k].filename().string());
+    for (const fs::path& f : class_images(folders[k])) {
+      Image im = read_image(f, resize_h, resize_w);
+      if (images.empty()) first = f.string();
+      if (!images.empty() && (im.width != images[0].width || im.height != images[0].height))
+        throw Error(f.string() + ": size " + std::to_string(im.height) + "x" + std::to_string(im.width) +
+                    " differs from " + first + " (" + std::to_string(images[0].height) + "x" +
+                    std::to_string(images[0].width) + "); pass --size HxW to resize");
+      images.push_back(std::move(im));
+      ds.labels.push_back(int32_t(k));
+    }
+  }
+  pack_images(images, ds);
   ds.source = "folder: " + dir;
   compute_channel_stats(ds);
   return ds;
@@ -616,7 +357,8 @@ Dataset split_dataset(Dataset& train, int64_t n_val, uint64_t seed) {
   std::vector<int64_t> idx(size_t(train.n));
   for (int64_t i = 0; i < train.n; ++i) idx[size_t(i)] = i;
   Rng rng(stream_seed(seed, 77));
-  for (int64_t i = 0; i < n_val; ++i) std::swap(idx[size_t(i)], idx[size_t(i + int64_t(rng.below(uint64_t(train.n - i))))]);
+  for (int64_t i = 0; i < n_val; ++i)
+    std::swap(idx[size_t(i)], idx[size_t(i + int64_t(rng.below(uint64_t(train.n - i))))]);
   std::vector<bool> is_val(size_t(train.n), false);
   for (int64_t i = 0; i < n_val; ++i) is_val[size_t(idx[size_t(i)])] = true;
   const size_t img = size_t(train.channels * train.height * train.width), q = size_t(train.question_dim);
@@ -683,7 +425,8 @@ int clevr_answer(const ClevrScene& s, const ClevrQuestion& q) {
     if (k == q.color || k == q.color2) continue;
     const ClevrObject& c = s.objects[k];
     if (q.subtype == 0) {
-      count += c.x > std::min(a.x, b.x) && c.x < std::max(a.x, b.x) && c.y > std::min(a.y, b.y) && c.y < std::max(a.y, b.y);
+      count += c.x > std::min(a.x, b.x) && c.x < std::max(a.x, b.x) && c.y > std::min(a.y, b.y) &&
+               c.y < std::max(a.y, b.y);
     } else if (q.subtype == 1) {
       double vx = b.x - a.x, vy = b.y - a.y, wx = c.x - a.x, wy = c.y - a.y;
       double t = std::clamp((vx * wx + vy * wy) / (vx * vx + vy * vy), 0.0, 1.0);
@@ -697,17 +440,88 @@ int clevr_answer(const ClevrScene& s, const ClevrQuestion& q) {
   return 3 + std::min(count, 6);
 }
 
+namespace {
+
+const uint8_t kClevrColours[kClevrObjects][3] = {{255, 0, 0},   {0, 255, 0},     {0, 0, 255},
+                                                 {255, 156, 0}, {128, 128, 128}, {255, 255, 0}};
+
+// Places the objects one by one at least 10 px apart; starts over when one finds no room.
+void place_objects(Rng& rng, ClevrScene& sc) {
+  for (bool ok = false; !ok;) {
+    ok = true;
+    for (int k = 0; k < kClevrObjects && ok; ++k) {
+      int tries = 0;
+      for (;; ++tries) {
+        if (tries > 1000) {
+          ok = false;
+          break;
+        }
+        ClevrObject o;
+        o.x = 5 + int(rng.below(65)), o.y = 5 + int(rng.below(65));
+        bool far = true;
+        for (int j = 0; j < k; ++j) {
+          int dx = o.x - sc.objects[j].x, dy = o.y - sc.objects[j].y;
+          far &= dx * dx + dy * dy >= 100;
+        }
+        if (!far) continue;
+        o.square = rng.below(2) == 0;
+        sc.objects[k] = o;
+        break;
+      }
+    }
+  }
+}
+
+// The scene as CHW pixels on white, objects drawn in colour order.
+void draw_scene(const ClevrScene& sc, std::vector<uint8_t>& pic) {
+  const int S = kClevrSize;
+  std::fill(pic.begin(), pic.end(), uint8_t(255));
+  for (int k = 0; k < kClevrObjects; ++k) {
+    const ClevrObject& o = sc.objects[k];
+    for (int y = o.y - 5; y <= o.y + 5; ++y)
+      for (int x = o.x - 5; x <= o.x + 5; ++x) {
+        int dx = x - o.x, dy = y - o.y;
+        if (!o.square && dx * dx + dy * dy > 25) continue;
+        for (int c = 0; c < 3; ++c) pic[size_t(c * S * S + y * S + x)] = kClevrColours[k][c];
+      }
+  }
+}
+
+ClevrQuestion draw_question(Rng& rng, int type, const ClevrScene& sc) {
+  ClevrQuestion q;
+  q.type = type;
+  q.subtype = int(rng.below(3));
+  q.color = int(rng.below(kClevrObjects));
+  if (type == 2) {
+    q.color2 = int(rng.below(kClevrObjects - 1));
+    if (q.color2 >= q.color) ++q.color2;
+  }
+  q.answer = clevr_answer(sc, q);
+  return q;
+}
+
+// The 18-feature question vector (see convert.h), into zeros.
+void encode_question(const ClevrQuestion& q, float* v) {
+  v[q.color] = 1.f;
+  if (q.color2 >= 0) v[6 + q.color2] = 1.f;
+  v[12 + q.type] = 1.f;
+  v[15 + q.subtype] = 1.f;
+}
+
+std::vector<int> clevr_question_types(const std::string& questions) {
+  if (questions == "all") return {0, 1, 2};
+  if (questions == "nonrel") return {0};
+  if (questions == "binary") return {1};
+  if (questions == "ternary") return {2};
+  throw Error("sort-of-clevr: --questions must be all, nonrel, binary or ternary, not '" + questions + "'");
+}
+
+}  // namespace
+
 Dataset make_sort_of_clevr(int64_t n_images, uint64_t seed, uint64_t stream, const std::string& questions,
                            std::vector<ClevrScene>* scenes) {
-  std::vector<int> types;
-  if (questions == "all") types = {0, 1, 2};
-  else if (questions == "nonrel") types = {0};
-  else if (questions == "binary") types = {1};
-  else if (questions == "ternary") types = {2};
-  else throw Error("sort-of-clevr: --questions must be all, nonrel, binary or ternary, not '" + questions + "'");
+  const std::vector<int> types = clevr_question_types(questions);
   if (n_images <= 0) throw Error("sort-of-clevr: the number of images must be positive");
-  static const uint8_t colours[kClevrObjects][3] = {{255, 0, 0},   {0, 255, 0},     {0, 0, 255},
-                                                    {255, 156, 0}, {128, 128, 128}, {255, 255, 0}};
   const int S = kClevrSize, Q = 10 * int(types.size());
   const size_t img = size_t(3 * S * S);
   Rng rng(stream_seed(seed, stream + 1000));
@@ -722,59 +536,18 @@ Dataset make_sort_of_clevr(int64_t n_images, uint64_t seed, uint64_t stream, con
               " questions " + questions;
   if (scenes) scenes->clear();
   std::vector<uint8_t> pic(img);
-  int64_t row = 0;
+  size_t row = 0;
   for (int64_t i = 0; i < n_images; ++i) {
     ClevrScene sc;
-    for (bool ok = false; !ok;) {
-      ok = true;
-      for (int k = 0; k < kClevrObjects && ok; ++k) {
-        int tries = 0;
-        for (;; ++tries) {
-          if (tries > 1000) { ok = false; break; }
-          ClevrObject o;
-          o.x = 5 + int(rng.below(65)), o.y = 5 + int(rng.below(65));
-          bool far = true;
-          for (int j = 0; j < k; ++j) {
-            int dx = o.x - sc.objects[j].x, dy = o.y - sc.objects[j].y;
-            far &= dx * dx + dy * dy >= 100;
-          }
-          if (!far) continue;
-          o.square = rng.below(2) == 0;
-          sc.objects[k] = o;
-          break;
-        }
-      }
-    }
-    std::fill(pic.begin(), pic.end(), uint8_t(255));
-    for (int k = 0; k < kClevrObjects; ++k) {
-      const ClevrObject& o = sc.objects[k];
-      for (int y = o.y - 5; y <= o.y + 5; ++y)
-        for (int x = o.x - 5; x <= o.x + 5; ++x) {
-          int dx = x - o.x, dy = y - o.y;
-          if (!o.square && dx * dx + dy * dy > 25) continue;
-          for (int c = 0; c < 3; ++c) pic[size_t(c * S * S + y * S + x)] = colours[k][c];
-        }
-    }
+    place_objects(rng, sc);
+    draw_scene(sc, pic);
     for (int t : types)
-      for (int j = 0; j < 10; ++j) {
-        ClevrQuestion q;
-        q.type = t;
-        q.subtype = int(rng.below(3));
-        q.color = int(rng.below(kClevrObjects));
-        if (t == 2) {
-          q.color2 = int(rng.below(kClevrObjects - 1));
-          if (q.color2 >= q.color) ++q.color2;
-        }
-        q.answer = clevr_answer(sc, q);
-        float* v = ds.questions.data() + size_t(row) * kClevrQuestionDim;
-        v[q.color] = 1.f;
-        if (q.color2 >= 0) v[6 + q.color2] = 1.f;
-        v[12 + t] = 1.f;
-        v[15 + q.subtype] = 1.f;
-        std::copy(pic.begin(), pic.end(), ds.images.begin() + std::ptrdiff_t(size_t(row) * img));
+      for (int j = 0; j < 10; ++j, ++row) {
+        const ClevrQuestion q = draw_question(rng, t, sc);
+        encode_question(q, ds.questions.data() + row * kClevrQuestionDim);
+        std::copy(pic.begin(), pic.end(), ds.images.begin() + std::ptrdiff_t(row * img));
         ds.labels.push_back(q.answer);
         sc.questions.push_back(q);
-        ++row;
       }
     if (scenes) scenes->push_back(std::move(sc));
   }

@@ -9,6 +9,8 @@
 #include <vector>
 
 #include "io/dataset.h"
+#include "io/image.h"
+#include "io/npy.h"
 
 namespace ait {
 
@@ -39,38 +41,21 @@ Dataset dataset_from_cifar(const std::vector<std::string>& files, bool cifar100,
                            const std::string& names_file = "");
 std::vector<std::string> cifar10_classes();
 
-// ---- NumPy .npy ----
-struct NpyArray {
-  std::string descr;            // e.g. "|u1", "<f4"
-  bool fortran_order = false;
-  std::vector<int64_t> shape;
-  std::vector<uint8_t> data;    // raw element bytes, little-endian
-};
-// Versions 1.0, 2.0, 3.0. Rejects fortran_order True, header past EOF, data size != shape.
-NpyArray parse_npy(const std::vector<uint8_t>& bytes, const std::string& source);
-std::vector<uint8_t> write_npy(const std::string& descr, const std::vector<int64_t>& shape,
-                               const void* data, size_t nbytes);  // v1.0, for tests / tools
+// ---- NumPy .npy (the file format itself is io/npy.h) ----
 // Images: |u1 or <f4 (values in [0,1], stored as round(x*255)); 3-D = one channel; 4-D in
-// `layout` "nhwc" or "nchw". Labels: any integer dtype, 1-D of length N. Classes: `classes`
-// when non-empty (labels range-checked against it) else "0".."max".
+// `layout` "nhwc" or "nchw", which must give 1, 3 or 4 channels (anything else means the
+// layout is the wrong one, and the error says so). Labels: any integer dtype, 1-D of length N.
+// Classes: `classes` when non-empty (labels range-checked against it) else "0".."max".
 Dataset dataset_from_npy(const std::string& images_path, const std::string& labels_path,
                          const std::string& layout, const std::vector<std::string>& classes);
 
-// ---- Images ----
-struct Image {
-  int width = 0, height = 0, channels = 0;  // channels 1 or 3 after decoding
-  std::vector<uint8_t> pixels;              // HWC
-};
-// Binary P5 / P6, maxval 255, '#' comments allowed in the header.
-Image decode_pnm(const std::vector<uint8_t>& bytes, const std::string& source);
-// 8-bit gray / gray+alpha / RGB / RGBA (alpha dropped) and palette at 1/2/4/8 bits; filters
-// 0-4; every chunk CRC checked; interlaced images and other bit depths refused.
-Image decode_png(const std::vector<uint8_t>& bytes, const std::string& source);
-// channels 1 (gray), 3 (RGB) or 4 (RGBA); zlib stored blocks, filter 0. Pixels HWC.
-std::vector<uint8_t> encode_png(const uint8_t* pixels, int w, int h, int channels);
-// One sub-folder per class (sorted names = class order), files sorted by name; .pgm .ppm
-// .png (case-insensitive) are read, other files ignored. Gray is expanded to RGB when any
-// image is RGB. Sizes must match unless `resize_h`/`resize_w` > 0 (nearest neighbour).
+// ---- Image folder (the file formats are io/image.h) ----
+// One sub-folder per class: the class names are the sub-folder names and their sorted order
+// is the class order (hidden ".x" folders skipped); files are read in sorted name order.
+// .png .pgm .ppm (any case) are read, other files ignored; a class folder without images is
+// an error naming it. Grey is expanded to RGB when any image is RGB; alpha is dropped and
+// palettes are expanded (decode_png). Sizes must match unless `resize_h`/`resize_w` > 0
+// (nearest neighbour to resize_h x resize_w).
 Dataset dataset_from_folder(const std::string& dir, int resize_h = 0, int resize_w = 0);
 
 // ---- Split ----

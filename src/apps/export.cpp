@@ -58,7 +58,8 @@ std::vector<uint8_t> zip_stored(const std::vector<ZipEntry>& entries) {
   std::vector<uint8_t> out, central;
   for (const ZipEntry& e : entries) {
     if (e.name.empty() || e.name.size() > 65535) throw Error("zip: bad entry name '" + e.name + "'");
-    if (e.data.size() >= 0xFFFFFFFFull || out.size() >= 0xFFFFFFFFull) throw Error("zip: entry '" + e.name + "' needs zip64 (over 4 GiB)");
+    if (e.data.size() >= 0xFFFFFFFFull || out.size() >= 0xFFFFFFFFull)
+      throw Error("zip: entry '" + e.name + "' needs zip64 (over 4 GiB)");
     uint32_t crc = crc32(e.data.data(), e.data.size());
     uint32_t offset = static_cast<uint32_t>(out.size()), size = static_cast<uint32_t>(e.data.size());
     put32(out, kLocalSig);
@@ -96,7 +97,8 @@ std::vector<ZipEntry> unzip_stored(const std::vector<uint8_t>& b, const std::str
   if (end == std::string::npos) throw Error(source + ": not a zip archive (no end-of-central-directory record)");
   const uint8_t* e = b.data() + end;
   uint32_t count = get16(e + 10), cd_size = get32(e + 12), cd_offset = get32(e + 16);
-  if (get16(e + 4) != 0 || get16(e + 6) != 0 || get16(e + 8) != count) throw Error(source + ": multi-disk zip archives are not supported");
+  if (get16(e + 4) != 0 || get16(e + 6) != 0 || get16(e + 8) != count)
+    throw Error(source + ": multi-disk zip archives are not supported");
   if (uint64_t(cd_offset) + cd_size > end) throw Error(source + ": central directory lies outside the archive");
   std::vector<ZipEntry> out;
   size_t p = cd_offset;
@@ -106,16 +108,20 @@ std::vector<ZipEntry> unzip_stored(const std::vector<uint8_t>& b, const std::str
     const uint8_t* c = b.data() + p;
     uint32_t method = get16(c + 10), crc = get32(c + 16), csize = get32(c + 20), usize = get32(c + 24);
     uint32_t nlen = get16(c + 28), xlen = get16(c + 30), clen = get16(c + 32), local = get32(c + 42);
-    if (p + 46 + nlen > b.size()) throw Error(source + ": central directory entry " + std::to_string(k) + " is truncated");
+    if (p + 46 + nlen > b.size())
+      throw Error(source + ": central directory entry " + std::to_string(k) + " is truncated");
     ZipEntry z;
     z.name.assign(reinterpret_cast<const char*>(c + 46), nlen);
     std::string where = source + ": entry '" + z.name + "'";
-    if (method != 0) throw Error(where + " is compressed (method " + std::to_string(method) + "); only stored entries are read");
+    if (method != 0)
+      throw Error(where + " is compressed (method " + std::to_string(method) + "); only stored entries are read");
     if (csize != usize) throw Error(where + ": stored entry with different compressed and uncompressed sizes");
-    if (uint64_t(local) + 30 > b.size() || get32(b.data() + local) != kLocalSig) throw Error(where + ": bad local header");
+    if (uint64_t(local) + 30 > b.size() || get32(b.data() + local) != kLocalSig)
+      throw Error(where + ": bad local header");
     const uint8_t* l = b.data() + local;
     uint32_t lnlen = get16(l + 26), lxlen = get16(l + 28);
-    if (lnlen != nlen || std::memcmp(l + 30, c + 46, nlen) != 0) throw Error(where + ": local header names a different file");
+    if (lnlen != nlen || std::memcmp(l + 30, c + 46, nlen) != 0)
+      throw Error(where + ": local header names a different file");
     if ((get16(l + 6) & 8) == 0 && (get32(l + 14) != crc || get32(l + 18) != csize || get32(l + 22) != usize))
       throw Error(where + ": local header disagrees with the central directory");
     uint64_t data_at = uint64_t(local) + 30 + lnlen + lxlen;
@@ -176,7 +182,9 @@ std::vector<AuthorsName> authors_names(const Config& c) {
   std::vector<AuthorsName> v;
   const int64_t D = c.dim, pf = c.patch_features(), inner = c.heads * c.head_dim, m = c.memory_dim;
   const int64_t wm = c.memory_heads * m, TD = c.tokens() * D;
-  auto add = [&](const std::string& ours, const std::string& theirs, const Shape& s) { v.push_back({ours, theirs, s}); };
+  auto add = [&](const std::string& ours, const std::string& theirs, const Shape& s) {
+    v.push_back({ours, theirs, s});
+  };
   auto ln = [&](const std::string& ours, const std::string& theirs, int64_t n) {
     add(ours + ".weight", theirs + ".weight", {n});
     add(ours + ".bias", theirs + ".bias", {n});
@@ -229,7 +237,8 @@ bool is_beta(const std::string& theirs) { return ends_with(theirs, ".memoryupdat
 // Per row, ours column j·m + f <-> theirs column f·H + j; `to_authors` picks the direction.
 std::vector<float> permute_write_out(const std::vector<float>& w, int64_t rows, int64_t H, int64_t m, bool to_authors) {
   if (rows < 0 || H < 1 || m < 1 || static_cast<int64_t>(w.size()) != rows * H * m)
-    throw Error("write.out.weight: " + std::to_string(w.size()) + " values, expected " + std::to_string(rows) + "x" + std::to_string(H * m));
+    throw Error("write.out.weight: " + std::to_string(w.size()) + " values, expected " + std::to_string(rows) + "x" +
+                std::to_string(H * m));
   std::vector<float> out(w.size());
   for (int64_t r = 0; r < rows; ++r)
     for (int64_t j = 0; j < H; ++j)
@@ -271,7 +280,8 @@ SafeTensors to_authors(const AiT& model) {
       auto it = ours.find(a.ours);
       if (it == ours.end()) throw Error("model has no tensor '" + a.ours + "'");
       if (it->second.shape() != a.shape)
-        throw Error("tensor '" + a.ours + "' has shape " + shape_str(it->second.shape()) + ", the mapping expects " + shape_str(a.shape));
+        throw Error("tensor '" + a.ours + "' has shape " + shape_str(it->second.shape()) + ", the mapping expects " +
+                    shape_str(a.shape));
       values = it->second.to_vector();
       if (is_write_out(a.ours)) values = write_out_to_authors(values, c.memory_dim, c.memory_heads, c.memory_dim);
     }
@@ -300,22 +310,26 @@ AiT from_authors(const SafeTensors& in, const Config& c, Kernels& dev) {
         const StTensor& s = *it->second;
         std::vector<float> b = s.dtype == "F32" ? s.f32() : std::vector<float>{};
         if (b.size() != 1 || std::fabs(b[0] - c.memory_momentum) > 1e-6)
-          throw Error(in.source + ": tensor '" + a.theirs + "' (the authors' memory momentum) must be one F32 value equal to the config's memory_momentum " +
+          throw Error(in.source + ": tensor '" + a.theirs +
+                      "' (the authors' memory momentum) must be one F32 value equal to the config's memory_momentum " +
                       std::to_string(c.memory_momentum));
       }
       continue;
     }
     if (it == theirs.end()) throw Error(in.source + ": tensor '" + a.theirs + "' (ours: '" + a.ours + "') is missing");
     const StTensor& s = *it->second;
-    if (s.dtype != "F32") throw Error(in.source + ": tensor '" + a.theirs + "' has dtype " + s.dtype + ", expected F32");
+    if (s.dtype != "F32")
+      throw Error(in.source + ": tensor '" + a.theirs + "' has dtype " + s.dtype + ", expected F32");
     if (s.shape != a.shape)
-      throw Error(in.source + ": tensor '" + a.theirs + "' has shape " + shape_str(s.shape) + ", the config needs " + shape_str(a.shape));
+      throw Error(in.source + ": tensor '" + a.theirs + "' has shape " + shape_str(s.shape) + ", the config needs " +
+                  shape_str(a.shape));
     std::vector<float> values = s.f32();
     if (is_write_out(a.ours)) values = write_out_from_authors(values, c.memory_dim, c.memory_heads, c.memory_dim);
     ours.at(a.ours).copy_from(values);
   }
   for (auto& [name, t] : theirs)
-    if (!known.count(name)) throw Error(in.source + ": unexpected tensor '" + name + "' (not part of the authors' model for this config)");
+    if (!known.count(name))
+      throw Error(in.source + ": unexpected tensor '" + name + "' (not part of the authors' model for this config)");
   auto m = in.metadata.find("data_mean"), s = in.metadata.find("data_std");
   if (m != in.metadata.end() && s != in.metadata.end()) {
     Json jm = Json::parse(m->second, in.source + " data_mean"), js = Json::parse(s->second, in.source + " data_std");

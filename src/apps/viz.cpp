@@ -110,7 +110,9 @@ int Raster::text(int x, int y, const std::string& s, int scale, uint8_t r, uint8
   return x;
 }
 
-void Raster::save_png(const std::string& path) const { write_file_atomic(path, encode_png(rgb.data(), width, height, 3)); }
+void Raster::save_png(const std::string& path) const {
+  write_file_atomic(path, encode_png(rgb.data(), width, height, 3));
+}
 
 namespace {
 Rgb lerp_map(const double (*anchors)[3], int n, double t) {
@@ -119,7 +121,9 @@ Rgb lerp_map(const double (*anchors)[3], int n, double t) {
   double x = t * (n - 1);
   int i = std::min(n - 2, static_cast<int>(x));
   double f = x - i;
-  auto ch = [&](int k) { return static_cast<uint8_t>(std::lround(anchors[i][k] + f * (anchors[i + 1][k] - anchors[i][k]))); };
+  auto ch = [&](int k) {
+    return static_cast<uint8_t>(std::lround(anchors[i][k] + f * (anchors[i + 1][k] - anchors[i][k])));
+  };
   return {ch(0), ch(1), ch(2)};
 }
 }  // namespace
@@ -160,7 +164,8 @@ DisplayImage display_image(const Dataset& ds, int64_t index) {
   for (int64_t c = 0; c < ds.channels; ++c)
     for (int64_t p = 0; p < HW; ++p) {
       int v = src[c * HW + p];
-      d.px[p * ds.channels + c] = static_cast<uint8_t>(hi > lo ? std::lround(255.0 * (v - lo) / (hi - lo)) : (hi > 0 ? 255 : 0));
+      d.px[p * ds.channels + c] =
+          static_cast<uint8_t>(hi > lo ? std::lround(255.0 * (v - lo) / (hi - lo)) : (hi > 0 ? 255 : 0));
     }
   return d;
 }
@@ -213,17 +218,19 @@ GateGridLayout gate_grid_layout(const Config& cfg, int64_t images) {
   L.origin_x = kPad + kLabelW;
   L.origin_y = kPad + (kGateHeaderLines + 1) * kLineH + 14 + kLineH;  // header, colour bar labels, slot numbers
   const int M = static_cast<int>(cfg.memory_slots);
-  L.width = std::max(L.origin_x + M * L.pitch_x + kPad, 2 * kPad + Raster::text_width(std::string(kHeaderChars, 'x'), kTextScale));
+  L.width = std::max(L.origin_x + M * L.pitch_x + kPad,
+                     2 * kPad + Raster::text_width(std::string(kHeaderChars, 'x'), kTextScale));
   L.height = L.origin_y + static_cast<int>(images) * L.pitch_y + kPad;
   return L;
 }
 
-Raster render_gates(const Config& cfg, const Dataset& ds, const std::vector<int64_t>& idx, const std::vector<float>& gate,
-                    int layer) {
+Raster render_gates(const Config& cfg, const Dataset& ds, const std::vector<int64_t>& idx,
+                    const std::vector<float>& gate, int layer) {
   const int64_t B = static_cast<int64_t>(idx.size()), T = cfg.tokens(), M = cfg.memory_slots, H = cfg.memory_heads;
   const int64_t BT = B * T, qoff = cfg.question_dim > 0 ? 1 : 0, p = cfg.patch_size, gw = cfg.image_width / p;
   if (static_cast<int64_t>(gate.size()) != H * M * BT)
-    throw Error("render_gates: gate has " + std::to_string(gate.size()) + " values, expected H·M·B·T = " + std::to_string(H * M * BT));
+    throw Error("render_gates: gate has " + std::to_string(gate.size()) +
+                " values, expected H·M·B·T = " + std::to_string(H * M * BT));
   // Heads summed: w[s, token].
   std::vector<double> w(static_cast<size_t>(M * BT), 0.0);
   for (int64_t h = 0; h < H; ++h)
@@ -236,18 +243,23 @@ Raster render_gates(const Config& cfg, const Dataset& ds, const std::vector<int6
   GateGridLayout L = gate_grid_layout(cfg, B);
   Raster r(L.width, L.height, kBackground.r, kBackground.g, kBackground.b);
   int y = kPad;
-  text(r, kPad, y, "LAYER " + std::to_string(layer) + " BOTTLENECK GATES (WRITE), " + std::to_string(H) + " HEADS SUMMED, TOP-K " +
-                       std::to_string(std::min<int64_t>(cfg.bottleneck, BT)) + " OF " + std::to_string(BT) + " TOKENS");
+  text(r, kPad, y,
+       "LAYER " + std::to_string(layer) + " BOTTLENECK GATES (WRITE), " + std::to_string(H) + " HEADS SUMMED, TOP-K " +
+           std::to_string(std::min<int64_t>(cfg.bottleneck, BT)) + " OF " + std::to_string(BT) + " TOKENS");
   y += kLineH;
   text(r, kPad, y, "ROW: IMAGE. COLUMN: MEMORY SLOT. COLOURED PATCH: THE SLOT SELECTED IT (GATE > 0).", kDimInk);
   y += kLineH;
   text(r, kPad, y, "UNDER A CELL: THE SHARE OF THE SLOT'S GATE (SUMMED OVER HEADS / H) ON THAT IMAGE.", kDimInk);
   y += kLineH;
-  text(r, kPad, y, "THE GATE DEPENDS ON THE WHOLE BATCH: THE WRITE SQUASHES ALL " + std::to_string(B) + " IMAGES' TOKENS.", kDimInk);
+  text(r, kPad, y,
+       "THE GATE DEPENDS ON THE WHOLE BATCH: THE WRITE SQUASHES ALL " + std::to_string(B) + " IMAGES' TOKENS.",
+       kDimInk);
   y += kLineH + 4;
   text(r, kPad, y, "WEIGHT / SLOT MAX:", kDimInk);
   colour_bar(r, kPad + Raster::text_width("WEIGHT / SLOT MAX: ", kTextScale), y, 200, heat, "0", "1");
-  if (qoff) text(r, kPad + Raster::text_width("WEIGHT / SLOT MAX: ", kTextScale) + 220, y, "STRIP UNDER IMAGE: QUESTION TOKEN", kDimInk);
+  if (qoff)
+    text(r, kPad + Raster::text_width("WEIGHT / SLOT MAX: ", kTextScale) + 220, y, "STRIP UNDER IMAGE: QUESTION TOKEN",
+         kDimInk);
   // Slot numbers.
   for (int64_t s = 0; s < M; ++s) text(r, L.cell_x(s), L.origin_y - kLineH, "S" + std::to_string(s));
 
@@ -268,7 +280,8 @@ Raster render_gates(const Config& cfg, const Dataset& ds, const std::vector<int6
             double t = slot_max[s] > 0 ? v / slot_max[s] : 1.0;
             Rgb h = heat(t);
             double a = 0.3 + 0.7 * t;
-            c = {static_cast<uint8_t>(std::lround((1 - a) * c.r + a * h.r)), static_cast<uint8_t>(std::lround((1 - a) * c.g + a * h.g)),
+            c = {static_cast<uint8_t>(std::lround((1 - a) * c.r + a * h.r)),
+                 static_cast<uint8_t>(std::lround((1 - a) * c.g + a * h.g)),
                  static_cast<uint8_t>(std::lround((1 - a) * c.b + a * h.b))};
           } else {
             c = {static_cast<uint8_t>(c.r * 0.6), static_cast<uint8_t>(c.g * 0.6), static_cast<uint8_t>(c.b * 0.6)};
@@ -288,12 +301,25 @@ Raster render_gates(const Config& cfg, const Dataset& ds, const std::vector<int6
   return r;
 }
 
-Raster render_reads(const Config& cfg, const Dataset& ds, const std::vector<int64_t>& idx, const std::vector<float>& read,
-                    int layer) {
+// The image scaled up by `scale` at (x, y), with a faint grid on the patch boundaries.
+void draw_thumbnail(Raster& r, const DisplayImage& img, int x, int y, int scale, int patch) {
+  for (int j = 0; j < img.h * scale; ++j)
+    for (int i = 0; i < img.w * scale; ++i) {
+      const int ix = i / scale, iy = j / scale;
+      Rgb c = display_pixel(img, ix, iy);
+      if ((ix % patch == 0 && i % scale == 0) || (iy % patch == 0 && j % scale == 0))
+        c = {static_cast<uint8_t>(c.r / 2 + 40), static_cast<uint8_t>(c.g / 2 + 40), static_cast<uint8_t>(c.b / 2 + 60)};
+      r.set(x + i, y + j, c.r, c.g, c.b);
+    }
+}
+
+Raster render_reads(const Config& cfg, const Dataset& ds, const std::vector<int64_t>& idx,
+                    const std::vector<float>& read, int layer) {
   const int64_t B = static_cast<int64_t>(idx.size()), T = cfg.tokens(), M = cfg.memory_slots;
   const int64_t qoff = cfg.question_dim > 0 ? 1 : 0, p = cfg.patch_size, gw = cfg.image_width / p;
   if (static_cast<int64_t>(read.size()) != B * T * M)
-    throw Error("render_reads: read weights have " + std::to_string(read.size()) + " values, expected B·T·M = " + std::to_string(B * T * M));
+    throw Error("render_reads: read weights have " + std::to_string(read.size()) +
+                " values, expected B·T·M = " + std::to_string(B * T * M));
   double vmin = 1, vmax = 0;
   for (float v : read) vmin = std::min<double>(vmin, v), vmax = std::max<double>(vmax, v);
   if (!(vmax > vmin)) vmin = 0, vmax = std::max(vmax, 1e-6);
@@ -302,22 +328,28 @@ Raster render_reads(const Config& cfg, const Dataset& ds, const std::vector<int6
   const int ch = static_cast<int>(std::max<int64_t>(3, std::min<int64_t>(12, 480 / T)));
   const int row_label_w = Raster::text_width("T999", kTextScale) + 4;
   const int hm_w = static_cast<int>(M) * cw;
-  const int thumb_scale = std::max<int>(1, static_cast<int>(std::max(hm_w, 96) / std::max<int64_t>(1, cfg.image_width)));
+  const int thumb_scale =
+      std::max<int>(1, static_cast<int>(std::max(hm_w, 96) / std::max<int64_t>(1, cfg.image_width)));
   const int panel_w = std::max<int>(row_label_w + std::max<int>(hm_w, static_cast<int>(cfg.image_width) * thumb_scale),
                                     Raster::text_width("IMAGE 99999 " + std::string(12, 'x'), kTextScale)) + 3 * kPad;
-  const int thumb_w = static_cast<int>(cfg.image_width) * thumb_scale, thumb_h = static_cast<int>(cfg.image_height) * thumb_scale;
+  const int thumb_h = static_cast<int>(cfg.image_height) * thumb_scale;
   const int header = kPad + 4 * kLineH + 16;
   const int top = header + 2 * kLineH + thumb_h + 6 + kLineH;  // image labels, thumbnail, slot numbers
-  const int W = std::max<int>(kPad + static_cast<int>(B) * panel_w + kPad, 2 * kPad + Raster::text_width(std::string(kHeaderChars, 'x'), kTextScale));
+  const int W = std::max<int>(kPad + static_cast<int>(B) * panel_w + kPad,
+                              2 * kPad + Raster::text_width(std::string(kHeaderChars, 'x'), kTextScale));
   const int Ht = top + static_cast<int>(T) * ch + kPad;
   Raster r(W, Ht, kBackground.r, kBackground.g, kBackground.b);
   int y = kPad;
-  text(r, kPad, y, "LAYER " + std::to_string(layer) + " HOPFIELD READ WEIGHTS SOFTMAX_M(BETA U Y^T), AFTER THIS PASS'S WRITE");
+  text(r, kPad, y,
+       "LAYER " + std::to_string(layer) + " HOPFIELD READ WEIGHTS SOFTMAX_M(BETA U Y^T), AFTER THIS PASS'S WRITE");
   y += kLineH;
-  text(r, kPad, y, "PER IMAGE: ROW = TOKEN " + std::string(qoff ? "(Q = QUESTION, THEN " : "(") + "PATCHES ROW-MAJOR, " +
-                       std::to_string(gw) + " A ROW), COLUMN = MEMORY SLOT.", kDimInk);
+  text(r, kPad, y,
+       "PER IMAGE: ROW = TOKEN " + std::string(qoff ? "(Q = QUESTION, THEN " : "(") + "PATCHES ROW-MAJOR, " +
+           std::to_string(gw) + " A ROW), COLUMN = MEMORY SLOT.",
+       kDimInk);
   y += kLineH;
-  text(r, kPad, y, "ROWS SUM TO 1, UNIFORM = 1/M = " + fmt(1.0 / M) + ". COLOUR SCALE: LAYER MIN .. LAYER MAX", kDimInk);
+  text(r, kPad, y, "ROWS SUM TO 1, UNIFORM = 1/M = " + fmt(1.0 / M) + ". COLOUR SCALE: LAYER MIN .. LAYER MAX",
+       kDimInk);
   y += kLineH + 4;
   colour_bar(r, kPad, y, 240, viridis, fmt(vmin), fmt(vmax));
 
@@ -329,15 +361,9 @@ Raster render_reads(const Config& cfg, const Dataset& ds, const std::vector<int6
     // Thumbnail with a faint patch grid, so that row t can be found on the image.
     DisplayImage img = display_image(ds, idx[b]);
     const int ty = yy + kLineH;
-    text(r, hx, yy, fmt(static_cast<double>(gw), "%.0f") + "x" + std::to_string(cfg.image_height / p) + " PATCHES", kDimInk);
-    for (int j = 0; j < thumb_h; ++j)
-      for (int i = 0; i < thumb_w; ++i) {
-        const int ix = i / thumb_scale, iy = j / thumb_scale;
-        Rgb c = display_pixel(img, ix, iy);
-        if ((ix % p == 0 && i % thumb_scale == 0) || (iy % p == 0 && j % thumb_scale == 0))
-          c = {static_cast<uint8_t>(c.r / 2 + 40), static_cast<uint8_t>(c.g / 2 + 40), static_cast<uint8_t>(c.b / 2 + 60)};
-        r.set(hx + i, ty + j, c.r, c.g, c.b);
-      }
+    text(r, hx, yy, fmt(static_cast<double>(gw), "%.0f") + "x" + std::to_string(cfg.image_height / p) + " PATCHES",
+         kDimInk);
+    draw_thumbnail(r, img, hx, ty, thumb_scale, static_cast<int>(p));
     // Slot numbers (every column when there is room, else every 4th).
     const int slot_label_w = Raster::text_width(std::to_string(M - 1), kTextScale) + 2;
     int every = 1;
@@ -360,14 +386,16 @@ Raster render_reads(const Config& cfg, const Dataset& ds, const std::vector<int6
   return r;
 }
 
-std::vector<std::string> write_viz(const AiT& model, const Dataset& ds, const std::string& dir, int64_t start, int64_t count) {
+std::vector<std::string> write_viz(const AiT& model, const Dataset& ds, const std::string& dir, int64_t start,
+                                   int64_t count) {
   const Config& c = model.config();
   if (ds.channels != c.channels || ds.height != c.image_height || ds.width != c.image_width)
-    throw Error("the data's images are " + std::to_string(ds.channels) + "x" + std::to_string(ds.height) + "x" + std::to_string(ds.width) +
-                " (CxHxW), the model expects " + std::to_string(c.channels) + "x" + std::to_string(c.image_height) + "x" +
-                std::to_string(c.image_width));
+    throw Error("the data's images are " + std::to_string(ds.channels) + "x" + std::to_string(ds.height) + "x" +
+                std::to_string(ds.width) + " (CxHxW), the model expects " + std::to_string(c.channels) + "x" +
+                std::to_string(c.image_height) + "x" + std::to_string(c.image_width));
   if (ds.question_dim != c.question_dim)
-    throw Error("the data has questions of " + std::to_string(ds.question_dim) + ", the model expects " + std::to_string(c.question_dim));
+    throw Error("the data has questions of " + std::to_string(ds.question_dim) + ", the model expects " +
+                std::to_string(c.question_dim));
   if (count < 1) throw Error("--count must be at least 1, not " + std::to_string(count));
   if (start < 0 || start >= ds.n)
     throw Error("--start " + std::to_string(start) + " is outside the data's " + std::to_string(ds.n) + " images");
@@ -386,12 +414,17 @@ std::vector<std::string> write_viz(const AiT& model, const Dataset& ds, const st
   if (ec) throw Error(dir + ": cannot create directory (" + ec.message() + ")");
   std::vector<std::string> files;
   std::string readme =
-      "ait viz: one writing pass (write=true, training=false; the memory is not committed) over images " + std::to_string(start) +
-      ".." + std::to_string(start + count - 1) + " as ONE batch of " + std::to_string(count) + ".\n"
-      "Model: " + c.to_json().dump() + "\n\n"
+      "ait viz: one writing pass (write=true, training=false; the memory is not committed) over images " +
+      std::to_string(start) + ".." + std::to_string(start + count - 1) + " as ONE batch of " + std::to_string(count) +
+      ".\n"
+      "Model: " +
+      c.to_json().dump() +
+      "\n\n"
       "NOTE: the bottleneck gate depends on the batch. The write squashes the tokens of every image in the\n"
-      "batch into one set of B*T = " + std::to_string(count * c.tokens()) + " tokens and each memory slot keeps its top-k (k = " +
-      std::to_string(std::min<int64_t>(c.bottleneck, count * c.tokens())) + ") of them, so the same image\n"
+      "batch into one set of B*T = " +
+      std::to_string(count * c.tokens()) + " tokens and each memory slot keeps its top-k (k = " +
+      std::to_string(std::min<int64_t>(c.bottleneck, count * c.tokens())) +
+      ") of them, so the same image\n"
       "in another batch (other --start/--count) can get other gates. The read weights use the memory\n"
       "this pass wrote (gamma'), so they depend on the batch as well.\n\n"
       "Files:\n";
@@ -406,16 +439,24 @@ std::vector<std::string> write_viz(const AiT& model, const Dataset& ds, const st
   }
   readme +=
       "\nlayer{i}_gates.png: one row per image (its dataset index and class on the left), one column per\n"
-      "memory slot (S0..S" + std::to_string(c.memory_slots - 1) + "). Each cell is the input image (per-image min-max stretched to 0..255,\n"
+      "memory slot (S0..S" +
+      std::to_string(c.memory_slots - 1) +
+      "). Each cell is the input image (per-image min-max stretched to 0..255,\n"
       "upscaled nearest-neighbour) with the patches that slot selected painted in heat colours; the\n"
-      "gate is summed over the " + std::to_string(c.memory_heads) + " write heads, a patch is painted when the sum is > 0, and its colour\n"
+      "gate is summed over the " +
+      std::to_string(c.memory_heads) +
+      " write heads, a patch is painted when the sum is > 0, and its colour\n"
       "and opacity (0.3..1) grow with weight / (that slot's largest weight over the batch), dark red\n"
       "(small) to yellow (the slot's largest). Unselected patches are the image dimmed to 60%. The number\n"
       "under a cell is the share of that slot's gate (summed over heads / H) that falls on that image.\n"
       "Heads are summed, not drawn apart: each head keeps its own top-k, the picture shows their union." +
-      std::string(c.question_dim > 0 ? "\nThe strip under each image is the question token (grey: not selected)." : "") + "\n\n"
-      "layer{i}_read.png: per image, a T x M heatmap (rows: tokens" + std::string(c.question_dim > 0 ? ", Q = the question token, then" : ",") +
-      " patches in\nrow-major order; columns: memory slots) of softmax_M(beta * U * Y^T), viridis from the layer's smallest\n"
+      std::string(c.question_dim > 0 ? "\nThe strip under each image is the question token (grey: not selected)."
+                                     : "") +
+      "\n\n"
+      "layer{i}_read.png: per image, a T x M heatmap (rows: tokens" +
+      std::string(c.question_dim > 0 ? ", Q = the question token, then" : ",") +
+      " patches in\nrow-major order; columns: memory slots) of softmax_M(beta * U * Y^T), viridis from the layer's "
+      "smallest\n"
       "to its largest weight (both printed on the colour bar); each row sums to 1 (uniform = 1/M). The thumbnail\n"
       "above shows the image with its patch grid.\n";
   std::string rp = (fs::path(dir) / "README.txt").string();
@@ -477,7 +518,8 @@ MetricsLog read_metrics(const std::string& path) {
       log.epochs.push_back(e);
     }
   }
-  if (log.steps.empty()) throw Error(path + ": no \"kind\": \"step\" lines (" + std::to_string(line_no) + " lines read)");
+  if (log.steps.empty())
+    throw Error(path + ": no \"kind\": \"step\" lines (" + std::to_string(line_no) + " lines read)");
   return log;
 }
 
@@ -533,8 +575,9 @@ struct Series {
   bool markers = false;  // circles instead of a polyline
 };
 
-void panel(std::string& svg, double x0, double y0, double w, double h, const std::string& ylabel, const std::vector<Series>& series,
-           double xlo, double xhi, bool y_from_zero, double ylo_fixed = NAN, double yhi_fixed = NAN) {
+void panel(std::string& svg, double x0, double y0, double w, double h, const std::string& ylabel,
+           const std::vector<Series>& series, double xlo, double xhi, bool y_from_zero, double ylo_fixed = NAN,
+           double yhi_fixed = NAN) {
   double ylo = std::numeric_limits<double>::infinity(), yhi = -ylo;
   for (auto& s : series)
     for (auto& p : s.pts)
@@ -550,29 +593,36 @@ void panel(std::string& svg, double x0, double y0, double w, double h, const std
   svg += "<rect x=\"" + coord(x0) + "\" y=\"" + coord(y0) + "\" width=\"" + coord(w) + "\" height=\"" + coord(h) +
          "\" fill=\"#fcfcfc\" stroke=\"#444\"/>\n";
   for (double v : yt) {
-    svg += "<line x1=\"" + coord(x0) + "\" y1=\"" + coord(Y(v)) + "\" x2=\"" + coord(x0 + w) + "\" y2=\"" + coord(Y(v)) +
-           "\" stroke=\"#e2e2e2\"/>";
-    svg += "<line x1=\"" + coord(x0 - 5) + "\" y1=\"" + coord(Y(v)) + "\" x2=\"" + coord(x0) + "\" y2=\"" + coord(Y(v)) + "\" stroke=\"#444\"/>";
-    svg += "<text x=\"" + coord(x0 - 8) + "\" y=\"" + coord(Y(v) + 4) + "\" text-anchor=\"end\">" + tick_label(v) + "</text>\n";
+    svg += "<line x1=\"" + coord(x0) + "\" y1=\"" + coord(Y(v)) + "\" x2=\"" + coord(x0 + w) + "\" y2=\"" +
+           coord(Y(v)) + "\" stroke=\"#e2e2e2\"/>";
+    svg += "<line x1=\"" + coord(x0 - 5) + "\" y1=\"" + coord(Y(v)) + "\" x2=\"" + coord(x0) + "\" y2=\"" +
+           coord(Y(v)) + "\" stroke=\"#444\"/>";
+    svg += "<text x=\"" + coord(x0 - 8) + "\" y=\"" + coord(Y(v) + 4) + "\" text-anchor=\"end\">" + tick_label(v) +
+           "</text>\n";
   }
   for (double v : xt) {
-    svg += "<line x1=\"" + coord(X(v)) + "\" y1=\"" + coord(y0) + "\" x2=\"" + coord(X(v)) + "\" y2=\"" + coord(y0 + h) +
-           "\" stroke=\"#eeeeee\"/>";
-    svg += "<line x1=\"" + coord(X(v)) + "\" y1=\"" + coord(y0 + h) + "\" x2=\"" + coord(X(v)) + "\" y2=\"" + coord(y0 + h + 5) + "\" stroke=\"#444\"/>";
-    svg += "<text x=\"" + coord(X(v)) + "\" y=\"" + coord(y0 + h + 18) + "\" text-anchor=\"middle\">" + tick_label(v) + "</text>\n";
+    svg += "<line x1=\"" + coord(X(v)) + "\" y1=\"" + coord(y0) + "\" x2=\"" + coord(X(v)) + "\" y2=\"" +
+           coord(y0 + h) + "\" stroke=\"#eeeeee\"/>";
+    svg += "<line x1=\"" + coord(X(v)) + "\" y1=\"" + coord(y0 + h) + "\" x2=\"" + coord(X(v)) + "\" y2=\"" +
+           coord(y0 + h + 5) + "\" stroke=\"#444\"/>";
+    svg += "<text x=\"" + coord(X(v)) + "\" y=\"" + coord(y0 + h + 18) + "\" text-anchor=\"middle\">" + tick_label(v) +
+           "</text>\n";
   }
   svg += "<text x=\"" + coord(x0 + w / 2) + "\" y=\"" + coord(y0 + h + 34) + "\" text-anchor=\"middle\">step</text>\n";
-  svg += "<text transform=\"translate(" + coord(x0 - 58) + "," + coord(y0 + h / 2) + ") rotate(-90)\" text-anchor=\"middle\">" +
-         xml_escape(ylabel) + "</text>\n";
+  svg += "<text transform=\"translate(" + coord(x0 - 58) + "," + coord(y0 + h / 2) +
+         ") rotate(-90)\" text-anchor=\"middle\">" + xml_escape(ylabel) + "</text>\n";
   for (auto& s : series) {
     if (s.markers) {
       for (auto& p : s.pts)
         if (std::isfinite(p.second))
-          svg += "<circle class=\"" + s.cls + "\" cx=\"" + coord(X(p.first)) + "\" cy=\"" + coord(Y(p.second)) + "\" r=\"4.5\" fill=\"" +
-                 s.colour + "\" stroke=\"#000\"><title>" + xml_escape(s.name) + " " + tick_label(p.second) + "</title></circle>\n";
+          svg += "<circle class=\"" + s.cls + "\" cx=\"" + coord(X(p.first)) + "\" cy=\"" + coord(Y(p.second)) +
+                 "\" r=\"4.5\" fill=\"" + s.colour + "\" stroke=\"#000\"><title>" + xml_escape(s.name) + " " +
+                 tick_label(p.second) + "</title></circle>\n";
     } else {
-      svg += "<polyline class=\"" + s.cls + "\" fill=\"none\" stroke=\"" + s.colour + "\" stroke-width=\"1.8\" points=\"";
-      for (size_t i = 0; i < s.pts.size(); ++i) svg += (i ? " " : "") + coord(X(s.pts[i].first)) + "," + coord(Y(s.pts[i].second));
+      svg +=
+          "<polyline class=\"" + s.cls + "\" fill=\"none\" stroke=\"" + s.colour + "\" stroke-width=\"1.8\" points=\"";
+      for (size_t i = 0; i < s.pts.size(); ++i)
+        svg += (i ? " " : "") + coord(X(s.pts[i].first)) + "," + coord(Y(s.pts[i].second));
       svg += "\"/>\n";
     }
   }
@@ -585,10 +635,11 @@ void panel(std::string& svg, double x0, double y0, double w, double h, const std
   for (size_t i = 0; i < series.size(); ++i) {
     double yy = ly + 18.0 * i + 9;
     if (series[i].markers)
-      svg += "<circle cx=\"" + coord(lx + 10) + "\" cy=\"" + coord(yy) + "\" r=\"4.5\" fill=\"" + series[i].colour + "\" stroke=\"#000\"/>";
+      svg += "<circle cx=\"" + coord(lx + 10) + "\" cy=\"" + coord(yy) + "\" r=\"4.5\" fill=\"" + series[i].colour +
+             "\" stroke=\"#000\"/>";
     else
-      svg += "<line x1=\"" + coord(lx) + "\" y1=\"" + coord(yy) + "\" x2=\"" + coord(lx + 22) + "\" y2=\"" + coord(yy) + "\" stroke=\"" +
-             series[i].colour + "\" stroke-width=\"2.5\"/>";
+      svg += "<line x1=\"" + coord(lx) + "\" y1=\"" + coord(yy) + "\" x2=\"" + coord(lx + 22) + "\" y2=\"" + coord(yy) +
+             "\" stroke=\"" + series[i].colour + "\" stroke-width=\"2.5\"/>";
     svg += "<text x=\"" + coord(lx + 30) + "\" y=\"" + coord(yy + 4) + "\">" + xml_escape(series[i].name) + "</text>\n";
   }
   svg += "</g>\n";
@@ -602,8 +653,10 @@ std::string render_curves_svg(const MetricsLog& log, const std::string& title) {
   double xlo = log.steps.front().step, xhi = log.steps.back().step;
   xlo = std::min(0.0, xlo);
   Series loss{"loss (total)", "#1f5fbf", "series-loss", {}}, ce{"cross-entropy", "#e07b00", "series-ce", {}},
-      bal{"balance", "#2a9d3a", "series-balance", {}}, acc{"train accuracy (running)", "#1f5fbf", "series-accuracy", {}},
-      val{"val accuracy (epoch end)", "#d62728", "series-val", {}, true}, lr{"learning rate", "#7b3fbf", "series-lr", {}};
+      bal{"balance", "#2a9d3a", "series-balance", {}},
+      acc{"train accuracy (running)", "#1f5fbf", "series-accuracy", {}},
+      val{"val accuracy (epoch end)", "#d62728", "series-val", {}, true},
+      lr{"learning rate", "#7b3fbf", "series-lr", {}};
   for (auto& s : log.steps) {
     loss.pts.push_back({s.step, s.loss});
     ce.pts.push_back({s.step, s.ce});
@@ -613,10 +666,12 @@ std::string render_curves_svg(const MetricsLog& log, const std::string& title) {
   }
   for (auto& e : log.epochs)
     if (std::isfinite(e.val_accuracy)) val.pts.push_back({e.last_step, e.val_accuracy});
-  std::string svg = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" + coord(W) +
-                    "\" height=\"" + coord(H) + "\" viewBox=\"0 0 " + coord(W) + " " + coord(H) +
-                    "\" font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" fill=\"#ffffff\"/>\n";
-  svg += "<text x=\"" + coord(W / 2) + "\" y=\"28\" text-anchor=\"middle\" font-size=\"16\">" + xml_escape(title) + "</text>\n";
+  std::string svg =
+      "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" + coord(W) +
+      "\" height=\"" + coord(H) + "\" viewBox=\"0 0 " + coord(W) + " " + coord(H) +
+      "\" font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" fill=\"#ffffff\"/>\n";
+  svg += "<text x=\"" + coord(W / 2) + "\" y=\"28\" text-anchor=\"middle\" font-size=\"16\">" + xml_escape(title) +
+         "</text>\n";
   panel(svg, left, top, pw, ph, "loss", {loss, ce, bal}, xlo, xhi, true);
   panel(svg, left, top + ph + gap, pw, ph, "accuracy", {acc, val}, xlo, xhi, true, 0.0, 1.0);
   panel(svg, left, top + 2 * (ph + gap), pw, ph, "learning rate", {lr}, xlo, xhi, true);
@@ -629,7 +684,8 @@ std::string write_curves(const std::string& run_dir, const std::string& out) {
   MetricsLog log = read_metrics(path);
   std::string dest = out.empty() ? (fs::path(run_dir) / "curves.svg").string() : out;
   char title[160];
-  std::snprintf(title, sizeof title, "%s: %zu logged steps, %zu epochs", run_dir.c_str(), log.steps.size(), log.epochs.size());
+  std::snprintf(title, sizeof title, "%s: %zu logged steps, %zu epochs", run_dir.c_str(), log.steps.size(),
+                log.epochs.size());
   std::string svg = render_curves_svg(log, title);
   write_file_atomic(dest, std::vector<uint8_t>(svg.begin(), svg.end()));
   return dest;

@@ -54,12 +54,12 @@ GateGridLayout gate_grid_layout(const Config& cfg, int64_t images);
 // images `idx` of `ds` (the batch of that pass, in order). Heads are summed; a patch whose
 // summed gate is > 0 is overlaid with heat(w / max of that slot over the batch), alpha
 // 0.3..1; the rest of the image is drawn grey (or in its own colours when RGB), dimmed.
-Raster render_gates(const Config& cfg, const Dataset& ds, const std::vector<int64_t>& idx, const std::vector<float>& gate,
-                    int layer);
+Raster render_gates(const Config& cfg, const Dataset& ds, const std::vector<int64_t>& idx,
+                    const std::vector<float>& gate, int layer);
 // Renders one layer's read softmax [B, T, M]: per image a T × M heatmap (viridis, scale 0..max
 // of the layer) under a thumbnail of the image.
-Raster render_reads(const Config& cfg, const Dataset& ds, const std::vector<int64_t>& idx, const std::vector<float>& read,
-                    int layer);
+Raster render_reads(const Config& cfg, const Dataset& ds, const std::vector<int64_t>& idx,
+                    const std::vector<float>& read, int layer);
 
 // Runs one writing pass (write = true, training = false, memory not committed) on the images
 // [start, start + count) of `ds` as one batch and writes into `dir` (created when missing)

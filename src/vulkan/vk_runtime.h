@@ -3,7 +3,7 @@
 // its cache of recorded command buffers (stream.cpp), and the GPU-time profile (profile.cpp).
 //
 // Everything here is internal to the backend (vk_kernels.cpp, devices.cpp); the rest of the
-// program sees only core/kernels.h and core/device.h. Compiled only when AIT_VULKAN is defined.
+// program sees only core/kernels.h and vulkan/device.h. Compiled only when AIT_VULKAN is defined.
 //
 // Execution model. A kernel call appends commands (dispatches, copies, barriers) to the pending
 // segment of the stream; nothing is recorded into Vulkan yet. A barrier is appended before a

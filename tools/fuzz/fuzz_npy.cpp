@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "apps/convert.h"
+#include "io/npy.h"
 #include "memfile.h"
 
 namespace {

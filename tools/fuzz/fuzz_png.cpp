@@ -14,7 +14,7 @@
 #include <cstring>
 #include <vector>
 
-#include "apps/convert.h"
+#include "io/image.h"
 #include "io/inflate.h"
 
 namespace {

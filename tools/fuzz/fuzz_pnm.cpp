@@ -5,7 +5,7 @@
 #include <cstdlib>
 #include <vector>
 
-#include "apps/convert.h"
+#include "io/image.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::vector<uint8_t> bytes(data, data + size);
