@@ -30,7 +30,7 @@ private:
 };
 
 // Linear warmup from 1e-5 over `warmup` steps, then cosine to 1e-6 at `total` steps; the
-// cosine is over the absolute step as in timm's CosineLRScheduler (the reference's schedule).
+// cosine is over the absolute step (spec §4; how the authors' per-epoch schedule differs: §11).
 float learning_rate(int64_t step, int64_t total, int64_t warmup, float base_lr);
 
 struct Batch {
