@@ -20,6 +20,7 @@
 #include "io/json.h"
 #include "core/rng.h"
 #include "io/safetensors.h"
+#include "testutil.h"
 
 using namespace ait;
 
@@ -50,38 +51,7 @@ void expect_error(const std::function<void()>& fn, const std::vector<std::string
 }
 
 // A fresh directory for one test, removed (with its files) at the end.
-class TempDir {
-public:
-  TempDir() {
-    char tmpl[] = "/tmp/ait-io-test-XXXXXX";
-    const char* d = mkdtemp(tmpl);
-    if (!d) throw std::runtime_error("mkdtemp failed");
-    path_ = d;
-  }
-  ~TempDir() {
-    std::string cmd = "rm -rf '" + path_ + "'";
-    if (std::system(cmd.c_str()) != 0) std::fprintf(stderr, "could not remove %s\n", path_.c_str());
-  }
-  std::string file(const std::string& name) const { return path_ + "/" + name; }
-  const std::string& path() const { return path_; }
-  // Names of the entries in the directory.
-  std::vector<std::string> list() const {
-    std::vector<std::string> out;
-    std::string cmd = "ls -A '" + path_ + "'";
-    FILE* p = popen(cmd.c_str(), "r");
-    char line[4096];
-    while (p && std::fgets(line, sizeof line, p)) {
-      std::string s(line);
-      if (!s.empty() && s.back() == '\n') s.pop_back();
-      out.push_back(s);
-    }
-    if (p) pclose(p);
-    return out;
-  }
-
-private:
-  std::string path_;
-};
+using TempDir = test::ScopedTempDir;
 
 void write_raw(const std::string& path, const std::vector<uint8_t>& data) {
   std::ofstream f(path, std::ios::binary);

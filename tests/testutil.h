@@ -6,11 +6,17 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
+#include <cerrno>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <memory>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -36,14 +42,30 @@ inline Tensor random_tensor(const Shape& s, uint64_t seed, float lo = -1.0f, flo
   return Tensor::from(s, random_values(numel(s), seed, lo, hi), dev);
 }
 
-// ‖a − b‖₂ / max(‖b‖₂, floor).
-inline double rel_error(const std::vector<float>& a, const std::vector<float>& b, double floor = 1e-12) {
+// The suite's one relative-error metric, for every comparison of numbers against an expectation:
+//
+//   rel_error(got, want, floor) = ‖got − want‖₂ / max(‖want‖₂, floor)
+//
+// summed in double over all elements (normwise, so one tiny element does not dominate), `want`
+// being the reference. The floor stands in for ‖want‖₂ where the reference can cancel to near
+// 0 while the computation's rounding scales with larger terms (a sum, a mean); callers say what
+// they pass. Equal vectors give 0 (whatever the floor); sizes that differ, and a NaN anywhere,
+// give infinity or NaN (so EXPECT_LE fails).
+template <class A, class B>
+double rel_error(const std::vector<A>& got, const std::vector<B>& want, double floor = 1e-30) {
+  if (got.size() != want.size()) return INFINITY;
   double num = 0, den = 0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    num += (double(a[i]) - b[i]) * (double(a[i]) - b[i]);
-    den += double(b[i]) * b[i];
+  for (size_t i = 0; i < got.size(); ++i) {
+    double d = double(got[i]) - double(want[i]);
+    num += d * d;
+    den += double(want[i]) * double(want[i]);
   }
+  if (num == 0) return 0;
   return std::sqrt(num) / std::max(std::sqrt(den), floor);
+}
+// The same metric for one number: |got − want| / max(|want|, floor).
+inline double rel_error(double got, double want, double floor = 1e-30) {
+  return rel_error(std::vector<double>{got}, std::vector<double>{want}, floor);
 }
 
 // The message of the ait::Error that fn throws, or "(no error)".
@@ -106,6 +128,14 @@ inline void gradcheck(const std::function<Tensor(const std::vector<Tensor>&)>& f
 }
 
 
+// The Khronos validation layer (with synchronization validation) is on for the whole test
+// binary unless AIT_VK_VALIDATION says otherwise; it must be asked for before the first Vulkan
+// instance, hence at static initialisation.
+inline const bool g_vk_validation_default = [] {
+  setenv("AIT_VK_VALIDATION", "1", /*overwrite=*/0);
+  return true;
+}();
+
 // The Vulkan device for a test, with validation messages cleared. A missing device fails the
 // test (CI has lavapipe) unless AIT_SKIP_VULKAN_TESTS=1, which skips it.
 inline Kernels* vulkan_device() {
@@ -129,12 +159,74 @@ inline void expect_no_validation_messages() {
   vk_clear_validation_messages();
 }
 
+// "Suite_Test" of the running test ("suite" outside one).
+inline std::string current_test_label() {
+  const ::testing::TestInfo* t = ::testing::UnitTest::GetInstance()->current_test_info();
+  return t ? std::string(t->test_suite_name()) + "_" + t->name() : "suite";
+}
 
-// An empty directory under the test temp dir (recreated on every call), private to this
-// process so that suites run side by side do not share files.
+// A directory of its own under $TMPDIR (else /tmp), named after the test and made by mkdtemp
+// (unique per process and test, and no clash with another user's leftovers), removed with
+// everything in it when the object goes, also when the test failed or threw.
+class ScopedTempDir {
+public:
+  explicit ScopedTempDir(const std::string& label = current_test_label()) {
+    const char* env = std::getenv("TMPDIR");
+    std::string base = env && *env ? env : "/tmp";
+    std::string name = "ait_";
+    for (char c : label.substr(0, 60)) name += std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
+    std::string tmpl = base + "/" + name + "_XXXXXX";
+    if (!mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp " + tmpl + ": " + std::strerror(errno));
+    path_ = tmpl;
+  }
+  ~ScopedTempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+    if (ec) std::fprintf(stderr, "could not remove %s: %s\n", path_.c_str(), ec.message().c_str());
+  }
+  ScopedTempDir(const ScopedTempDir&) = delete;
+  ScopedTempDir& operator=(const ScopedTempDir&) = delete;
+
+  const std::string& path() const { return path_; }
+  std::string file(const std::string& name) const { return path_ + "/" + name; }
+  // Names of the entries in the directory, sorted.
+  std::vector<std::string> list() const {
+    std::vector<std::string> out;
+    for (const auto& e : std::filesystem::directory_iterator(path_)) out.push_back(e.path().filename().string());
+    std::sort(out.begin(), out.end());
+    return out;
+  }
+
+private:
+  std::string path_;
+};
+
+// The running test's own temporary directory: made on first use, named after the test, and
+// removed by a listener when the test ends (pass, failure or exception alike).
+class TestTempDirCleaner : public ::testing::EmptyTestEventListener {
+public:
+  static std::unique_ptr<ScopedTempDir>& current() {
+    static std::unique_ptr<ScopedTempDir> dir;
+    return dir;
+  }
+  void OnTestEnd(const ::testing::TestInfo&) override { current().reset(); }
+  void OnTestProgramEnd(const ::testing::UnitTest&) override { current().reset(); }
+};
+inline const bool g_test_temp_dir_cleaner = [] {
+  ::testing::UnitTest::GetInstance()->listeners().Append(new TestTempDirCleaner);
+  return true;
+}();
+
+inline const std::string& test_tmpdir() {
+  std::unique_ptr<ScopedTempDir>& dir = TestTempDirCleaner::current();
+  if (!dir) dir = std::make_unique<ScopedTempDir>();
+  return dir->path();
+}
+
+// An empty directory `name` inside the running test's temporary directory (emptied again when
+// called twice with one name).
 inline std::string fresh_tmpdir(const std::string& name) {
-  std::filesystem::path p =
-      std::filesystem::path(::testing::TempDir()) / ("ait_" + std::to_string(getpid()) + "_" + name);
+  std::filesystem::path p = std::filesystem::path(test_tmpdir()) / name;
   std::filesystem::remove_all(p);
   std::filesystem::create_directories(p);
   return p.string();
