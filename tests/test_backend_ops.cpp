@@ -21,7 +21,7 @@
 #include <vector>
 
 #include "backend_ops.h"
-#include "core/device.h"
+#include "vulkan/device.h"
 
 using namespace ait;
 using namespace ait::backend_ops;

@@ -6,7 +6,6 @@
 
 #include <cmath>
 #include <cstdio>
-#include <filesystem>
 #include <fstream>
 
 #include "io/json.h"
@@ -24,13 +23,6 @@ using namespace ait::test;
 namespace {
 
 VulkanKernels* vulkan_or_null() { return dynamic_cast<VulkanKernels*>(test::vulkan_device()); }
-
-// A private directory for one test, removed when the test ends (also on failure).
-struct ScratchDir {
-  std::string path;
-  explicit ScratchDir(const std::string& name) : path(fresh_tmpdir(name)) {}
-  ~ScratchDir() { std::filesystem::remove_all(path); }
-};
 
 // The tiny run's model for a quadrant dataset.
 Config quadrant_config(const Dataset& ds) {
@@ -104,8 +96,7 @@ std::string expect_same_run(VulkanKernels& vk, const std::string& dir, int64_t i
 TEST(ReplayTest, SameLossesAndWeightsAsWithout) {
   VulkanKernels* vk = vulkan_or_null();
   if (!vk) GTEST_SKIP() << "no Vulkan device";
-  ScratchDir tmp("replay_same");
-  std::string dir = expect_same_run(*vk, tmp.path, 64, 7, 5, 20 - 3);
+  std::string dir = expect_same_run(*vk, test_tmpdir(), 64, 7, 5, 20 - 3);
   // A regression record, not a benchmark (on lavapipe the "device" is the same CPU).
   std::printf("[ replay   ] tiny config, batch 16, lavapipe: %.2f ms/step without the cache, %.2f ms/step with\n",
               1e3 * seconds_per_step(dir + "/off", 4), 1e3 * seconds_per_step(dir + "/on", 4));
@@ -116,8 +107,7 @@ TEST(ReplayTest, SameLossesAndWeightsAsWithout) {
 TEST(ReplayTest, SmallerLastBatchRunsAsUsual) {
   VulkanKernels* vk = vulkan_or_null();
   if (!vk) GTEST_SKIP() << "no Vulkan device";
-  ScratchDir tmp("replay_last");
-  expect_same_run(*vk, tmp.path, 40, 8, 3, 3);
+  expect_same_run(*vk, test_tmpdir(), 40, 8, 3, 3);
 }
 
 // Evaluation (frozen and updating memory) replays too, and gives the same bits as without.

@@ -54,7 +54,7 @@ Context::Context(Instance* inst, int index) : fi_(inst->fns()) {
 }
 
 Context::~Context() {
-  // Contexts live for the process (see devices.cpp); this is for completeness only.
+  // Contexts live for the process (see backend.cpp); this is for completeness only.
   {
     std::lock_guard<std::mutex> lock(g_ctx_mu);
     g_contexts.erase(std::remove(g_contexts.begin(), g_contexts.end(), this), g_contexts.end());

@@ -105,7 +105,7 @@ Memory::Memory(const DeviceFns& f, VkDevice device, const DeviceInfo& info, cons
 }
 
 Memory::~Memory() {
-  // Contexts live for the process (see devices.cpp); the device is idle when this runs.
+  // Contexts live for the process (see backend.cpp); the device is idle when this runs.
   collect(UINT64_MAX, true);
 }
 

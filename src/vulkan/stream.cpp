@@ -373,7 +373,8 @@ void Context::wait(Segment& s) {
 
 void Context::wait_all() {
   for (Segment& s : segments_) wait(s);
-  memory_->collect(completed_serial_, false);
+  // With nothing pending either, no command can still name a released buffer.
+  memory_->collect(completed_serial_, pending_.empty());
 }
 
 }  // namespace vk

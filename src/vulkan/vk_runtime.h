@@ -2,7 +2,7 @@
 // memory (memory.cpp), pipelines and their on-disk cache (pipelines.cpp), the command stream with
 // its cache of recorded command buffers (stream.cpp), and the GPU-time profile (profile.cpp).
 //
-// Everything here is internal to the backend (vk_kernels.cpp, devices.cpp); the rest of the
+// Everything here is internal to the backend (vk_kernels.cpp, backend.cpp); the rest of the
 // program sees only core/kernels.h and vulkan/device.h. Compiled only when AIT_VULKAN is defined.
 //
 // Execution model. A kernel call appends commands (dispatches, copies, barriers) to the pending
