@@ -243,10 +243,8 @@ void case_copy_blocks(Bench& b) {
             mag[dst_off + o * dst_stride + j] += std::fabs(s);
           }
         std::vector<float> got = b.read(bd, "copy_blocks");
-        if (acc)
-          b.expect_rel("dst (accumulate)", got, want, 1e-6, norm2(mag));
-        else
-          b.expect_exact("dst (copy)", got, to_float(want));
+        if (acc) b.expect_rel("dst (accumulate)", got, want, 1e-6, norm2(mag));
+        else b.expect_exact("dst (copy)", got, to_float(want));
       }
 }
 
@@ -321,10 +319,9 @@ struct MatmulCase {
 };
 
 std::string describe(const MatmulCase& t) {
-  return "batch " + std::to_string(t.batch) + " " + dims({t.M, t.N, t.K}) + (t.ta ? " Aᵀ" : "") +
-         (t.tb ? " Bᵀ" : "") + (t.shared_b ? " shared B" : "") + (t.bias ? " bias" : "") + " pad " +
-         std::to_string(t.pad) + " off " + std::to_string(t.off) + " alpha " + std::to_string(t.alpha) + " beta " +
-         std::to_string(t.beta);
+  return "batch " + std::to_string(t.batch) + " " + dims({t.M, t.N, t.K}) + (t.ta ? " Aᵀ" : "") + (t.tb ? " Bᵀ" : "") +
+         (t.shared_b ? " shared B" : "") + (t.bias ? " bias" : "") + " pad " + std::to_string(t.pad) + " off " +
+         std::to_string(t.off) + " alpha " + std::to_string(t.alpha) + " beta " + std::to_string(t.beta);
 }
 
 // C = alpha·op(A)·op(B) + beta·C (+ bias[n]) by the triple loop. Floor: ‖Σ_k |alpha·a·b| +
@@ -385,12 +382,12 @@ void case_matmul(Bench& b) {
   for (int tr = 0; tr < 4; ++tr) {
     const bool ta = tr & 1, tb = tr & 2;
     // Thin, wide and deep extents, and K = 0 (C = beta·C + bias).
-    for (auto [M, N, K] : std::vector<std::array<int64_t, 3>>{{1, 200, 13}, {200, 1, 127}, {127, 3, 200}, {13, 200, 1},
-                                                              {3, 127, 200}, {200, 13, 3}, {130, 140, 0}})
+    for (auto [M, N, K] : std::vector<std::array<int64_t, 3>>{
+             {1, 200, 13}, {200, 1, 127}, {127, 3, 200}, {13, 200, 1}, {3, 127, 200}, {200, 13, 3}, {130, 140, 0}})
       cases.push_back({1, M, N, K, ta, tb});
     cases.push_back({1, 13, 5, 0, ta, tb, false, 0, 0, 1.0f, 0.5f, true});
-    cases.push_back({3, 13, 127, 13, ta, tb});                                     // batched
-    cases.push_back({2, 127, 13, 200, ta, tb, /*shared_b=*/true});                 // shared B
+    cases.push_back({3, 13, 127, 13, ta, tb});                      // batched
+    cases.push_back({2, 127, 13, 200, ta, tb, /*shared_b=*/true});  // shared B
     cases.push_back({2, 130, 129, 17, ta, tb, false, /*pad=*/3, /*off=*/5, 0.5f, 0.0f});
     cases.push_back({2, 64, 68, 32, ta, tb, false, /*pad=*/4, /*off=*/8, -1.25f, 0.75f});
     cases.push_back({1, 3, 200, 127, ta, tb, false, 0, 0, 2.0f, 1.0f});
@@ -401,7 +398,6 @@ void case_matmul(Bench& b) {
   uint64_t seed = 0;
   for (const MatmulCase& t : cases) run_matmul_case(b, t, seed++);
 }
-
 
 // ---------------------------------------------------------------------------------------------
 // Optimizer: adamw
@@ -419,8 +415,8 @@ void case_adamw(Bench& b) {
     std::vector<double> p = to_double(p0), m = to_double(m0), v = to_double(v0);
     for (int step = 1; step <= 3; ++step) {
       std::vector<float> g = randn(n, 43 + n + step);
-      const AdamWArgs a{1e-2f, 0.9f, 0.999f, 1e-8f, 0.01f, 1.0f - std::pow(0.9f, float(step)),
-                        1.0f - std::pow(0.999f, float(step))};
+      const AdamWArgs a{
+          1e-2f, 0.9f, 0.999f, 1e-8f, 0.01f, 1.0f - std::pow(0.9f, float(step)), 1.0f - std::pow(0.999f, float(step))};
       Bench::Buf bg = b.input(g);
       b.k().adamw(*bp, *bg, *bm, *bv, n, a);
       for (int64_t i = 0; i < n; ++i) {

@@ -53,10 +53,8 @@ void run_layernorm_case(Bench& b, int64_t rows, int64_t cols, bool constant_rows
     for (int64_t c = 0; c < cols; ++c)
       want_y[r * cols + c] = (x[r * cols + c] - s.mean[r]) * s.rstd[r] * w[c] + bias[c];
   std::vector<float> got_y = b.read(y, "layernorm y");
-  if (constant_rows)
-    b.expect_exact("y (constant rows)", got_y, to_float(want_y));
-  else
-    b.expect_rel("y", got_y, want_y, 1e-5);
+  if (constant_rows) b.expect_exact("y (constant rows)", got_y, to_float(want_y));
+  else b.expect_rel("y", got_y, want_y, 1e-5);
   b.expect_rel("mean", b.read(mean, "layernorm mean"), s.mean, 1e-5, norm2(s.mean_mag));
   b.expect_rel("rstd", b.read(rstd, "layernorm rstd"), s.rstd, 1e-5);
   if (constant_rows) return;

@@ -68,7 +68,7 @@ TEST(CliParser, ValuesFlagsRepeatsAndPositionals) {
   EXPECT_FALSE(a.has("x"));
   EXPECT_EQ(a.get("x", "dflt"), "dflt");
   EXPECT_EQ(a.integer("n", 7), -3);
-  EXPECT_EQ(a.integer("x", 7), 7);  // absent: the fallback
+  EXPECT_EQ(a.integer("x", 7), 7);                                       // absent: the fallback
   EXPECT_TRUE(cli::Args(kDemo, {"--in", "f", "--bogus", "-h"}).help());  // help wins over errors
 }
 
@@ -131,9 +131,9 @@ TEST(CliParser, ClassListsRefuseEmptyAndRepeatedNames) {
 // The programs
 
 TEST(CliPrograms, HelpOnEveryProgramAndCommand) {
-  std::vector<std::pair<std::string, std::string>> runs = {
-      {"ait", "--help"}, {"ait", "-h"}, {"ait", "help"}, {"ait-convert", "--help"}, {"ait-export", "-h"},
-      {"ait-clevr-report", "--help"}};
+  std::vector<std::pair<std::string, std::string>> runs = {{"ait", "--help"},    {"ait", "-h"},
+                                                           {"ait", "help"},      {"ait-convert", "--help"},
+                                                           {"ait-export", "-h"}, {"ait-clevr-report", "--help"}};
   for (const char* c : {"train", "eval", "predict", "info", "dump", "convert", "devices", "viz", "plot"})
     runs.push_back({"ait", std::string(c) + " --help"});
   for (const cli::Subcommand& s : convert_program().commands)
@@ -163,8 +163,8 @@ TEST(CliPrograms, HelpShowsEachCommandsOptions) {
   EXPECT_TRUE(contains(out, "--set KEY=VALUE") && contains(out, "(repeatable)") && contains(out, "--augment")) << out;
   // The folder converter documents its rules.
   ASSERT_EQ(run_program("ait-convert", "folder --help", &out), 0);
-  for (const char* rule : {"sub-folder", "sorted", ".png, .pgm, .ppm", "alpha is", "palettes are expanded",
-                           "16-bit", "interlaced", "P2/P3", "HxW", "height x width"})
+  for (const char* rule : {"sub-folder", "sorted", ".png, .pgm, .ppm", "alpha is", "palettes are expanded", "16-bit",
+                           "interlaced", "P2/P3", "HxW", "height x width"})
     EXPECT_TRUE(contains(out, rule)) << rule << "\n" << out;
 }
 

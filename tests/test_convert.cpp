@@ -14,8 +14,8 @@
 #include <unistd.h>
 
 #include "apps/convert.h"
-#include "io/inflate.h"
 #include "core/rng.h"
+#include "io/inflate.h"
 #include "testutil.h"
 
 namespace fs = std::filesystem;
@@ -35,7 +35,6 @@ void write_bytes(const fs::path& p, const std::vector<uint8_t>& b) {
   std::ofstream f(p, std::ios::binary);
   f.write(reinterpret_cast<const char*>(b.data()), std::streamsize(b.size()));
 }
-
 
 std::vector<uint8_t> random_bytes(size_t n, uint64_t seed) {
   Rng r(seed);
@@ -388,8 +387,7 @@ TEST(ConvertTest, PngEncoderDecoderRoundTrip) {
     ASSERT_EQ(im.height, h);
     ASSERT_EQ(im.channels, ch == 1 ? 1 : 3);
     for (int p = 0; p < w * h; ++p)
-      for (int c = 0; c < im.channels; ++c)
-        ASSERT_EQ(im.pixels[size_t(p * im.channels + c)], px[size_t(p * ch + c)]);
+      for (int c = 0; c < im.channels; ++c) ASSERT_EQ(im.pixels[size_t(p * im.channels + c)], px[size_t(p * ch + c)]);
   }
 }
 
@@ -485,7 +483,7 @@ TEST(ConvertTest, FolderMixedFormatsResizeAndMismatch) {
   const size_t plane = size_t(w * h), img = 3 * plane;
   for (size_t c = 0; c < 3; ++c)
     for (size_t p = 0; p < plane; ++p) {
-      ASSERT_EQ(ds.images[c * plane + p], gray[p]);              // gray expanded
+      ASSERT_EQ(ds.images[c * plane + p], gray[p]);                // gray expanded
       ASSERT_EQ(ds.images[img + c * plane + p], rgba[p * 4 + c]);  // alpha dropped
       ASSERT_EQ(ds.images[2 * img + c * plane + p], rgb[p * 3 + c]);
     }
@@ -528,8 +526,7 @@ TEST(ConvertTest, SplitMovesRowsAndUsesTrainStats) {
     if (iv < size_t(val.n) && std::memcmp(row, val.images.data() + iv * 4096, 4096) == 0 &&
         val.labels[iv] == orig.labels[size_t(i)])
       ++iv;
-    else if (std::memcmp(row, ds.images.data() + it * 4096, 4096) == 0)
-      ++it;
+    else if (std::memcmp(row, ds.images.data() + it * 4096, 4096) == 0) ++it;
   }
   EXPECT_EQ(iv, 5u);
   EXPECT_EQ(it, 15u);
@@ -725,13 +722,17 @@ TEST(ConvertCliTest, FailedSplitRunLeavesNoOutput) {
   write_bytes(dir / "b.bin", cifar10_batch(6, 42));
   std::string out;
   // The training output's folder does not exist: the run fails after the split.
-  int rc = run_program("ait-convert", "cifar10 --input " + d + "/b.bin --split 2 --val-out " + d +
-                                          "/val.safetensors --out " + d + "/missing/train.safetensors", &out);
+  int rc = run_program("ait-convert",
+                       "cifar10 --input " + d + "/b.bin --split 2 --val-out " + d + "/val.safetensors --out " + d +
+                           "/missing/train.safetensors",
+                       &out);
   EXPECT_NE(rc, 0) << out;
   EXPECT_EQ(entries(dir), std::vector<std::string>{"b.bin"}) << out;
   // The same run with a folder that exists writes both, and they hold 4 + 2 rows.
-  rc = run_program("ait-convert", "cifar10 --input " + d + "/b.bin --split 2 --val-out " + d +
-                                      "/val.safetensors --out " + d + "/train.safetensors", &out);
+  rc = run_program(
+      "ait-convert",
+      "cifar10 --input " + d + "/b.bin --split 2 --val-out " + d + "/val.safetensors --out " + d + "/train.safetensors",
+      &out);
   ASSERT_EQ(rc, 0) << out;
   EXPECT_EQ(load_dataset(d + "/train.safetensors").n, 4);
   EXPECT_EQ(load_dataset(d + "/val.safetensors").n, 2);
@@ -754,7 +755,8 @@ TEST(ConvertCliTest, DuplicateClassNamesAreRefused) {
     const size_t space = run.find(' ');
     std::string out;
     EXPECT_NE(run_program(run.substr(0, space), run.substr(space + 1) + " --out " + d + "/o.safetensors", &out), 0)
-        << run << "\n" << out;
+        << run << "\n"
+        << out;
     EXPECT_NE(out.find("--classes"), std::string::npos) << out;
     EXPECT_NE(out.find("'cat'"), std::string::npos) << out;
     EXPECT_FALSE(fs::exists(dir / "o.safetensors")) << run;

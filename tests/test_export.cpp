@@ -58,8 +58,9 @@ TEST(ExportTest, NpyHeaderIsVersion1Aligned) {
   EXPECT_NE(h.find("'fortran_order': False"), std::string::npos) << h;
   EXPECT_NE(h.find("'shape': (2, 3)"), std::string::npos) << h;
   EXPECT_EQ(h.back(), '\n');
-  EXPECT_NE(std::string(reinterpret_cast<const char*>(npy_f32({7}, std::vector<float>(7)).data()) + 10, 60).find("(7,)"),
-            std::string::npos);
+  EXPECT_NE(
+      std::string(reinterpret_cast<const char*>(npy_f32({7}, std::vector<float>(7)).data()) + 10, 60).find("(7,)"),
+      std::string::npos);
   EXPECT_NE(std::string(reinterpret_cast<const char*>(npy_f32({}, {1.5f}).data()) + 10, 60).find("'shape': ()"),
             std::string::npos);
   NpyArray a = parse_npy(b, "b");
@@ -186,7 +187,9 @@ TEST(ExportTest, ImportErrorsNameTheTensor) {
   {
     SafeTensors st = good;
     st.tensors.erase("transformer.layers.1.1.fn.memoryupdate.mha.w_ks.weight");
-    expect_error(st, "'transformer.layers.1.1.fn.memoryupdate.mha.w_ks.weight' (ours: 'layers.1.gwl.write.k.weight') is missing");
+    expect_error(
+        st,
+        "'transformer.layers.1.1.fn.memoryupdate.mha.w_ks.weight' (ours: 'layers.1.gwl.write.k.weight') is missing");
   }
   {
     SafeTensors st = good;

@@ -16,13 +16,13 @@
 #include <string>
 #include <vector>
 
+#include "../tools/fuzz/memfile.h"
 #include "apps/convert.h"
 #include "io/dataset.h"
 #include "io/idx.h"
 #include "io/inflate.h"
 #include "io/json.h"
 #include "io/safetensors.h"
-#include "../tools/fuzz/memfile.h"
 
 // Every header the targets include is included above, so the #includes inside the targets
 // are no-ops and only their code lands in the namespaces below.
@@ -74,10 +74,14 @@ using Target = int (*)(const uint8_t*, size_t);
 
 const std::map<std::string, Target>& targets() {
   static const std::map<std::string, Target> t = {
-      {"png", fuzz_png::ait_fuzz_png_one},       {"pnm", fuzz_pnm::ait_fuzz_pnm_one},
-      {"npy", fuzz_npy::ait_fuzz_npy_one},       {"cifar", fuzz_cifar::ait_fuzz_cifar_one},
-      {"inflate", fuzz_inflate::ait_fuzz_inflate_one}, {"json", fuzz_json::ait_fuzz_json_one},
-      {"safetensors", fuzz_safetensors::ait_fuzz_safetensors_one}, {"idx", fuzz_idx::ait_fuzz_idx_one},
+      {"png", fuzz_png::ait_fuzz_png_one},
+      {"pnm", fuzz_pnm::ait_fuzz_pnm_one},
+      {"npy", fuzz_npy::ait_fuzz_npy_one},
+      {"cifar", fuzz_cifar::ait_fuzz_cifar_one},
+      {"inflate", fuzz_inflate::ait_fuzz_inflate_one},
+      {"json", fuzz_json::ait_fuzz_json_one},
+      {"safetensors", fuzz_safetensors::ait_fuzz_safetensors_one},
+      {"idx", fuzz_idx::ait_fuzz_idx_one},
   };
   return t;
 }

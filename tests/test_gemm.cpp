@@ -17,8 +17,8 @@
 #include <string>
 #include <vector>
 
-#include "cpu/gemm.h"
 #include "core/rng.h"
+#include "cpu/gemm.h"
 #include "cpu/threadpool.h"
 
 namespace {
@@ -49,15 +49,15 @@ struct Case {
   int64_t M = 1, N = 1, K = 1;
   float alpha = 1.0f, beta = 0.0f;
   int64_t pad_a = 0, pad_b = 0, pad_c = 0;  // extra columns per stored row
-  bool nan_c = false;                        // fill C with NaN (only meaningful with beta == 0)
+  bool nan_c = false;                       // fill C with NaN (only meaningful with beta == 0)
   uint64_t seed = 1;
 };
 
 std::string describe(const Case& c) {
   return "ta=" + std::to_string(c.ta) + " tb=" + std::to_string(c.tb) + " M=" + std::to_string(c.M) +
          " N=" + std::to_string(c.N) + " K=" + std::to_string(c.K) + " alpha=" + std::to_string(c.alpha) +
-         " beta=" + std::to_string(c.beta) + " pads=" + std::to_string(c.pad_a) + "," +
-         std::to_string(c.pad_b) + "," + std::to_string(c.pad_c);
+         " beta=" + std::to_string(c.beta) + " pads=" + std::to_string(c.pad_a) + "," + std::to_string(c.pad_b) + "," +
+         std::to_string(c.pad_c);
 }
 
 // Runs one product and checks every element (and that C's padding is untouched).
@@ -92,8 +92,8 @@ int64_t run_case(const Case& c) {
       const double got = C.v[i * C.ld + j];
       if (!(std::fabs(got - ref) <= tol)) {
         if (++bad <= 3)
-          ADD_FAILURE() << describe(c) << ": C[" << i << "," << j << "] = " << got << ", expected " << ref
-                        << " (tol " << tol << ")";
+          ADD_FAILURE() << describe(c) << ": C[" << i << "," << j << "] = " << got << ", expected " << ref << " (tol "
+                        << tol << ")";
       }
     }
     for (int64_t j = c.N; j < C.ld; ++j) {
@@ -134,8 +134,8 @@ private:
 
 TEST(GemmTest, OddShapesAllTransposes) {
   // Sizes straddle every tile and block edge in use (14 x 32, 6 x 16, 4 x 8 tiles).
-  const std::vector<int64_t> sizes = small_scale() ? std::vector<int64_t>{1, 3, 13, 33, 129}
-                                                   : std::vector<int64_t>{1, 3, 13, 127, 128, 129};
+  const std::vector<int64_t> sizes =
+      small_scale() ? std::vector<int64_t>{1, 3, 13, 33, 129} : std::vector<int64_t>{1, 3, 13, 127, 128, 129};
   uint64_t seed = 100;
   for (int64_t M : sizes)
     for (int64_t N : sizes)
@@ -153,9 +153,9 @@ TEST(GemmTest, TileEdges) {
 TEST(GemmTest, DegenerateShapes) {
   uint64_t seed = 300;
   const int64_t shapes[][3] = {
-      {1, 1, 1},   {1, 1, 1000}, {1, 1, 5000}, {1, 700, 1},  {700, 1, 1},   {1, 300, 90},
-      {300, 1, 90}, {2, 2, 1},   {64, 64, 1},  {129, 257, 1}, {513, 3, 7},  {3, 513, 7},
-      {5, 40, 3100}, {40, 5, 3100},  // several K blocks with a single row / column tile
+      {1, 1, 1},   {1, 1, 1000},  {1, 1, 5000}, {1, 700, 1}, {700, 1, 1},   {1, 300, 90},  {300, 1, 90}, {2, 2, 1},
+      {64, 64, 1}, {129, 257, 1}, {513, 3, 7},  {3, 513, 7}, {5, 40, 3100}, {40, 5, 3100},  // several K blocks with a
+                                                                                            // single row / column tile
   };
   for (const auto& s : shapes) ASSERT_EQ(run_all_transposes(sized(s[0], s[1], s[2], 2, 1, 3), seed), 0);
 }
@@ -202,12 +202,9 @@ TEST(GemmTest, KZeroScalesC) {
     for (int i = 0; i < 2; ++i) {
       for (int j = 0; j < 2; ++j) {
         const float got = C[i * 3 + j], c0 = C0[i * 3 + j];
-        if (beta == 0.0f)
-          EXPECT_EQ(got, 0.0f);
-        else if (std::isnan(c0))
-          EXPECT_TRUE(std::isnan(got));
-        else
-          EXPECT_EQ(got, beta * c0);
+        if (beta == 0.0f) EXPECT_EQ(got, 0.0f);
+        else if (std::isnan(c0)) EXPECT_TRUE(std::isnan(got));
+        else EXPECT_EQ(got, beta * c0);
       }
       EXPECT_EQ(std::memcmp(&C[i * 3 + 2], &C0[i * 3 + 2], sizeof(float)), 0);
     }
@@ -266,8 +263,7 @@ TEST(GemmTest, ThreadCountIndependenceSmallAndMedium) {
       ait::set_num_threads(threads);
       std::vector<float> C(static_cast<size_t>(s[0] * s[1]), kNaN);
       ait::sgemm(false, false, s[0], s[1], s[2], 1.0f, A.data(), A.ld, B.data(), B.ld, 0.0f, C.data(), s[1]);
-      if (first.empty())
-        first = C;
+      if (first.empty()) first = C;
       else
         EXPECT_EQ(std::memcmp(first.data(), C.data(), C.size() * sizeof(float)), 0)
             << s[0] << "x" << s[1] << "x" << s[2] << " at " << threads << " threads";

@@ -10,8 +10,8 @@
 #include <cstdlib>
 
 #include "io/safetensors.h"
-#include "testutil.h"
 #include "model/train.h"
+#include "testutil.h"
 
 using namespace ait;
 
@@ -19,7 +19,8 @@ namespace {
 
 // The source tree's golden folder; AIT_SOURCE_DIR in the environment overrides the build's
 // path (a test binary carried to another machine).
-const std::string kGolden = std::string(std::getenv("AIT_SOURCE_DIR") ? std::getenv("AIT_SOURCE_DIR") : AIT_SOURCE_DIR) + "/tests/golden/";
+const std::string kGolden =
+    std::string(std::getenv("AIT_SOURCE_DIR") ? std::getenv("AIT_SOURCE_DIR") : AIT_SOURCE_DIR) + "/tests/golden/";
 
 double tolerance_for(const std::string& name) {
   if (name.rfind("grad.", 0) == 0 || name == "step_losses" || name.rfind("memory.final.", 0) == 0) return 1e-4;
@@ -92,4 +93,5 @@ TEST_P(Golden, VulkanDumpMatchesPyTorch) {
   test::expect_no_validation_messages();
 }
 
-INSTANTIATE_TEST_SUITE_P(Cases, Golden, ::testing::Values("tiny_select", "tiny_question", "tiny_noselect", "tiny_single"));
+INSTANTIATE_TEST_SUITE_P(Cases, Golden,
+                         ::testing::Values("tiny_select", "tiny_question", "tiny_noselect", "tiny_single"));

@@ -14,11 +14,11 @@
 #include <string>
 #include <vector>
 
+#include "core/rng.h"
 #include "io/dataset.h"
 #include "io/idx.h"
 #include "io/inflate.h"
 #include "io/json.h"
-#include "core/rng.h"
 #include "io/safetensors.h"
 #include "testutil.h"
 
@@ -431,16 +431,16 @@ TEST(InflateTest, DynamicHeaderErrors) {
     w.code(18, 5);
     w.bits(138 - 11, 7);  // 98..235
     w.code(18, 5);
-    w.bits(20 - 11, 7);  // 236..255
-    w.code(2, 5);        // 256: 2 bits
+    w.bits(20 - 11, 7);             // 236..255
+    w.code(2, 5);                   // 256: 2 bits
     w.code(with_match ? 2 : 0, 5);  // 257 (length 3): 2 bits, or unused
-    w.code(0, 5);        // no distance codes
+    w.code(0, 5);                   // no distance codes
     return w;
   };
   {
     BitWriter w = incomplete(false);
     for (int i = 0; i < 3; ++i) w.code(0, 1);  // "aaa"
-    w.code(2, 2);                               // end of block
+    w.code(2, 2);                              // end of block
     std::vector<uint8_t> b = w.out;
     EXPECT_EQ(str_of(inflate_raw(b.data(), b.size(), "dyn.bin")), "aaa");
     BitWriter bad = incomplete(false);
@@ -470,8 +470,7 @@ TEST(InflateTest, CorruptZlibStreams) {
   std::vector<uint8_t> trailing = z;
   trailing.push_back(0);
   expect_error([&] { zlib_decompress(trailing.data(), trailing.size(), "a.z"); }, {"a.z", "trailing"});
-  for (size_t n = 0; n < z.size(); ++n)
-    expect_error([&] { zlib_decompress(z.data(), n, "cut.z"); }, {"cut.z"});
+  for (size_t n = 0; n < z.size(); ++n) expect_error([&] { zlib_decompress(z.data(), n, "cut.z"); }, {"cut.z"});
 }
 
 // ============================================================================================
@@ -674,10 +673,13 @@ TEST(SafetensorsTest, RoundTrip) {
 
 TEST(SafetensorsTest, ReadsHandWrittenStandardFile) {
   // As the reference implementation lays it out: header padded with spaces, F32 little-endian.
-  std::string header = "{\"__metadata__\":{\"k\":\"v\"},\"w\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
-                       "\"i\":{\"dtype\":\"I64\",\"shape\":[1],\"data_offsets\":[8,16]}}";
+  std::string header =
+      "{\"__metadata__\":{\"k\":\"v\"},\"w\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
+      "\"i\":{\"dtype\":\"I64\",\"shape\":[1],\"data_offsets\":[8,16]}}";
   while (header.size() % 8) header += ' ';
-  std::vector<uint8_t> data = unhex("0000803f000000c0" "0300000000000000");
+  std::vector<uint8_t> data = unhex(
+      "0000803f000000c0"
+      "0300000000000000");
   std::vector<uint8_t> f = st_file(header, data);
   SafeTensors st = parse_safetensors(f.data(), f.size(), "hand.safetensors");
   EXPECT_EQ(st.metadata.at("k"), "v");
@@ -697,11 +699,13 @@ TEST(SafetensorsTest, HostileHeaders) {
   expect_error([&] { parse_safetensors(f.data(), f.size(), "model.safetensors"); },
                {"model.safetensors", "header length 200 runs past the end of the file (10 bytes)"});
   f[7] = 0x80;  // 2^63 + 200: no overflow in the check
-  expect_error([&] { parse_safetensors(f.data(), f.size(), "model.safetensors"); }, {"model.safetensors", "header length"});
+  expect_error([&] { parse_safetensors(f.data(), f.size(), "model.safetensors"); },
+               {"model.safetensors", "header length"});
   expect_st_error("{\"t\": {", {}, {"invalid JSON", "line 1"});
   expect_st_error("[1, 2]", {}, {"not a JSON object"});
   expect_st_error("", {}, {"not a JSON object"});
-  expect_st_error(T("\"dtype\":\"F99\",\"shape\":[2],\"data_offsets\":[0,8]"), d8, {"tensor 't'", "unknown dtype 'F99'"});
+  expect_st_error(T("\"dtype\":\"F99\",\"shape\":[2],\"data_offsets\":[0,8]"), d8,
+                  {"tensor 't'", "unknown dtype 'F99'"});
   expect_st_error(T("\"dtype\":7,\"shape\":[2],\"data_offsets\":[0,8]"), d8, {"tensor 't'", "dtype is a number"});
   expect_st_error(T("\"shape\":[2],\"data_offsets\":[0,8]"), d8, {"tensor 't'", "missing \"dtype\""});
   expect_st_error(T("\"dtype\":\"F32\",\"data_offsets\":[0,8]"), d8, {"tensor 't'", "missing \"shape\""});
@@ -710,29 +714,35 @@ TEST(SafetensorsTest, HostileHeaders) {
                   {"tensor 't'", "dtype F32 and shape [3] need 12 bytes but data_offsets [0, 8] hold 8"});
   expect_st_error(T("\"dtype\":\"F32\",\"shape\":[-2],\"data_offsets\":[0,8]"), d8, {"tensor 't'", "shape[0] is -2"});
   expect_st_error(T("\"dtype\":\"F32\",\"shape\":[2.5],\"data_offsets\":[0,8]"), d8, {"tensor 't'", "shape[0]"});
-  expect_st_error(T("\"dtype\":\"F32\",\"shape\":\"2\",\"data_offsets\":[0,8]"), d8, {"tensor 't'", "shape is a string"});
-  expect_st_error(T("\"dtype\":\"F32\",\"shape\":[1099511627776,1099511627776,1099511627776],\"data_offsets\":[0,8]"), d8,
-                  {"tensor 't'", "more elements than the file has bytes"});
-  expect_st_error(T("\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0]"), d8, {"tensor 't'", "expected [begin, end]"});
+  expect_st_error(T("\"dtype\":\"F32\",\"shape\":\"2\",\"data_offsets\":[0,8]"), d8,
+                  {"tensor 't'", "shape is a string"});
+  expect_st_error(T("\"dtype\":\"F32\",\"shape\":[1099511627776,1099511627776,1099511627776],\"data_offsets\":[0,8]"),
+                  d8, {"tensor 't'", "more elements than the file has bytes"});
+  expect_st_error(T("\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0]"), d8,
+                  {"tensor 't'", "expected [begin, end]"});
   expect_st_error(T("\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[8,0]"), d8, {"tensor 't'", "end before"});
   expect_st_error(T("\"dtype\":\"F32\",\"shape\":[1024],\"data_offsets\":[0,4096]"), std::vector<uint8_t>(3000),
                   {"tensor 't'", "data_offsets [0, 4096] run past the end of the file (3000 data bytes)"});
-  expect_st_error(T("\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,1e300]"), d8, {"tensor 't'", "data_offsets[1]"});
+  expect_st_error(T("\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,1e300]"), d8,
+                  {"tensor 't'", "data_offsets[1]"});
   expect_st_error("{\"t\":[1]}", d8, {"tensor 't'", "expected an object"});
   expect_st_error("{\"__metadata__\":{\"a\":1}}", {}, {"__metadata__ entry 'a' is a number"});
   expect_st_error("{\"__metadata__\":[]}", {}, {"__metadata__ is an array"});
   // Tiling: overlap, gap, trailing bytes.
-  expect_st_error("{\"a\":{\"dtype\":\"U8\",\"shape\":[6],\"data_offsets\":[0,6]},"
-                  "\"b\":{\"dtype\":\"U8\",\"shape\":[4],\"data_offsets\":[4,8]}}",
-                  d8, {"tensor 'b'", "overlap tensor 'a'"});
-  expect_st_error("{\"a\":{\"dtype\":\"U8\",\"shape\":[2],\"data_offsets\":[0,2]},"
-                  "\"b\":{\"dtype\":\"U8\",\"shape\":[4],\"data_offsets\":[4,8]}}",
-                  d8, {"tensor 'b'", "unused"});
+  expect_st_error(
+      "{\"a\":{\"dtype\":\"U8\",\"shape\":[6],\"data_offsets\":[0,6]},"
+      "\"b\":{\"dtype\":\"U8\",\"shape\":[4],\"data_offsets\":[4,8]}}",
+      d8, {"tensor 'b'", "overlap tensor 'a'"});
+  expect_st_error(
+      "{\"a\":{\"dtype\":\"U8\",\"shape\":[2],\"data_offsets\":[0,2]},"
+      "\"b\":{\"dtype\":\"U8\",\"shape\":[4],\"data_offsets\":[4,8]}}",
+      d8, {"tensor 'b'", "unused"});
   expect_st_error(T("\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]"), d8,
                   {"data section has 8 bytes but the tensors cover 4"});
-  expect_st_error("{\"a\":{\"dtype\":\"U8\",\"shape\":[8],\"data_offsets\":[0,8]},"
-                  "\"a\":{\"dtype\":\"U8\",\"shape\":[8],\"data_offsets\":[0,8]}}",
-                  d8, {"duplicate key"});
+  expect_st_error(
+      "{\"a\":{\"dtype\":\"U8\",\"shape\":[8],\"data_offsets\":[0,8]},"
+      "\"a\":{\"dtype\":\"U8\",\"shape\":[8],\"data_offsets\":[0,8]}}",
+      d8, {"duplicate key"});
 }
 
 TEST(SafetensorsTest, TruncatedAtEveryLength) {
@@ -930,16 +940,22 @@ TEST(DatasetTest, LoadRejectsBadFiles) {
     st.add(name, std::move(t));
   };
 
-  rejects([&](SafeTensors& st) { replace(st, "labels", StTensor::from_i32({4}, {0, 1, 3, 2})); },
-          {path, "tensor 'labels'", "label 3 at index 2 is outside [0, 3)"});
+  rejects(
+      [&](SafeTensors& st) {
+        replace(st, "labels", StTensor::from_i32({4}, {0, 1, 3, 2}));
+      },
+      {path, "tensor 'labels'", "label 3 at index 2 is outside [0, 3)"});
 
   SafeTensors wide = dataset_to_safetensors(ds);
   replace(wide, "labels", StTensor::from_i64({4}, {0, 1, 2, 2}));  // I64 labels are accepted
   write_safetensors(path, wide);
   EXPECT_EQ(load_dataset(path).labels, (std::vector<int32_t>{0, 1, 2, 2}));
 
-  rejects([&](SafeTensors& st) { replace(st, "labels", StTensor::from_i32({3}, {0, 1, 2})); },
-          {path, "tensor 'labels'", "does not match the 4 images"});
+  rejects(
+      [&](SafeTensors& st) {
+        replace(st, "labels", StTensor::from_i32({3}, {0, 1, 2}));
+      },
+      {path, "tensor 'labels'", "does not match the 4 images"});
   rejects([](SafeTensors& st) { st.metadata["format"] = "ait"; }, {path, "'format' is 'ait'"});
   rejects([](SafeTensors& st) { st.metadata["version"] = "2"; }, {path, "version '2'"});
   rejects([](SafeTensors& st) { st.metadata.erase("classes"); }, {path, "no 'classes'"});
@@ -949,14 +965,24 @@ TEST(DatasetTest, LoadRejectsBadFiles) {
   rejects([](SafeTensors& st) { st.metadata["std"] = "[0.5, 0.5"; }, {path, "'std'", "invalid JSON"});
   std::vector<float> q = ds.questions;
   q[5] = std::nanf("");
-  rejects([&](SafeTensors& st) { replace(st, "questions", StTensor::from_f32({4, 2}, q)); },
-          {path, "tensor 'questions'", "[2, 1] is not finite"});
+  rejects(
+      [&](SafeTensors& st) {
+        replace(st, "questions", StTensor::from_f32({4, 2}, q));
+      },
+      {path, "tensor 'questions'", "[2, 1] is not finite"});
   rejects([](SafeTensors& st) { st.tensors.erase("images"); }, {path, "no tensor 'images'"});
-  rejects([&](SafeTensors& st) { replace(st, "images", StTensor::from_f32({4, 3, 2, 2}, std::vector<float>(48, 0.f))); },
-          {path, "tensor 'images'", "expected U8"});
-  rejects([&](SafeTensors& st) { replace(st, "images", StTensor::from_u8({4, 12}, ds.images)); },
-          {path, "tensor 'images'", "expected 4 [N, C, H, W]"});
-  rejects([](SafeTensors& st) { st.add("stray", StTensor::from_f32({1}, {0.f})); }, {path, "unexpected tensor 'stray'"});
+  rejects(
+      [&](SafeTensors& st) {
+        replace(st, "images", StTensor::from_f32({4, 3, 2, 2}, std::vector<float>(48, 0.f)));
+      },
+      {path, "tensor 'images'", "expected U8"});
+  rejects(
+      [&](SafeTensors& st) {
+        replace(st, "images", StTensor::from_u8({4, 12}, ds.images));
+      },
+      {path, "tensor 'images'", "expected 4 [N, C, H, W]"});
+  rejects([](SafeTensors& st) { st.add("stray", StTensor::from_f32({1}, {0.f})); },
+          {path, "unexpected tensor 'stray'"});
 
   expect_error([&] { load_dataset(dir.file("missing.safetensors")); }, {dir.file("missing.safetensors")});
 }
@@ -1003,8 +1029,11 @@ TEST(DatasetTest, FromIdxFiles) {
   for (uint8_t v : {1, 0, 1, 0}) four.push_back(v);
   std::string lp4 = dir.file("four-labels-idx1-ubyte");
   write_raw(lp4, four);
-  expect_error([&] { dataset_from_idx(ip, lp4, {"no", "yes"}, "s"); },
-               {ip + " has 3 images but " + lp4 + " has 4 labels"});
+  expect_error(
+      [&] {
+        dataset_from_idx(ip, lp4, {"no", "yes"}, "s");
+      },
+      {ip + " has 3 images but " + lp4 + " has 4 labels"});
   expect_error([&] { dataset_from_idx(ip, lp, {"only"}, "s"); }, {lp, "label 1 at index 0 is outside [0, 1)"});
   expect_error([&] { dataset_from_idx(lp, lp, {"a", "b"}, "s"); }, {lp, "expected 3 dimensions"});
   EXPECT_EQ(fashion_mnist_classes().size(), 10u);
@@ -1041,10 +1070,10 @@ void mutate_and_check(const std::vector<uint8_t>& seed, const std::string& sourc
       uint64_t kind = rng.below(4);
       if (m.empty()) kind = 3;
       size_t at = m.empty() ? 0 : size_t(rng.below(m.size()));
-      if (kind == 0) m[at] ^= uint8_t(1u << rng.below(8));                     // flip a bit
-      else if (kind == 1) m[at] = uint8_t(rng.next_u32());                      // replace a byte
-      else if (kind == 2) m.resize(at);                                         // truncate
-      else m.insert(m.begin() + long(at), uint8_t(rng.next_u32()));             // insert a byte
+      if (kind == 0) m[at] ^= uint8_t(1u << rng.below(8));           // flip a bit
+      else if (kind == 1) m[at] = uint8_t(rng.next_u32());           // replace a byte
+      else if (kind == 2) m.resize(at);                              // truncate
+      else m.insert(m.begin() + long(at), uint8_t(rng.next_u32()));  // insert a byte
     }
     try {
       decode(m);

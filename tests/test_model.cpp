@@ -3,8 +3,8 @@
 // and the memory update's closed form.
 #include <cmath>
 
-#include "model/model.h"
 #include "io/safetensors.h"
+#include "model/model.h"
 #include "testutil.h"
 
 using namespace ait;
@@ -72,7 +72,8 @@ TEST_P(ModelGrad, FiniteDifferences) {
       if (std::fabs(right - left) > 0.05 * std::max(std::fabs(right), std::fabs(left)) + 5e-4) continue;
       n.push_back(static_cast<float>((lp - lm) / (2 * h)));
       a.push_back(g[i]);
-      if (std::getenv("AIT_DEBUG_GRAD")) std::printf("%s[%zu] analytic %g numeric %g\n", name.c_str(), i, g[i], n.back());
+      if (std::getenv("AIT_DEBUG_GRAD"))
+        std::printf("%s[%zu] analytic %g numeric %g\n", name.c_str(), i, g[i], n.back());
     }
     EXPECT_GE(a.size(), 4u) << name << ": too many entries near a selection change";
     p.copy_from(base);
@@ -165,11 +166,20 @@ TEST(Checkpoint, RoundTripAndRejections) {
     }
   };
   expect_error([](SafeTensors& st) { st.metadata["version"] = "2"; }, "unknown checkpoint version '2'");
-  expect_error([](SafeTensors& st) { st.tensors.erase("layers.1.gwl.read.bias"); }, "'layers.1.gwl.read.bias' is missing");
-  expect_error([](SafeTensors& st) { st.add("layers.9.extra", StTensor::from_f32({1}, {0.0f})); }, "unexpected tensor 'layers.9.extra'");
-  expect_error([](SafeTensors& st) { st.tensors["head.proj.bias"] = StTensor::from_f32({3}, {0, 0, 0}); },
-               "'head.proj.bias' has shape [3]");
-  expect_error([](SafeTensors& st) { st.tensors["head.proj.bias"] = StTensor::from_i32({5}, {0, 0, 0, 0, 0}); },
-               "'head.proj.bias' has dtype I32");
-  expect_error([](SafeTensors& st) { st.metadata["config"] = "{\"dim\": 12, \"bogus\": 1}"; }, "unknown config key 'bogus'");
+  expect_error([](SafeTensors& st) { st.tensors.erase("layers.1.gwl.read.bias"); },
+               "'layers.1.gwl.read.bias' is missing");
+  expect_error([](SafeTensors& st) { st.add("layers.9.extra", StTensor::from_f32({1}, {0.0f})); },
+               "unexpected tensor 'layers.9.extra'");
+  expect_error(
+      [](SafeTensors& st) {
+        st.tensors["head.proj.bias"] = StTensor::from_f32({3}, {0, 0, 0});
+      },
+      "'head.proj.bias' has shape [3]");
+  expect_error(
+      [](SafeTensors& st) {
+        st.tensors["head.proj.bias"] = StTensor::from_i32({5}, {0, 0, 0, 0, 0});
+      },
+      "'head.proj.bias' has dtype I32");
+  expect_error([](SafeTensors& st) { st.metadata["config"] = "{\"dim\": 12, \"bogus\": 1}"; },
+               "unknown config key 'bogus'");
 }

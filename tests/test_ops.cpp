@@ -5,8 +5,8 @@
 #include <algorithm>
 #include <numeric>
 
-#include "testutil.h"
 #include "cpu/threadpool.h"
+#include "testutil.h"
 
 using namespace ait;
 using namespace ait::test;
@@ -21,12 +21,14 @@ std::vector<float> broadcast_rows(const std::vector<float>& row, int n) {
   return out;
 }
 
-
 }  // namespace
 
 TEST(OpsGrad, BinaryBroadcast) {
-  struct Case { Shape a, b; };
-  std::vector<Case> cases = {{{3, 13}, {13}}, {{1, 3}, {3, 1}}, {{13, 1, 3}, {1, 127, 3}}, {{128}, {128}}, {{1}, {1}}, {{2, 3, 4}, {}}};
+  struct Case {
+    Shape a, b;
+  };
+  std::vector<Case> cases = {{{3, 13}, {13}}, {{1, 3}, {3, 1}}, {{13, 1, 3}, {1, 127, 3}},
+                             {{128}, {128}},  {{1}, {1}},       {{2, 3, 4}, {}}};
   uint64_t seed = 1;
   for (auto& c : cases) {
     Tensor a = random_tensor(c.a, seed++), b = random_tensor(c.b, seed++, 0.5f, 1.5f);
@@ -162,8 +164,10 @@ TEST(OpsGrad, Matmul) {
   // Batched, and a shared rank-2 operand on either side, with every transpose.
   for (int ta = 0; ta < 2; ++ta)
     for (int tb = 0; tb < 2; ++tb) {
-      Tensor a3 = random_tensor(ta ? Shape{2, 5, 3} : Shape{2, 3, 5}, seed++), b3 = random_tensor(tb ? Shape{2, 4, 5} : Shape{2, 5, 4}, seed++);
-      Tensor a2 = random_tensor(ta ? Shape{5, 3} : Shape{3, 5}, seed++), b2 = random_tensor(tb ? Shape{4, 5} : Shape{5, 4}, seed++);
+      Tensor a3 = random_tensor(ta ? Shape{2, 5, 3} : Shape{2, 3, 5}, seed++),
+             b3 = random_tensor(tb ? Shape{2, 4, 5} : Shape{2, 5, 4}, seed++);
+      Tensor a2 = random_tensor(ta ? Shape{5, 3} : Shape{3, 5}, seed++),
+             b2 = random_tensor(tb ? Shape{4, 5} : Shape{5, 4}, seed++);
       auto f = [ta, tb](const std::vector<Tensor>& v) { return matmul(v[0], v[1], ta, tb); };
       gradcheck(f, {a3, b3});
       gradcheck(f, {a3, b2});
@@ -315,11 +319,19 @@ TEST(Errors, MessagesNameOpAndShapes) {
   EXPECT_NE(error_of([&] { permute(a, {0, 0}); }).find("permute"), std::string::npos);
   EXPECT_NE(error_of([&] { slice(a, 1, 2, 2); }).find("slice"), std::string::npos);
   EXPECT_NE(error_of([&] { concat({a, b}, 0); }).find("concat: shapes [2, 3] and [4, 5]"), std::string::npos);
-  EXPECT_NE(error_of([&] { layernorm(a, Tensor::zeros({2}), Tensor::zeros({3}), 1e-5f); }).find("layernorm"), std::string::npos);
-  EXPECT_NE(error_of([&] { linear(a, b, Tensor()); }).find("linear: input [2, 3] does not fit weight [4, 5]"), std::string::npos);
+  EXPECT_NE(error_of([&] { layernorm(a, Tensor::zeros({2}), Tensor::zeros({3}), 1e-5f); }).find("layernorm"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] { linear(a, b, Tensor()); }).find("linear: input [2, 3] does not fit weight [4, 5]"),
+            std::string::npos);
   EXPECT_NE(error_of([&] { topk_gate(a, 0); }).find("topk_gate"), std::string::npos);
-  EXPECT_NE(error_of([&] { cross_entropy(a, Tensor::from_int({2}, {0, 3})); }).find("label 3 at row 1"), std::string::npos);
-  EXPECT_NE(error_of([&] { cross_entropy(a, Tensor::from_int({3}, {0, 1, 2})); }).find("cross_entropy"), std::string::npos);
+  EXPECT_NE(error_of([&] {
+              cross_entropy(a, Tensor::from_int({2}, {0, 3}));
+            }).find("label 3 at row 1"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] {
+              cross_entropy(a, Tensor::from_int({3}, {0, 1, 2}));
+            }).find("cross_entropy"),
+            std::string::npos);
   EXPECT_NE(error_of([&] { a.backward(); }).find("one-element"), std::string::npos);
   EXPECT_NE(error_of([&] { sum_all(a).backward(); }).find("no graph"), std::string::npos);
 }
@@ -348,4 +360,3 @@ TEST(Threads, RowWiseOpsIndependentOfThreadCount) {
   EXPECT_EQ(one, two);
   EXPECT_EQ(one, three);
 }
-

@@ -68,7 +68,8 @@ double seconds_per_step(const std::string& dir, int64_t steps_per_epoch) {
   double s = 0;
   int epochs = 0;
   for (const Json& j : read_metrics(dir))
-    if (j.at("kind").as_string() == "epoch" && j.at("epoch").as_number() > 1) s += j.at("seconds").as_number(), ++epochs;
+    if (j.at("kind").as_string() == "epoch" && j.at("epoch").as_number() > 1)
+      s += j.at("seconds").as_number(), ++epochs;
   return epochs ? s / (epochs * steps_per_epoch) : 0;
 }
 
@@ -137,7 +138,8 @@ TEST(ReplayTest, PerRunValuesAndUploadsAreNotBakedIn) {
   if (!vk) GTEST_SKIP() << "no Vulkan device";
   const int64_t n = 1000;
   auto args = [](float lr, int t) {
-    return AdamWArgs{lr, 0.9f, 0.999f, 1e-8f, 0.01f, 1.0f - std::pow(0.9f, float(t)), 1.0f - std::pow(0.999f, float(t))};
+    return AdamWArgs{
+        lr, 0.9f, 0.999f, 1e-8f, 0.01f, 1.0f - std::pow(0.9f, float(t)), 1.0f - std::pow(0.999f, float(t))};
   };
   auto run = [&](bool replay, uint64_t* replays) {
     std::vector<std::vector<float>> out;

@@ -7,11 +7,11 @@
 #include <filesystem>
 #include <fstream>
 
+#include "cpu/threadpool.h"
 #include "io/json.h"
 #include "io/safetensors.h"
-#include "testutil.h"
-#include "cpu/threadpool.h"
 #include "model/train.h"
+#include "testutil.h"
 
 using namespace ait;
 using namespace ait::test;
@@ -96,7 +96,14 @@ TEST(Cli, BadInputGivesOneClearError) {
   EXPECT_NE(out.find("label"), std::string::npos) << out;
 
   // Truncated checkpoint: the header claims more bytes than the file has.
-  ASSERT_EQ(run_ait("train --data " + data + " --set dim=16 --set heads=2 --set head_dim=8 --set mlp_dim=32 --set bottleneck=16 --epochs 1 --out " + dir + "/r3 --device cpu", &out), 0) << out;
+  ASSERT_EQ(
+      run_ait(
+          "train --data " + data +
+              " --set dim=16 --set heads=2 --set head_dim=8 --set mlp_dim=32 --set bottleneck=16 --epochs 1 --out " +
+              dir + "/r3 --device cpu",
+          &out),
+      0)
+      << out;
   std::string ckpt = dir + "/r3/model.safetensors";
   auto size = fs::file_size(ckpt);
   fs::copy_file(ckpt, dir + "/trunc.safetensors");
@@ -127,7 +134,10 @@ TEST(Cli, BadInputGivesOneClearError) {
   batch.add("images", StTensor::from_f32({1, 1, 12, 12}, std::vector<float>(144, 0.5f)));
   batch.add("labels", StTensor::from_i64({1}, {7}));
   write_safetensors(dir + "/batch.safetensors", batch);
-  EXPECT_EQ(run_ait("dump --checkpoint " + ckpt + " --batch " + dir + "/batch.safetensors --out " + dir + "/d.safetensors --device cpu", &out), 1);
+  EXPECT_EQ(run_ait("dump --checkpoint " + ckpt + " --batch " + dir + "/batch.safetensors --out " + dir +
+                        "/d.safetensors --device cpu",
+                    &out),
+            1);
   EXPECT_NE(out.find("label 7"), std::string::npos) << out;
   EXPECT_FALSE(fs::exists(dir + "/d.safetensors"));
   for (auto& e : fs::directory_iterator(dir)) EXPECT_EQ(e.path().string().find(".tmp"), std::string::npos) << e.path();
@@ -139,7 +149,10 @@ TEST(Cli, BadInputGivesOneClearError) {
   batch.add("images", StTensor::from_f32({1, 1, 12, 12}, px));
   batch.add("labels", StTensor::from_i64({1}, {1}));
   write_safetensors(dir + "/nan.safetensors", batch);
-  EXPECT_EQ(run_ait("dump --checkpoint " + ckpt + " --batch " + dir + "/nan.safetensors --out " + dir + "/d.safetensors --device cpu", &out), 1);
+  EXPECT_EQ(run_ait("dump --checkpoint " + ckpt + " --batch " + dir + "/nan.safetensors --out " + dir +
+                        "/d.safetensors --device cpu",
+                    &out),
+            1);
   EXPECT_NE(out.find("NaN"), std::string::npos) << out;
 }
 

@@ -10,12 +10,12 @@
 #include <set>
 
 #include "apps/convert.h"
+#include "apps/viz.h"
+#include "core/rng.h"
 #include "io/inflate.h"
 #include "model/model.h"
-#include "core/rng.h"
-#include "testutil.h"
 #include "model/train.h"
-#include "apps/viz.h"
+#include "testutil.h"
 
 using namespace ait;
 using namespace ait::test;
@@ -59,8 +59,9 @@ void write_text(const std::string& path, const std::string& text) {
 
 std::string step_line(int step, double loss, double acc, double lr, int epoch = 1) {
   return "{\"kind\":\"step\",\"epoch\":" + std::to_string(epoch) + ",\"step\":" + std::to_string(step) +
-         ",\"loss\":" + std::to_string(loss) + ",\"ce\":" + std::to_string(loss * 0.9) + ",\"balance\":" +
-         std::to_string(loss * 0.1) + ",\"accuracy\":" + std::to_string(acc) + ",\"lr\":" + std::to_string(lr) + "}\n";
+         ",\"loss\":" + std::to_string(loss) + ",\"ce\":" + std::to_string(loss * 0.9) +
+         ",\"balance\":" + std::to_string(loss * 0.1) + ",\"accuracy\":" + std::to_string(acc) +
+         ",\"lr\":" + std::to_string(lr) + "}\n";
 }
 
 // Every <polyline ... points="..."/>: its class and its number of points.
@@ -81,7 +82,6 @@ int count_of(const std::string& s, const std::string& what) {
   for (size_t p = s.find(what); p != std::string::npos; p = s.find(what, p + 1)) ++n;
   return n;
 }
-
 
 }  // namespace
 
@@ -151,8 +151,8 @@ void check_gate_pictures(int64_t q) {
             int grey = 0;
             for (int y = y0; y < y0 + side; ++y)
               for (int x = x0; x < x0 + side; ++x) grey += is_grey(im, x, y);
-            EXPECT_EQ(grey, on ? 0 : side * side) << "layer " << layer << " image " << b << " slot " << s << " patch (" << py << ", "
-                                                  << px << ")";
+            EXPECT_EQ(grey, on ? 0 : side * side)
+                << "layer " << layer << " image " << b << " slot " << s << " patch (" << py << ", " << px << ")";
           }
     // bottleneck 4 of 18 (or 20) tokens per head: both kinds must occur, or the check is vacuous.
     EXPECT_GT(selected, 0);
@@ -186,7 +186,8 @@ TEST(VizTest, PlotWritesOnePolylinePointPerStep) {
   const std::string dir = fresh_tmpdir("plot");
   std::string text;
   for (int s = 1; s <= 7; ++s) text += step_line(s * 10, 2.0 / s, 0.1 * s, 1e-3 * s / 7, s <= 4 ? 1 : 2);
-  text.insert(text.find("{\"kind\":\"step\",\"epoch\":2"), "{\"kind\":\"epoch\",\"epoch\":1,\"loss\":1,\"accuracy\":0.4,\"val_ce\":1,\"val_accuracy\":0.5}\n\n");
+  text.insert(text.find("{\"kind\":\"step\",\"epoch\":2"),
+              "{\"kind\":\"epoch\",\"epoch\":1,\"loss\":1,\"accuracy\":0.4,\"val_ce\":1,\"val_accuracy\":0.5}\n\n");
   text += "{\"kind\":\"epoch\",\"epoch\":2,\"loss\":0.5,\"accuracy\":0.7,\"val_ce\":0.6,\"val_accuracy\":0.75}\n";
   write_text(dir + "/metrics.jsonl", text);
   std::string out = write_curves(dir);
@@ -202,7 +203,8 @@ TEST(VizTest, PlotWritesOnePolylinePointPerStep) {
     EXPECT_EQ(n, 7) << cls;
     classes.insert(cls);
   }
-  EXPECT_EQ(classes, (std::set<std::string>{"series-loss", "series-ce", "series-balance", "series-accuracy", "series-lr"}));
+  EXPECT_EQ(classes,
+            (std::set<std::string>{"series-loss", "series-ce", "series-balance", "series-accuracy", "series-lr"}));
   EXPECT_EQ(count_of(svg, "<circle class=\"series-val\""), 2);
   for (const char* label : {">loss<", ">accuracy<", ">learning rate<", ">step<", "val accuracy"})
     EXPECT_NE(svg.find(label), std::string::npos) << label;
@@ -247,14 +249,16 @@ TEST(VizTest, MalformedMetricsNameFileAndLine) {
   EXPECT_NE(e.find(path + ":3:"), std::string::npos) << e;
   EXPECT_NE(e.find("not JSON"), std::string::npos) << e;
 
-  e = err(step_line(1, 1, 0.5, 1e-3) + "{\"kind\":\"step\",\"step\":2,\"loss\":1,\"ce\":1,\"balance\":0,\"accuracy\":0.5}\n");
+  e = err(step_line(1, 1, 0.5, 1e-3) +
+          "{\"kind\":\"step\",\"step\":2,\"loss\":1,\"ce\":1,\"balance\":0,\"accuracy\":0.5}\n");
   EXPECT_NE(e.find(path + ":2:"), std::string::npos) << e;
   EXPECT_NE(e.find("\"lr\""), std::string::npos) << e;
 
   e = err("\n[1, 2]\n");
   EXPECT_NE(e.find(path + ":2:"), std::string::npos) << e;
 
-  e = err(step_line(1, 1, 0.5, 1e-3) + "{\"kind\":\"step\",\"step\":\"two\",\"loss\":1,\"ce\":1,\"balance\":0,\"accuracy\":0.5,\"lr\":1}\n");
+  e = err(step_line(1, 1, 0.5, 1e-3) +
+          "{\"kind\":\"step\",\"step\":\"two\",\"loss\":1,\"ce\":1,\"balance\":0,\"accuracy\":0.5,\"lr\":1}\n");
   EXPECT_NE(e.find(path + ":2:"), std::string::npos) << e;
 
   e = err("{\"kind\":\"epoch\",\"epoch\":1,\"val_accuracy\":0.5}\n");

@@ -20,14 +20,14 @@
 #include <string>
 #include <vector>
 
-#include "io/dataset.h"
-#include "vulkan/device.h"
-#include "io/json.h"
-#include "model/model.h"
 #include "core/ops.h"
 #include "core/rng.h"
+#include "io/dataset.h"
+#include "io/json.h"
 #include "io/safetensors.h"
+#include "model/model.h"
 #include "model/train.h"
+#include "vulkan/device.h"
 
 namespace ait::test {
 
@@ -126,7 +126,6 @@ inline void gradcheck(const std::function<Tensor(const std::vector<Tensor>&)>& f
     EXPECT_LE(err, tol) << "input " << k << " shape " << shape_str(x.shape()) << ": gradient error " << err;
   }
 }
-
 
 // The Khronos validation layer (with synchronization validation) is on for the whole test
 // binary unless AIT_VK_VALIDATION says otherwise; it must be asked for before the first Vulkan
@@ -245,7 +244,8 @@ inline Dataset quadrant_dataset(int64_t n, uint64_t seed) {
     for (int y = 0; y < 3; ++y)
       for (int x = 0; x < 3; ++x) ds.images[i * 144 + (y0 + y) * 12 + x0 + x] = 255;
     for (int p = 0; p < 144; ++p)
-      ds.images[i * 144 + p] = static_cast<uint8_t>(std::min(255u, ds.images[i * 144 + p] + static_cast<unsigned>(rng.below(40))));
+      ds.images[i * 144 + p] =
+          static_cast<uint8_t>(std::min(255u, ds.images[i * 144 + p] + static_cast<unsigned>(rng.below(40))));
   }
   ds.classes = {"top-left", "top-right", "bottom-left", "bottom-right"};
   ds.source = "quadrant test task";
@@ -268,7 +268,6 @@ inline Config micro_config(int64_t q) {
   return c;
 }
 
-
 // The short training run of the Train and Replay tests: a tiny AiT (16-wide, 2 heads, 4 memory
 // slots) on `data`, batches of 16, seed 5, writing to `out`.
 inline TrainOptions small_train_options(const std::string& out, const std::string& data) {
@@ -276,8 +275,8 @@ inline TrainOptions small_train_options(const std::string& out, const std::strin
   o.data = data;
   o.val = data;
   o.model = "tiny";
-  o.overrides = {"dim=16", "heads=2", "head_dim=8", "mlp_dim=32", "memory_slots=4", "memory_dim=8", "memory_heads=2",
-                 "bottleneck=20", "patch_size=4", "write_dropout=0.1"};
+  o.overrides = {"dim=16",       "heads=2",        "head_dim=8",    "mlp_dim=32",   "memory_slots=4",
+                 "memory_dim=8", "memory_heads=2", "bottleneck=20", "patch_size=4", "write_dropout=0.1"};
   o.batch_size = 16;
   o.lr = 3e-3f;
   o.seed = 5;

@@ -25,30 +25,28 @@
 #include <fstream>
 #include <sstream>
 
-#include "vulkan/device.h"
-#include "cpu/gemm.h"
-#include "io/json.h"
-#include "model/model.h"
 #include "core/ops.h"
 #include "core/rng.h"
+#include "cpu/gemm.h"
 #include "cpu/threadpool.h"
+#include "io/json.h"
+#include "model/model.h"
 #include "model/train.h"
+#include "vulkan/device.h"
 
 namespace {
 
 using Clock = std::chrono::steady_clock;
 
-double seconds_since(Clock::time_point t0) {
-  return std::chrono::duration<double>(Clock::now() - t0).count();
-}
+double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
 // ------------------------------------------------------------------------------------------
 // OpenBLAS, opened at run time only: it is a comparison point, never a build dependency.
 // ------------------------------------------------------------------------------------------
 struct OpenBlas {
   // cblas_sgemm(order, transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc)
-  using SgemmFn = void (*)(int, int, int, int, int, int, float, const float*, int, const float*, int,
-                           float, float*, int);
+  using SgemmFn = void (*)(int, int, int, int, int, int, float, const float*, int, const float*, int, float, float*,
+                           int);
   using SetThreadsFn = void (*)(int);
   using CorenameFn = char* (*)();
   SgemmFn sgemm = nullptr;
@@ -61,8 +59,8 @@ struct OpenBlas {
     // clear them (in this process only) before dlopen to compare against its best.
     for (const char* var : {"OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"}) {
       const char* v = std::getenv(var);
-      std::printf("note: unsetenv(%s) in this process before loading OpenBLAS (was %s%s%s)\n", var,
-                  v ? "\"" : "", v ? v : "not set", v ? "\"" : "");
+      std::printf("note: unsetenv(%s) in this process before loading OpenBLAS (was %s%s%s)\n", var, v ? "\"" : "",
+                  v ? v : "not set", v ? "\"" : "");
       unsetenv(var);
     }
     void* h = nullptr;
@@ -89,10 +87,8 @@ void bench_gemm() {
   std::printf("== gemm (row-major C[M,N] = op(A)[M,K] * op(B)[K,N]) ==\n");
   OpenBlas ob;
   const bool have_ob = ob.load();
-  if (!have_ob)
-    std::printf("OpenBLAS not found (apt-get install libopenblas0) — ours only\n");
-  else if (ob.corename)
-    std::printf("OpenBLAS core: %s\n", ob.corename());
+  if (!have_ob) std::printf("OpenBLAS not found (apt-get install libopenblas0) — ours only\n");
+  else if (ob.corename) std::printf("OpenBLAS core: %s\n", ob.corename());
 
   const GemmShape shapes[] = {
       {"qkv    X[4096x768]*W[768x2304]", false, false, 4096, 2304, 768},
@@ -106,8 +102,7 @@ void bench_gemm() {
   const int default_threads = ait::num_threads();
   constexpr int kReps = 8;  // timed runs per config; the best is kept
 
-  std::printf("%-38s %9s %9s %9s %9s %8s\n", "shape (GFLOP/s)", "ours@1", "ours@2", "oblas@1", "oblas@2",
-              "ratio@2");
+  std::printf("%-38s %9s %9s %9s %9s %8s\n", "shape (GFLOP/s)", "ours@1", "ours@2", "oblas@1", "oblas@2", "ratio@2");
   const auto t_section = Clock::now();
   for (const GemmShape& s : shapes) {
     const int64_t a_rows = s.ta ? s.K : s.M, a_cols = s.ta ? s.M : s.K;
@@ -149,10 +144,9 @@ void bench_gemm() {
     }
     auto gf = [&](double t) { return flops / t * 1e-9; };
     if (have_ob)
-      std::printf("%-38s %9.1f %9.1f %9.1f %9.1f %8.2f\n", s.what, gf(best_ours[0]), gf(best_ours[1]),
-                  gf(best_ob[0]), gf(best_ob[1]), best_ob[1] / best_ours[1]);
-    else
-      std::printf("%-38s %9.1f %9.1f %9s %9s %8s\n", s.what, gf(best_ours[0]), gf(best_ours[1]), "-", "-", "-");
+      std::printf("%-38s %9.1f %9.1f %9.1f %9.1f %8.2f\n", s.what, gf(best_ours[0]), gf(best_ours[1]), gf(best_ob[0]),
+                  gf(best_ob[1]), best_ob[1] / best_ours[1]);
+    else std::printf("%-38s %9.1f %9.1f %9s %9s %8s\n", s.what, gf(best_ours[0]), gf(best_ours[1]), "-", "-", "-");
     std::fflush(stdout);
   }
   ait::set_num_threads(default_threads);
@@ -218,8 +212,9 @@ int child_main(const std::string& preset, const std::string& device, double min_
   double train = rate(train_step), eval = rate(eval_step);
   struct rusage ru;
   getrusage(RUSAGE_SELF, &ru);
-  std::printf("{\"train_images_per_s\": %.3f, \"eval_images_per_s\": %.3f, \"peak_rss_mb\": %.1f, \"device\": \"%s\"}\n",
-              train, eval, ru.ru_maxrss / 1024.0, dev.name().c_str());
+  std::printf(
+      "{\"train_images_per_s\": %.3f, \"eval_images_per_s\": %.3f, \"peak_rss_mb\": %.1f, \"device\": \"%s\"}\n", train,
+      eval, ru.ru_maxrss / 1024.0, dev.name().c_str());
   return 0;
 }
 
@@ -247,8 +242,8 @@ std::string self_path() {
 }
 
 std::string ours_cmd(const ModelCase& c, const std::string& device, double secs, int steps) {
-  return self_path() + " --child " + c.preset + " " + device + " " + std::to_string(secs) + " " + std::to_string(steps) +
-         " 2>/dev/null";
+  return self_path() + " --child " + c.preset + " " + device + " " + std::to_string(secs) + " " +
+         std::to_string(steps) + " 2>/dev/null";
 }
 
 std::string source_dir() {
@@ -264,8 +259,9 @@ std::string python() {
 }
 bool torch_available() { return std::system((python() + " -c 'import torch' >/dev/null 2>&1").c_str()) == 0; }
 bool torch_cuda_available() {
-  return std::system((python() + " -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)' >/dev/null 2>&1")
-                         .c_str()) == 0;
+  return std::system(
+             (python() + " -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)' >/dev/null 2>&1")
+                 .c_str()) == 0;
 }
 
 std::string theirs_cmd(const ModelCase& c, int blas_threads, int steps, const std::string& device,
@@ -273,10 +269,10 @@ std::string theirs_cmd(const ModelCase& c, int blas_threads, int steps, const st
   std::string cfg = "/tmp/ait-bench-" + std::string(c.preset) + ".json";
   std::ofstream(cfg) << config_of(c).to_json().dump();
   // OpenBLAS's best settings for PyTorch: the machine's core-type pins unset, thread count tried.
-  return "env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OPENBLAS_NUM_THREADS=" + std::to_string(blas_threads) +
-         " " + python() + " " + source_dir() + "/tools/reference/ait_reference.py bench --config " + cfg +
-         " --batch-size " + std::to_string(c.batch) + " --steps " + std::to_string(steps) + " --threads 2 --device " +
-         device + extra + " 2>/dev/null";
+  return "env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OPENBLAS_NUM_THREADS=" + std::to_string(blas_threads) + " " +
+         python() + " " + source_dir() + "/tools/reference/ait_reference.py bench --config " + cfg + " --batch-size " +
+         std::to_string(c.batch) + " --steps " + std::to_string(steps) + " --threads 2 --device " + device + extra +
+         " 2>/dev/null";
 }
 
 double num(const ait::Json& j, const char* key) { return j.is_object() && j.has(key) ? j.at(key).as_number() : 0.0; }
@@ -302,7 +298,8 @@ void bench_train() {
       ait::Json best_j;
       for (int blas : {1, 2}) {  // PyTorch's faster OpenBLAS setting counts
         ait::Json t = run_json(theirs_cmd(c, blas, c.batch >= 128 ? 4 : 2, "cpu"));
-        if (num(t, "train_images_per_s") > best) best = num(t, "train_images_per_s"), best_j = t, th_setting = std::to_string(blas);
+        if (num(t, "train_images_per_s") > best)
+          best = num(t, "train_images_per_s"), best_j = t, th_setting = std::to_string(blas);
       }
       th_train += num(best_j, "train_images_per_s") / rounds;
       th_eval += num(best_j, "eval_images_per_s") / rounds;
@@ -312,14 +309,14 @@ void bench_train() {
     std::snprintf(name, sizeof name, "%s b%lld %lldx%lldx%lld", c.preset, static_cast<long long>(c.batch),
                   static_cast<long long>(c.channels), static_cast<long long>(c.size), static_cast<long long>(c.size));
     if (torch && th_train > 0)
-      std::printf("%-28s %10.1f %10.1f %10.0f | %10.1f %10.1f %10.0f | %6.2fx %6.2fx\n", name, ours_train, ours_eval, ours_mem,
-                  th_train, th_eval, th_mem, ours_train / th_train, ours_mem / th_mem);
-    else
-      std::printf("%-28s %10.1f %10.1f %10.0f |\n", name, ours_train, ours_eval, ours_mem);
+      std::printf("%-28s %10.1f %10.1f %10.0f | %10.1f %10.1f %10.0f | %6.2fx %6.2fx\n", name, ours_train, ours_eval,
+                  ours_mem, th_train, th_eval, th_mem, ours_train / th_train, ours_mem / th_mem);
+    else std::printf("%-28s %10.1f %10.1f %10.0f |\n", name, ours_train, ours_eval, ours_mem);
     if (torch) std::printf("%-28s (PyTorch best with OPENBLAS_NUM_THREADS=%s)\n", "", th_setting.c_str());
   }
-  std::printf("(images/s, mean of 2 alternating rounds; peak MB = peak RSS of the measuring process;\n"
-              " train x = ours / PyTorch training images/s; mem x = ours / PyTorch peak memory)\n");
+  std::printf(
+      "(images/s, mean of 2 alternating rounds; peak MB = peak RSS of the measuring process;\n"
+      " train x = ours / PyTorch training images/s; mem x = ours / PyTorch peak memory)\n");
 }
 
 // Vulkan rows: matmul at the AiT-Small shapes and model throughput on the selected device.
@@ -335,7 +332,8 @@ void bench_vulkan() {
     return;
   }
   const bool slow = dev->name().find("llvmpipe") != std::string::npos;
-  std::printf("device: %s%s\n", dev->name().c_str(), slow ? "  (a CPU rasteriser: a regression record, not GPU speed)" : "");
+  std::printf("device: %s%s\n", dev->name().c_str(),
+              slow ? "  (a CPU rasteriser: a regression record, not GPU speed)" : "");
   std::printf("%-34s %10s\n", "matmul", "GFLOP/s");
   for (auto [what, ta, tb, M, N, K] : std::vector<std::tuple<const char*, bool, bool, int, int, int>>{
            {"qkv X[4096x768]*W^T", false, true, 4096, 2304, 768},
@@ -396,8 +394,10 @@ void bench_vulkan() {
     std::printf("\n");
   }
   if (cuda)
-    std::printf("(images/s, mean of 2 alternating rounds; train x = ours / PyTorch CUDA training images/s;\n"
-                " PyTorch: %s tools/reference/ait_reference.py bench --device cuda)\n", python().c_str());
+    std::printf(
+        "(images/s, mean of 2 alternating rounds; train x = ours / PyTorch CUDA training images/s;\n"
+        " PyTorch: %s tools/reference/ait_reference.py bench --device cuda)\n",
+        python().c_str());
 }
 
 struct Section {

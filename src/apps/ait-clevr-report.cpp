@@ -166,8 +166,8 @@ int report(const cli::Args& a) {
   std::vector<int> type, sub;
   question_kinds(ds, data, type, sub);
   const Tallies by = run_model(model, ds, batch, mode, type, sub);
-  std::printf("%s on %s (%lld questions, memory %s)\n", checkpoint.c_str(), data.c_str(),
-              static_cast<long long>(ds.n), mode == MemoryEval::Update ? "updated" : "frozen");
+  std::printf("%s on %s (%lld questions, memory %s)\n", checkpoint.c_str(), data.c_str(), static_cast<long long>(ds.n),
+              mode == MemoryEval::Update ? "updated" : "frozen");
   print_report(by);
   return 0;
 }

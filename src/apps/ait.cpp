@@ -9,12 +9,12 @@
 #include "apps/convert_cli.h"
 #include "apps/model_options.h"
 #include "apps/viz.h"
-#include "vulkan/device.h"
 #include "core/ops.h"
 #include "io/dataset.h"
 #include "io/safetensors.h"
 #include "model/model.h"
 #include "model/train.h"
+#include "vulkan/device.h"
 
 using namespace ait;
 
@@ -75,8 +75,8 @@ int cmd_eval(const cli::Args& a) {
   AiT model = AiT::load(a.get("checkpoint"), device_from(a));
   Dataset ds = load_dataset(data);
   EvalResult r = evaluate(model, ds, batch, mode, true);
-  std::printf("%s: accuracy %.4f (%lld/%lld), cross-entropy %.4f\n", data.c_str(), r.accuracy(), ll(r.correct),
-              ll(r.n), r.ce);
+  std::printf("%s: accuracy %.4f (%lld/%lld), cross-entropy %.4f\n", data.c_str(), r.accuracy(), ll(r.correct), ll(r.n),
+              r.ce);
   print_confusion(r, ds, model.config().num_classes);
   return 0;
 }
@@ -137,8 +137,7 @@ int cmd_info(const cli::Args& a) {
     AiT m = AiT::load(path, cpu());
     std::printf("%s: AiT checkpoint, version %s, %lld parameters (%lld tensors), %lld tokens\nconfig %s\n",
                 path.c_str(), st.metadata.at("version").c_str(), ll(m.parameter_count()),
-                ll(int64_t(st.tensors.size())),
-                ll(m.config().tokens()), m.config().to_json().dump().c_str());
+                ll(int64_t(st.tensors.size())), ll(m.config().tokens()), m.config().to_json().dump().c_str());
   } else if (st.has("images") && st.has("labels")) {
     info_dataset(path, st);
   } else {
@@ -213,27 +212,46 @@ std::vector<cli::Subcommand> ait_commands() {
   const cli::Option start = {"start", "I", "first image (default 0)"};
   return {
       {{"ait train", "train an AiT on a dataset file", train_options()}, cmd_train},
-      {{"ait eval", "accuracy, cross-entropy and confusion matrix of a checkpoint",
+      {{"ait eval",
+        "accuracy, cross-entropy and confusion matrix of a checkpoint",
         {kCheckpoint, kData, batch_size, memory_eval_option(), device_option()}},
        cmd_eval},
-      {{"ait predict", "predicted class and probability of some images",
-        {kCheckpoint, kData, {"count", "N", "how many images (default 10)"}, start, batch_size, memory_eval_option(),
+      {{"ait predict",
+        "predicted class and probability of some images",
+        {kCheckpoint,
+         kData,
+         {"count", "N", "how many images (default 10)"},
+         start,
+         batch_size,
+         memory_eval_option(),
          device_option()}},
        cmd_predict},
       {{"ait info", "a checkpoint's config and size, or a dataset's shape and classes", {}, {"FILE"}}, cmd_info},
-      {{"ait dump", "the docs/spec.md §7 cross-check dump",
-        {kCheckpoint, {"batch", "BATCH", "the input batch file", kRequired}, {"out", "OUT", "dump file", kRequired},
-         {"train-steps", "N", "training steps to record (default 0)"}, {"lr", "LR", "learning rate (default 1e-4)"},
-         {"weight-decay", "WD", "AdamW weight decay (default 0.01)"}, device_option()}},
+      {{"ait dump",
+        "the docs/spec.md §7 cross-check dump",
+        {kCheckpoint,
+         {"batch", "BATCH", "the input batch file", kRequired},
+         {"out", "OUT", "dump file", kRequired},
+         {"train-steps", "N", "training steps to record (default 0)"},
+         {"lr", "LR", "learning rate (default 1e-4)"},
+         {"weight-decay", "WD", "AdamW weight decay (default 0.01)"},
+         device_option()}},
        cmd_dump},
       idx_alias("ait convert"),
       {{"ait devices", "list the Vulkan devices", {}}, cmd_devices},
-      {{"ait viz", "PNGs of each layer's bottleneck gates and Hopfield read weights",
-        {kCheckpoint, kData, {"out", "DIR", "where the PNGs go", kRequired}, {"count", "N", "images (default 4)"},
-         start, device_option()}},
+      {{"ait viz",
+        "PNGs of each layer's bottleneck gates and Hopfield read weights",
+        {kCheckpoint,
+         kData,
+         {"out", "DIR", "where the PNGs go", kRequired},
+         {"count", "N", "images (default 4)"},
+         start,
+         device_option()}},
        cmd_viz},
-      {{"ait plot", "training curves (SVG) from RUN_DIR/metrics.jsonl",
-        {{"out", "FILE.svg", "the picture (default RUN_DIR/curves.svg)"}}, {"RUN_DIR"}},
+      {{"ait plot",
+        "training curves (SVG) from RUN_DIR/metrics.jsonl",
+        {{"out", "FILE.svg", "the picture (default RUN_DIR/curves.svg)"}},
+        {"RUN_DIR"}},
        cmd_plot},
   };
 }

@@ -85,8 +85,7 @@ Args::Args(const Command& command, const std::vector<std::string>& args) : comma
   }
   if (positionals_.size() > command.positionals.size())
     fail("unexpected argument '" + positionals_[command.positionals.size()] + "'");
-  if (positionals_.size() < command.positionals.size())
-    fail("missing " + command.positionals[positionals_.size()]);
+  if (positionals_.size() < command.positionals.size()) fail("missing " + command.positionals[positionals_.size()]);
   for (const Option& o : command.options)
     if ((o.flags & kRequired) && !has(o.name)) fail("missing required option " + option_label(o));
 }
@@ -152,7 +151,7 @@ int64_t Args::integer(const std::string& name, int64_t fallback, int64_t lo, int
   const long long v = std::strtoll(text.c_str(), &end, 10);
   if (text.empty() || *end != '\0' || errno == ERANGE) fail("option --" + name + ": '" + text + "' is not an integer");
   if (v < lo || v > hi) {
-    std::string range = lo == INT64_MIN ? "at most " + std::to_string(hi)
+    std::string range = lo == INT64_MIN   ? "at most " + std::to_string(hi)
                         : hi == INT64_MAX ? "at least " + std::to_string(lo)
                                           : "in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]";
     fail("option --" + name + ": " + text + " is out of range (must be " + range + ")");

@@ -36,10 +36,13 @@ struct Option {
 struct Command {
   Command(std::string name_, std::string summary_, std::vector<Option> options_,
           std::vector<std::string> positionals_ = {}, std::string notes_ = "")
-      : name(std::move(name_)), summary(std::move(summary_)), options(std::move(options_)),
-        positionals(std::move(positionals_)), notes(std::move(notes_)) {}
-  std::string name;                      // as typed: "ait train", "ait-convert npy"
-  std::string summary;                   // one line, for the program's list of commands
+      : name(std::move(name_)),
+        summary(std::move(summary_)),
+        options(std::move(options_)),
+        positionals(std::move(positionals_)),
+        notes(std::move(notes_)) {}
+  std::string name;     // as typed: "ait train", "ait-convert npy"
+  std::string summary;  // one line, for the program's list of commands
   std::vector<Option> options;
   std::vector<std::string> positionals;  // placeholders of the required positional arguments
   std::string notes;                     // more text for --help, after the options
@@ -51,7 +54,7 @@ std::string usage(const Command& command);
 
 // The arguments of one command, checked against its table.
 class Args {
- public:
+public:
   // Throws UsageError for an unknown option, a repeated non-repeatable one, a flag given a
   // value, a missing value, a missing required option or a wrong number of positionals.
   // "--help" or "-h" anywhere sets help() instead and checks nothing.
@@ -74,7 +77,7 @@ class Args {
   // Throws UsageError with `message` (the runner adds the command's name).
   [[noreturn]] void fail(const std::string& message) const;
 
- private:
+private:
   const Option& declared(const std::string& name) const;
   void add(const Option& option, const std::string& value);
   void parse_option(const std::vector<std::string>& args, size_t& i);
@@ -96,7 +99,7 @@ struct Program {
   std::string name;     // "ait"
   std::string summary;  // what the program is for
   std::vector<Subcommand> commands;
-  std::string notes;    // more text for the program's --help
+  std::string notes;  // more text for the program's --help
 };
 
 // The program's usage: the commands with their summaries, and how to see a command's options.

@@ -7,8 +7,8 @@
 #include <filesystem>
 #include <limits>
 
-#include "io/inflate.h"
 #include "core/rng.h"
+#include "io/inflate.h"
 
 namespace ait {
 
@@ -40,8 +40,7 @@ std::string lower(std::string s) {
 
 // ------------------------------------------------------------------------------------------
 // Triangle
-Dataset make_triangle_dataset(int64_t n, uint64_t seed, uint64_t stream,
-                              std::vector<TriangleScene>* scenes) {
+Dataset make_triangle_dataset(int64_t n, uint64_t seed, uint64_t stream, std::vector<TriangleScene>* scenes) {
   if (n <= 0) throw Error("triangle: the number of images must be positive");
   const int S = kTriangleSize;
   const double lo = kTriangleMargin, hi = S - 1 - kTriangleMargin;
@@ -141,8 +140,8 @@ Dataset dataset_from_cifar(const std::vector<std::string>& files, bool cifar100,
       const uint8_t* p = b.data() + r * rec;
       int label = cifar100 ? (fine ? p[1] : p[0]) : p[0];
       if (size_t(label) >= ds.classes.size())
-        throw Error(f + ": record " + std::to_string(r) + " has label " + std::to_string(label) +
-                    ", but there are " + std::to_string(ds.classes.size()) + " classes");
+        throw Error(f + ": record " + std::to_string(r) + " has label " + std::to_string(label) + ", but there are " +
+                    std::to_string(ds.classes.size()) + " classes");
       ds.labels.push_back(label);
       ds.images.insert(ds.images.end(), p + label_bytes, p + rec);
     }
@@ -179,11 +178,11 @@ Nchw npy_image_dims(const NpyArray& im, const std::string& layout, const std::st
   const bool nhwc = layout == "nhwc";
   const std::string other = nhwc ? "nchw" : "nhwc";
   const int64_t other_c = nhwc ? s[1] : s[3];
-  throw Error(path + ": shape " + shape_str(s) + " read with --layout " + layout + " (" +
-              (nhwc ? "[N, H, W, C]" : "[N, C, H, W]") + ") is " + std::to_string(d.c) + " channels of " +
-              std::to_string(d.h) + "x" + std::to_string(d.w) + ", but images have 1, 3 or 4 channels; " +
-              (plausible_channels(other_c) ? "the data looks " + other + ": pass --layout " + other
-                                           : "neither layout fits"));
+  throw Error(
+      path + ": shape " + shape_str(s) + " read with --layout " + layout + " (" +
+      (nhwc ? "[N, H, W, C]" : "[N, C, H, W]") + ") is " + std::to_string(d.c) + " channels of " + std::to_string(d.h) +
+      "x" + std::to_string(d.w) + ", but images have 1, 3 or 4 channels; " +
+      (plausible_channels(other_c) ? "the data looks " + other + ": pass --layout " + other : "neither layout fits"));
 }
 
 // The image bytes: uint8 as they are, float32 in [0, 1] scaled to round(x * 255).
@@ -240,8 +239,8 @@ std::vector<int32_t> npy_labels(const NpyArray& lb, int64_t n, int64_t limit, co
 
 }  // namespace
 
-Dataset dataset_from_npy(const std::string& images_path, const std::string& labels_path,
-                         const std::string& layout, const std::vector<std::string>& classes) {
+Dataset dataset_from_npy(const std::string& images_path, const std::string& labels_path, const std::string& layout,
+                         const std::vector<std::string>& classes) {
   if (layout != "nhwc" && layout != "nchw") throw Error("npy: --layout must be nhwc or nchw, not '" + layout + "'");
   NpyArray im = parse_npy(read_file(images_path), images_path);
   const NpyArray lb = parse_npy(read_file(labels_path), labels_path);
@@ -298,8 +297,8 @@ std::vector<fs::path> class_images(const fs::path& folder) {
 
 Image read_image(const fs::path& file, int resize_h, int resize_w) {
   const std::vector<uint8_t> bytes = read_file(file.string());
-  Image im = lower(file.extension().string()) == ".png" ? decode_png(bytes, file.string())
-                                                        : decode_pnm(bytes, file.string());
+  Image im =
+      lower(file.extension().string()) == ".png" ? decode_png(bytes, file.string()) : decode_pnm(bytes, file.string());
   if (resize_h > 0 && resize_w > 0 && (im.height != resize_h || im.width != resize_w))
     im = resize_nearest(im, resize_h, resize_w);
   return im;
@@ -412,7 +411,10 @@ int clevr_answer(const ClevrScene& s, const ClevrQuestion& q) {
     int best = -1;
     for (int k = 0; k < kClevrObjects; ++k) {
       if (k == q.color) continue;
-      if (best < 0) { best = k; continue; }
+      if (best < 0) {
+        best = k;
+        continue;
+      }
       int64_t dk = d2(a, s.objects[k]), db = d2(a, s.objects[best]);
       if (q.subtype == 0 ? dk < db : dk > db) best = k;
     }
@@ -425,8 +427,8 @@ int clevr_answer(const ClevrScene& s, const ClevrQuestion& q) {
     if (k == q.color || k == q.color2) continue;
     const ClevrObject& c = s.objects[k];
     if (q.subtype == 0) {
-      count += c.x > std::min(a.x, b.x) && c.x < std::max(a.x, b.x) && c.y > std::min(a.y, b.y) &&
-               c.y < std::max(a.y, b.y);
+      count +=
+          c.x > std::min(a.x, b.x) && c.x < std::max(a.x, b.x) && c.y > std::min(a.y, b.y) && c.y < std::max(a.y, b.y);
     } else if (q.subtype == 1) {
       double vx = b.x - a.x, vy = b.y - a.y, wx = c.x - a.x, wy = c.y - a.y;
       double t = std::clamp((vx * wx + vy * wy) / (vx * vx + vy * vy), 0.0, 1.0);

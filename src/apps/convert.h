@@ -24,13 +24,12 @@ namespace ait {
 constexpr int kTriangleSize = 64;
 constexpr double kTriangleMargin = 4.0;
 struct TriangleScene {
-  double vx[3], vy[3];             // vertices
-  std::vector<double> px, py;      // the 24 point centres (8 per vertex, in vertex order)
+  double vx[3], vy[3];         // vertices
+  std::vector<double> px, py;  // the 24 point centres (8 per vertex, in vertex order)
   int label = 0;
 };
 // `stream` separates train (0) and test (1) so they never share samples for one seed.
-Dataset make_triangle_dataset(int64_t n, uint64_t seed, uint64_t stream,
-                              std::vector<TriangleScene>* scenes = nullptr);
+Dataset make_triangle_dataset(int64_t n, uint64_t seed, uint64_t stream, std::vector<TriangleScene>* scenes = nullptr);
 
 // ---- CIFAR binary ----
 // CIFAR-10: records of 1 label byte + 3072 bytes (3x32x32, CHW). CIFAR-100: 2 label bytes
@@ -46,8 +45,8 @@ std::vector<std::string> cifar10_classes();
 // `layout` "nhwc" or "nchw", which must give 1, 3 or 4 channels (anything else means the
 // layout is the wrong one, and the error says so). Labels: any integer dtype, 1-D of length N.
 // Classes: `classes` when non-empty (labels range-checked against it) else "0".."max".
-Dataset dataset_from_npy(const std::string& images_path, const std::string& labels_path,
-                         const std::string& layout, const std::vector<std::string>& classes);
+Dataset dataset_from_npy(const std::string& images_path, const std::string& labels_path, const std::string& layout,
+                         const std::vector<std::string>& classes);
 
 // ---- Image folder (the file formats are io/image.h) ----
 // One sub-folder per class: the class names are the sub-folder names and their sorted order
@@ -96,7 +95,7 @@ struct ClevrScene {
 std::vector<std::string> clevr_answer_classes();
 int clevr_answer(const ClevrScene& scene, const ClevrQuestion& q);
 // `questions`: "all", "nonrel", "binary" or "ternary".
-Dataset make_sort_of_clevr(int64_t n_images, uint64_t seed, uint64_t stream,
-                           const std::string& questions, std::vector<ClevrScene>* scenes = nullptr);
+Dataset make_sort_of_clevr(int64_t n_images, uint64_t seed, uint64_t stream, const std::string& questions,
+                           std::vector<ClevrScene>* scenes = nullptr);
 
 }  // namespace ait

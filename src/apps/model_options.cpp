@@ -6,9 +6,7 @@
 
 namespace ait {
 
-cli::Option device_option() {
-  return {"device", "D", "cpu | vulkan | vulkan:N | auto (default auto)"};
-}
+cli::Option device_option() { return {"device", "D", "cpu | vulkan | vulkan:N | auto (default auto)"}; }
 
 cli::Option memory_eval_option() {
   return {"memory-eval", "frozen|update",
@@ -23,8 +21,7 @@ Kernels& device_from(const cli::Args& a) {
 }
 
 MemoryEval memory_eval_from(const cli::Args& a) {
-  return a.choice("memory-eval", {"frozen", "update"}, "frozen") == "update" ? MemoryEval::Update
-                                                                             : MemoryEval::Frozen;
+  return a.choice("memory-eval", {"frozen", "update"}, "frozen") == "update" ? MemoryEval::Update : MemoryEval::Frozen;
 }
 
 }  // namespace ait

@@ -130,7 +130,7 @@ Rgb lerp_map(const double (*anchors)[3], int n, double t) {
 
 Rgb viridis(double t) {
   // Matplotlib's viridis at t = 0, 1/8, ..., 1, interpolated linearly.
-  static const double a[9][3] = {{68, 1, 84},   {72, 36, 117},  {65, 68, 135},   {53, 95, 141},  {42, 120, 142},
+  static const double a[9][3] = {{68, 1, 84},    {72, 36, 117},  {65, 68, 135},  {53, 95, 141}, {42, 120, 142},
                                  {33, 145, 140}, {34, 168, 132}, {122, 209, 81}, {253, 231, 37}};
   return lerp_map(a, 9, t);
 }
@@ -308,7 +308,8 @@ void draw_thumbnail(Raster& r, const DisplayImage& img, int x, int y, int scale,
       const int ix = i / scale, iy = j / scale;
       Rgb c = display_pixel(img, ix, iy);
       if ((ix % patch == 0 && i % scale == 0) || (iy % patch == 0 && j % scale == 0))
-        c = {static_cast<uint8_t>(c.r / 2 + 40), static_cast<uint8_t>(c.g / 2 + 40), static_cast<uint8_t>(c.b / 2 + 60)};
+        c = {static_cast<uint8_t>(c.r / 2 + 40), static_cast<uint8_t>(c.g / 2 + 40),
+             static_cast<uint8_t>(c.b / 2 + 60)};
       r.set(x + i, y + j, c.r, c.g, c.b);
     }
 }
@@ -331,7 +332,8 @@ Raster render_reads(const Config& cfg, const Dataset& ds, const std::vector<int6
   const int thumb_scale =
       std::max<int>(1, static_cast<int>(std::max(hm_w, 96) / std::max<int64_t>(1, cfg.image_width)));
   const int panel_w = std::max<int>(row_label_w + std::max<int>(hm_w, static_cast<int>(cfg.image_width) * thumb_scale),
-                                    Raster::text_width("IMAGE 99999 " + std::string(12, 'x'), kTextScale)) + 3 * kPad;
+                                    Raster::text_width("IMAGE 99999 " + std::string(12, 'x'), kTextScale)) +
+                      3 * kPad;
   const int thumb_h = static_cast<int>(cfg.image_height) * thumb_scale;
   const int header = kPad + 4 * kLineH + 16;
   const int top = header + 2 * kLineH + thumb_h + 6 + kLineH;  // image labels, thumbnail, slot numbers

@@ -31,7 +31,7 @@ constexpr int kMaxRank = 6;
 // Strided N-d description used by the broadcasting and permute kernels.
 struct Strided {
   int rank = 0;
-  int64_t shape[kMaxRank] = {};   // output shape
+  int64_t shape[kMaxRank] = {};     // output shape
   int64_t stride_a[kMaxRank] = {};  // element strides of input a (0 on broadcast axes)
   int64_t stride_b[kMaxRank] = {};  // element strides of input b (0 on broadcast axes)
 };
@@ -40,12 +40,12 @@ enum class BinaryOp { Add, Sub, Mul, Div };
 
 struct MatmulArgs {
   int64_t batch = 1, M = 0, N = 0, K = 0;
-  bool trans_a = false, trans_b = false;  // A is [K,M] / B is [N,K] when transposed
-  int64_t lda = 0, ldb = 0, ldc = 0;      // leading dims (row strides) of A, B, C as stored
+  bool trans_a = false, trans_b = false;             // A is [K,M] / B is [N,K] when transposed
+  int64_t lda = 0, ldb = 0, ldc = 0;                 // leading dims (row strides) of A, B, C as stored
   int64_t stride_a = 0, stride_b = 0, stride_c = 0;  // between batch items (0: shared operand)
   int64_t off_a = 0, off_b = 0, off_c = 0;
-  float alpha = 1.0f, beta = 0.0f;        // C = alpha * op(A) op(B) + beta * C
-  const Buffer* bias = nullptr;           // when set: then C[b, m, n] += bias[n] (a linear layer)
+  float alpha = 1.0f, beta = 0.0f;  // C = alpha * op(A) op(B) + beta * C
+  const Buffer* bias = nullptr;     // when set: then C[b, m, n] += bias[n] (a linear layer)
 };
 
 struct AdamWArgs {
@@ -103,8 +103,7 @@ public:
                          int64_t rows, int64_t cols, float eps) = 0;
   // dx = row gradient; dw, db accumulate (+=) over rows
   virtual void layernorm_backward(const Buffer& x, const Buffer& w, const Buffer& mean, const Buffer& rstd,
-                                  const Buffer& dy, Buffer& dx, Buffer& dw, Buffer& db, int64_t rows,
-                                  int64_t cols) = 0;
+                                  const Buffer& dy, Buffer& dx, Buffer& dw, Buffer& db, int64_t rows, int64_t cols) = 0;
   // y = softmax(scale · x) per row
   virtual void softmax(const Buffer& x, Buffer& y, int64_t rows, int64_t cols, float scale) = 0;
   // dx = scale · y ⊙ (dy - Σ_row y ⊙ dy). Also the top-k gate's backward (y is 0 off the kept set).
@@ -114,16 +113,16 @@ public:
   // column wins), softmax over them, 0 elsewhere.
   virtual void topk_gate(const Buffer& x, Buffer& y, int64_t rows, int64_t cols, int64_t k, float scale) = 0;
   // loss[r] = logsumexp(logits[r]) - logits[r, label[r]]; probs = softmax(logits). labels: int32.
-  virtual void cross_entropy(const Buffer& logits, const Buffer& labels, Buffer& loss, Buffer& probs,
-                             int64_t rows, int64_t classes) = 0;
+  virtual void cross_entropy(const Buffer& logits, const Buffer& labels, Buffer& loss, Buffer& probs, int64_t rows,
+                             int64_t classes) = 0;
   // dlogits[r] = dloss[r] · (probs[r] - onehot(label[r]))
-  virtual void cross_entropy_backward(const Buffer& probs, const Buffer& labels, const Buffer& dloss,
-                                      Buffer& dlogits, int64_t rows, int64_t classes) = 0;
+  virtual void cross_entropy_backward(const Buffer& probs, const Buffer& labels, const Buffer& dloss, Buffer& dlogits,
+                                      int64_t rows, int64_t classes) = 0;
   // y = x / ‖x‖ per row; saves norm[rows]
   virtual void l2_normalize(const Buffer& x, Buffer& y, Buffer& norm, int64_t rows, int64_t cols) = 0;
   // dx = (dy - y (y·dy)) / norm
-  virtual void l2_normalize_backward(const Buffer& y, const Buffer& norm, const Buffer& dy, Buffer& dx,
-                                     int64_t rows, int64_t cols) = 0;
+  virtual void l2_normalize_backward(const Buffer& y, const Buffer& norm, const Buffer& dy, Buffer& dx, int64_t rows,
+                                     int64_t cols) = 0;
 
   // ---- optimizer ----
   // PyTorch AdamW: p *= 1 - lr·wd; m = β1 m + (1-β1) g; v = β2 v + (1-β2) g²;

@@ -166,7 +166,8 @@ Tensor axpby(float a, const Tensor& x, float b, const Tensor& z) {
 Tensor scale(const Tensor& x, float s) {
   Tensor y = like(x.shape(), x);
   x.dev().axpby(y.buf(), x.buf(), y.numel(), s, 0.0f);
-  if (Node* n = attach_node(y, "scale", {x})) n->backward = [rx = grad_ref(x), s](const Tensor& g) { accumulate_grad(rx, scale(g, s)); };
+  if (Node* n = attach_node(y, "scale", {x}))
+    n->backward = [rx = grad_ref(x), s](const Tensor& g) { accumulate_grad(rx, scale(g, s)); };
   return y;
 }
 
@@ -189,7 +190,8 @@ Tensor dropout(const Tensor& x, float p, uint32_t seed) {
   if (p == 0.0f) return x;
   Tensor y = like(x.shape(), x), mask = like(x.shape(), x);
   x.dev().dropout(x.buf(), y.buf(), mask.buf(), y.numel(), p, seed);
-  if (Node* n = attach_node(y, "dropout", {x})) n->backward = [rx = grad_ref(x), mask](const Tensor& g) { accumulate_grad(rx, mul(g, mask)); };
+  if (Node* n = attach_node(y, "dropout", {x}))
+    n->backward = [rx = grad_ref(x), mask](const Tensor& g) { accumulate_grad(rx, mul(g, mask)); };
   return y;
 }
 
@@ -203,7 +205,8 @@ Tensor sum(const Tensor& x, int axis, bool keepdim) {
   out[a] = 1;
   Tensor y = like(out, x);
   if (y.numel()) x.dev().reduce_sum(x.buf(), y.buf(), outer, n, inner, 1.0f);
-  if (Node* nd = attach_node(y, "sum", {x})) nd->backward = [rx = grad_ref(x), sx = x.shape()](const Tensor& g) { accumulate_grad(rx, broadcast_to(g, sx)); };
+  if (Node* nd = attach_node(y, "sum", {x}))
+    nd->backward = [rx = grad_ref(x), sx = x.shape()](const Tensor& g) { accumulate_grad(rx, broadcast_to(g, sx)); };
   if (!keepdim) {
     out.erase(out.begin() + a);
     y = reshape(y, out);
@@ -224,7 +227,8 @@ Tensor variance(const Tensor& x, int axis, bool keepdim) {
   int64_t n = x.dim(a);
   if (n <= 1) {
     Shape out = x.shape();
-    if (keepdim) out[a] = 1; else out.erase(out.begin() + a);
+    if (keepdim) out[a] = 1;
+    else out.erase(out.begin() + a);
     return Tensor::zeros(out, &x.dev());
   }
   Tensor d = sub(x, mean(x, a, true));
@@ -236,7 +240,8 @@ Tensor count_positive(const Tensor& x, int axis, bool keepdim) {
   int64_t outer, n, inner;
   split3(x.shape(), a, outer, n, inner);
   Shape out = x.shape();
-  if (keepdim) out[a] = 1; else out.erase(out.begin() + a);
+  if (keepdim) out[a] = 1;
+  else out.erase(out.begin() + a);
   Tensor y = like(out, x);
   if (y.numel()) x.dev().count_positive(x.buf(), y.buf(), outer, n, inner);
   return y;  // a count has no gradient
@@ -258,14 +263,16 @@ Tensor reshape(const Tensor& x, const Shape& shape) {
     }
   }
   if (infer >= 0) {
-    if (known == 0 || x.numel() % known) throw Error("reshape: cannot reshape " + shape_str(x.shape()) + " to " + shape_str(shape));
+    if (known == 0 || x.numel() % known)
+      throw Error("reshape: cannot reshape " + shape_str(x.shape()) + " to " + shape_str(shape));
     s[infer] = x.numel() / known;
   }
   if (numel(s) != x.numel()) throw Error("reshape: cannot reshape " + shape_str(x.shape()) + " to " + shape_str(shape));
   Tensor y = x.detach();  // contiguous: a reshape shares the storage
   y.impl()->shape = s;
   y.impl()->name.clear();
-  if (Node* n = attach_node(y, "reshape", {x})) n->backward = [rx = grad_ref(x), sx = x.shape()](const Tensor& g) { accumulate_grad(rx, reshape(g, sx)); };
+  if (Node* n = attach_node(y, "reshape", {x}))
+    n->backward = [rx = grad_ref(x), sx = x.shape()](const Tensor& g) { accumulate_grad(rx, reshape(g, sx)); };
   return y;
 }
 
@@ -283,7 +290,8 @@ Tensor permute(const Tensor& x, const std::vector<int>& perm) {
   for (int i = 0; i < r; ++i) out[i] = x.shape()[perm[i]];
   Tensor y = like(out, x);
   if (y.numel()) x.dev().permute(x.buf(), y.buf(), r, x.shape().data(), perm.data());
-  if (Node* n = attach_node(y, "permute", {x})) n->backward = [rx = grad_ref(x), inv](const Tensor& g) { accumulate_grad(rx, permute(g, inv)); };
+  if (Node* n = attach_node(y, "permute", {x}))
+    n->backward = [rx = grad_ref(x), inv](const Tensor& g) { accumulate_grad(rx, permute(g, inv)); };
   return y;
 }
 
@@ -316,8 +324,7 @@ Tensor concat(const std::vector<Tensor>& xs, int axis) {
     if (outer && w) xs[0].dev().copy_blocks(t.buf(), 0, w, y.buf(), at, n * inner, outer, w, false);
     at += w;
   }
-  if (Node* nd = attach_node(y, "concat", xs))
-  {
+  if (Node* nd = attach_node(y, "concat", xs)) {
     std::vector<std::pair<GradRef, int64_t>> parts;  // each input's slot and width along the axis
     for (const Tensor& t : xs) parts.push_back({grad_ref(t), t.shape()[a]});
     nd->backward = [parts, a](const Tensor& g) {
@@ -341,7 +348,8 @@ Tensor slice(const Tensor& x, int axis, int64_t start, int64_t length) {
   Tensor y = like(out, x);
   int64_t outer, n, inner;
   split3(x.shape(), a, outer, n, inner);
-  if (outer && length && inner) x.dev().copy_blocks(x.buf(), start * inner, n * inner, y.buf(), 0, length * inner, outer, length * inner, false);
+  if (outer && length && inner)
+    x.dev().copy_blocks(x.buf(), start * inner, n * inner, y.buf(), 0, length * inner, outer, length * inner, false);
   if (Node* nd = attach_node(y, "slice", {x}))
     nd->backward = [rx = grad_ref(x), sx = x.shape(), dev = &x.dev(), start, length, outer, n, inner](const Tensor& g) {
       if (!rx) return;
@@ -349,7 +357,8 @@ Tensor slice(const Tensor& x, int axis, int64_t start, int64_t length) {
       // the others add into their block of it in place.
       if (Tensor* acc = exclusive_grad(rx)) {
         if (outer && length && inner)
-          dev->copy_blocks(g.buf(), 0, length * inner, acc->buf(), start * inner, n * inner, outer, length * inner, true);
+          dev->copy_blocks(g.buf(), 0, length * inner, acc->buf(), start * inner, n * inner, outer, length * inner,
+                           true);
         return;
       }
       Tensor dx = Tensor::zeros(sx, dev);
@@ -371,7 +380,8 @@ Tensor matmul_bias(const Tensor& a, const Tensor& b, bool ta, bool tb, const Ten
   same_device(op, a, b);
   if (bias.defined()) same_device(op, a, bias);
   auto bad = [&](const std::string& why) {
-    return Error("matmul: " + why + " (shapes " + shapes(a, b) + (ta ? ", a transposed" : "") + (tb ? ", b transposed" : "") + ")");
+    return Error("matmul: " + why + " (shapes " + shapes(a, b) + (ta ? ", a transposed" : "") +
+                 (tb ? ", b transposed" : "") + ")");
   };
   if (a.rank() < 2 || a.rank() > 3 || b.rank() < 2 || b.rank() > 3) throw bad("operands must have rank 2 or 3");
   // A rank-3 a without transpose against a shared b is one 2-D product over all rows.
@@ -467,10 +477,12 @@ Tensor layernorm(const Tensor& x, const Tensor& w, const Tensor& b, float eps) {
   if (y.numel()) x.dev().layernorm(x.buf(), w.buf(), b.buf(), y.buf(), mu.buf(), rstd.buf(), rows, cols, eps);
   if (Node* n = attach_node(y, "layernorm", {x, w, b})) {
     Tensor xd = x.detach(), wd = w.detach();
-    n->backward = [rx = grad_ref(x), rw = grad_ref(w), rb = grad_ref(b), xd, wd, mu, rstd, rows, cols](const Tensor& g) {
+    n->backward = [rx = grad_ref(x), rw = grad_ref(w), rb = grad_ref(b), xd, wd, mu, rstd, rows,
+                   cols](const Tensor& g) {
       Tensor dx = like(xd.shape(), xd), dw = Tensor::zeros({cols}, &xd.dev()), db = Tensor::zeros({cols}, &xd.dev());
       if (rows && cols)
-        xd.dev().layernorm_backward(xd.buf(), wd.buf(), mu.buf(), rstd.buf(), g.buf(), dx.buf(), dw.buf(), db.buf(), rows, cols);
+        xd.dev().layernorm_backward(xd.buf(), wd.buf(), mu.buf(), rstd.buf(), g.buf(), dx.buf(), dw.buf(), db.buf(),
+                                    rows, cols);
       accumulate_grad(rx, dx);
       accumulate_grad(rw, dw);
       accumulate_grad(rb, db);

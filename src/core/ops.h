@@ -22,9 +22,9 @@ Tensor dropout(const Tensor& x, float p, uint32_t seed);
 // Reductions over one axis (negative axes count from the end).
 Tensor sum(const Tensor& x, int axis, bool keepdim = false);
 Tensor mean(const Tensor& x, int axis, bool keepdim = false);
-Tensor sum_all(const Tensor& x);   // shape []
-Tensor mean_all(const Tensor& x);  // shape []
-Tensor variance(const Tensor& x, int axis, bool keepdim = false);  // unbiased (n-1); 0 when n == 1
+Tensor sum_all(const Tensor& x);                                         // shape []
+Tensor mean_all(const Tensor& x);                                        // shape []
+Tensor variance(const Tensor& x, int axis, bool keepdim = false);        // unbiased (n-1); 0 when n == 1
 Tensor count_positive(const Tensor& x, int axis, bool keepdim = false);  // no gradient
 
 // Shape.

@@ -44,9 +44,9 @@ public:
   // Host copies (wait for the device when needed).
   std::vector<float> to_vector() const;
   std::vector<int32_t> to_int_vector() const;
-  float item() const;  // one-element tensors
+  float item() const;                                // one-element tensors
   void copy_from(const std::vector<float>& values);  // same numel
-  void assign(const Tensor& src);  // this ← src's values on the device (same shape; no graph)
+  void assign(const Tensor& src);                    // this ← src's values on the device (same shape; no graph)
   Tensor to(Kernels& dev) const;                     // copy to another backend (no graph)
 
   // Autodiff.

@@ -9,10 +9,10 @@
 #endif
 #include <numeric>
 
-#include "cpu/gemm.h"
 #include "core/kernels.h"
 #include "core/rng.h"
 #include "core/tensor.h"
+#include "cpu/gemm.h"
 #include "cpu/threadpool.h"
 
 namespace ait {
@@ -36,7 +36,8 @@ void keep_large_blocks_in_heap() {
 
 class CpuBuffer final : public Buffer {
 public:
-  explicit CpuBuffer(size_t n) : Buffer(n), data(n ? static_cast<float*>(::operator new[](n * 4, std::align_val_t(64))) : nullptr) {}
+  explicit CpuBuffer(size_t n)
+      : Buffer(n), data(n ? static_cast<float*>(::operator new[](n * 4, std::align_val_t(64))) : nullptr) {}
   ~CpuBuffer() override {
     if (data) ::operator delete[](data, std::align_val_t(64));
   }
@@ -45,7 +46,9 @@ public:
 
 inline float* P(Buffer& b) { return static_cast<CpuBuffer&>(b).data; }
 inline const float* P(const Buffer& b) { return static_cast<const CpuBuffer&>(b).data; }
-inline const int32_t* I(const Buffer& b) { return reinterpret_cast<const int32_t*>(static_cast<const CpuBuffer&>(b).data); }
+inline const int32_t* I(const Buffer& b) {
+  return reinterpret_cast<const int32_t*>(static_cast<const CpuBuffer&>(b).data);
+}
 
 // Grain sizes: below these a loop stays on one thread (waking a worker costs more).
 constexpr int64_t kElemGrain = 1 << 15;
@@ -104,8 +107,14 @@ inline float exp_fast(float x) {
 inline float erf_fast(float x) {
   float z = std::fabs(x);
   float t = 1.0f / (1.0f + 0.5f * z);
-  float poly = -1.26551223f + t * (1.00002368f + t * (0.37409196f + t * (0.09678418f + t * (-0.18628806f +
-               t * (0.27886807f + t * (-1.13520398f + t * (1.48851587f + t * (-0.82215223f + t * 0.17087277f))))))));
+  float poly =
+      -1.26551223f +
+      t * (1.00002368f +
+           t * (0.37409196f +
+                t * (0.09678418f +
+                     t * (-0.18628806f +
+                          t * (0.27886807f +
+                               t * (-1.13520398f + t * (1.48851587f + t * (-0.82215223f + t * 0.17087277f))))))));
   float erfc = t * exp_fast(-z * z + poly);
   float r = 1.0f - erfc;
   return x < 0 ? -r : r;
@@ -164,10 +173,18 @@ public:
         const float* rb = pb + ob;
         float* ry = py + row * inner;
         switch (op) {
-          case BinaryOp::Add: for (int64_t j = 0; j < inner; ++j) ry[j] = ra[j * sa] + rb[j * sb]; break;
-          case BinaryOp::Sub: for (int64_t j = 0; j < inner; ++j) ry[j] = ra[j * sa] - rb[j * sb]; break;
-          case BinaryOp::Mul: for (int64_t j = 0; j < inner; ++j) ry[j] = ra[j * sa] * rb[j * sb]; break;
-          case BinaryOp::Div: for (int64_t j = 0; j < inner; ++j) ry[j] = ra[j * sa] / rb[j * sb]; break;
+          case BinaryOp::Add:
+            for (int64_t j = 0; j < inner; ++j) ry[j] = ra[j * sa] + rb[j * sb];
+            break;
+          case BinaryOp::Sub:
+            for (int64_t j = 0; j < inner; ++j) ry[j] = ra[j * sa] - rb[j * sb];
+            break;
+          case BinaryOp::Mul:
+            for (int64_t j = 0; j < inner; ++j) ry[j] = ra[j * sa] * rb[j * sb];
+            break;
+          case BinaryOp::Div:
+            for (int64_t j = 0; j < inner; ++j) ry[j] = ra[j * sa] / rb[j * sb];
+            break;
         }
       }
     });
@@ -231,8 +248,7 @@ public:
         }
         float* ry = py + row * inner;
         const float* rx = px + off;
-        if (sj == 1)
-          std::memcpy(ry, rx, inner * 4);
+        if (sj == 1) std::memcpy(ry, rx, inner * 4);
         else
           for (int64_t j = 0; j < inner; ++j) ry[j] = rx[j * sj];
       }
@@ -249,8 +265,7 @@ public:
         float* d = pd + o * dst_stride;
         if (accumulate)
           for (int64_t j = 0; j < inner; ++j) d[j] += s[j];
-        else
-          std::memcpy(d, s, inner * 4);
+        else std::memcpy(d, s, inner * 4);
       }
     });
   }
@@ -321,8 +336,8 @@ public:
     }
   }
 
-  void layernorm(const Buffer& x, const Buffer& w, const Buffer& b, Buffer& y, Buffer& mean, Buffer& rstd,
-                 int64_t rows, int64_t cols, float eps) override {
+  void layernorm(const Buffer& x, const Buffer& w, const Buffer& b, Buffer& y, Buffer& mean, Buffer& rstd, int64_t rows,
+                 int64_t cols, float eps) override {
     const float* px = P(x);
     const float* pw = P(w);
     const float* pb = P(b);

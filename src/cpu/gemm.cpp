@@ -43,13 +43,13 @@ namespace {
 // FMA pipes, and each k step needs only 2 vector loads + 14 broadcasts for 28 FMAs.
 constexpr int MR = 14, NR = 32;
 
-inline void micro_kernel(int64_t kc, const float* __restrict a, const float* __restrict b, float* c,
-                         int64_t ldc, int m, int n, float alpha, float beta) {
+inline void micro_kernel(int64_t kc, const float* __restrict a, const float* __restrict b, float* c, int64_t ldc, int m,
+                         int n, float alpha, float beta) {
   __m512 acc[MR][2];
 #pragma GCC unroll 14
   for (int i = 0; i < MR; ++i) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
 
-  // Start pulling in the C tile now; it is only touched after the k loop.
+    // Start pulling in the C tile now; it is only touched after the k loop.
 #pragma GCC unroll 14
   for (int i = 0; i < MR; ++i)
     if (i < m) {
@@ -103,16 +103,15 @@ inline void update_tile(const __m256 (&acc)[MR][2], float* c, int64_t ldc, float
   for (int i = 0; i < MR; ++i) {
     float* ci = c + i * ldc;
     for (int h = 0; h < 2; ++h) {
-      const __m256 r = beta == 0.0f
-                           ? _mm256_mul_ps(va, acc[i][h])
-                           : _mm256_fmadd_ps(va, acc[i][h], _mm256_mul_ps(vb, _mm256_loadu_ps(ci + 8 * h)));
+      const __m256 r = beta == 0.0f ? _mm256_mul_ps(va, acc[i][h])
+                                    : _mm256_fmadd_ps(va, acc[i][h], _mm256_mul_ps(vb, _mm256_loadu_ps(ci + 8 * h)));
       _mm256_storeu_ps(ci + 8 * h, r);
     }
   }
 }
 
-inline void micro_kernel(int64_t kc, const float* __restrict a, const float* __restrict b, float* c,
-                         int64_t ldc, int m, int n, float alpha, float beta) {
+inline void micro_kernel(int64_t kc, const float* __restrict a, const float* __restrict b, float* c, int64_t ldc, int m,
+                         int n, float alpha, float beta) {
   __m256 acc[MR][2];
   for (int i = 0; i < MR; ++i) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
 #pragma GCC unroll 4
@@ -154,8 +153,8 @@ inline void update_tile(const float (&acc)[MR][NR], float* c, int64_t ldc, float
   }
 }
 
-inline void micro_kernel(int64_t kc, const float* __restrict a, const float* __restrict b, float* c,
-                         int64_t ldc, int m, int n, float alpha, float beta) {
+inline void micro_kernel(int64_t kc, const float* __restrict a, const float* __restrict b, float* c, int64_t ldc, int m,
+                         int n, float alpha, float beta) {
   float acc[MR][NR] = {};
   for (int64_t k = 0; k < kc; ++k) {
     for (int i = 0; i < MR; ++i)
@@ -247,9 +246,7 @@ inline void transpose16(__m512 (&r)[16]) {
   transpose_step<1>(r);
 }
 
-inline __mmask16 lane_mask(int64_t n) {
-  return static_cast<__mmask16>(n >= 16 ? 0xFFFF : n <= 0 ? 0 : (1u << n) - 1);
-}
+inline __mmask16 lane_mask(int64_t n) { return static_cast<__mmask16>(n >= 16 ? 0xFFFF : n <= 0 ? 0 : (1u << n) - 1); }
 
 template <int R>
 void pack_transpose(const float* src, int64_t ld, int rows, int64_t kc, float* dst) {
@@ -301,8 +298,7 @@ void pack_copy(const float* src, int64_t ld, int cols, int64_t kc, float* dst) {
 // is stored at X[k*ld + i] when k_major, else at X[i*ld + k]. op(A) packs its rows (k_major =
 // trans_a), op(B) its columns (k_major = !trans_b).
 template <int R>
-void pack_panels(bool k_major, const float* X, int64_t ld, int64_t i0, int64_t mc, int64_t k0, int64_t kc,
-                 float* dst) {
+void pack_panels(bool k_major, const float* X, int64_t ld, int64_t i0, int64_t mc, int64_t k0, int64_t kc, float* dst) {
   if (k_major) {
     // Walk k outermost so each stored row is read once, in order, rather than once per
     // micro-panel (large ld: one page per row).
@@ -405,8 +401,8 @@ void scale_c(int64_t M, int64_t N, float beta, float* C, int64_t ldc) {
 
 }  // namespace
 
-void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
-           int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
+           const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
   if (M <= 0 || N <= 0) return;
   if (K <= 0 || alpha == 0.0f) {
     scale_c(M, N, beta, C, ldc);

@@ -11,7 +11,7 @@ namespace ait {
 // op(A) is [M,K]: A stored [M,K] with row stride lda, or [K,M] when trans_a.
 // op(B) is [K,N]: B stored [K,N] with row stride ldb, or [N,K] when trans_b.
 // beta == 0 overwrites C (NaN in C does not propagate). M, N or K may be 0.
-void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
-           int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc);
+void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
+           const float* B, int64_t ldb, float beta, float* C, int64_t ldc);
 
 }  // namespace ait

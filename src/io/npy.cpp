@@ -12,16 +12,19 @@ struct HeaderParser {
   const std::string& s;
   const std::string& src;
   size_t i = 0;
-  void ws() { while (i < s.size() && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r')) ++i; }
-  [[noreturn]] void fail(const std::string& what) {
-    throw Error(src + ": bad .npy header (" + what + "): " + s);
+  void ws() {
+    while (i < s.size() && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r')) ++i;
   }
+  [[noreturn]] void fail(const std::string& what) { throw Error(src + ": bad .npy header (" + what + "): " + s); }
   void expect(char c) {
     ws();
     if (i >= s.size() || s[i] != c) fail(std::string("expected '") + c + "'");
     ++i;
   }
-  bool peek(char c) { ws(); return i < s.size() && s[i] == c; }
+  bool peek(char c) {
+    ws();
+    return i < s.size() && s[i] == c;
+  }
   std::string str() {
     ws();
     if (i >= s.size() || (s[i] != '\'' && s[i] != '"')) fail("expected a string");
@@ -109,8 +112,7 @@ size_t npy_itemsize(const std::string& descr, const std::string& src) {
     ok = std::isdigit((unsigned char)descr[i]) != 0;
     item = item * 10 + size_t(descr[i] - '0');
   }
-  if (!ok || item == 0)
-    throw Error(src + ": unsupported dtype '" + descr + "' (little-endian or byte types only)");
+  if (!ok || item == 0) throw Error(src + ": unsupported dtype '" + descr + "' (little-endian or byte types only)");
   return item;
 }
 
@@ -122,8 +124,9 @@ NpyArray parse_npy(const std::vector<uint8_t>& b, const std::string& src) {
   HeaderParser p{h, src};
   parse_header_dict(p, a);
   if (a.fortran_order)
-    throw Error(src + ": fortran_order True (column-major) arrays are not supported; save with "
-                      "np.ascontiguousarray first");
+    throw Error(src +
+                ": fortran_order True (column-major) arrays are not supported; save with "
+                "np.ascontiguousarray first");
   const size_t item = npy_itemsize(a.descr, src);
   unsigned __int128 need = item;
   for (int64_t d : a.shape) {
@@ -138,8 +141,8 @@ NpyArray parse_npy(const std::vector<uint8_t>& b, const std::string& src) {
   return a;
 }
 
-std::vector<uint8_t> write_npy(const std::string& descr, const std::vector<int64_t>& shape,
-                               const void* data, size_t nbytes) {
+std::vector<uint8_t> write_npy(const std::string& descr, const std::vector<int64_t>& shape, const void* data,
+                               size_t nbytes) {
   std::string h = "{'descr': '" + descr + "', 'fortran_order': False, 'shape': (";
   for (size_t i = 0; i < shape.size(); ++i) h += (i ? ", " : "") + std::to_string(shape[i]);
   if (shape.size() == 1) h += ',';  // numpy's 1-tuple spelling: (5,)

@@ -16,13 +16,19 @@ struct Field {
 };
 
 const std::vector<Field>& fields() {
-#define INT_FIELD(n) Field{#n, [](const Config& c) { return double(c.n); }, [](Config& c, double v) { c.n = static_cast<int64_t>(v); }, true}
-#define REAL_FIELD(n) Field{#n, [](const Config& c) { return c.n; }, [](Config& c, double v) { c.n = v; }, false}
+#define INT_FIELD(n)                                                                                                   \
+  Field {                                                                                                              \
+#n, [](const Config& c) { return double(c.n); }, [](Config & c, double v) { c.n = static_cast<int64_t>(v); }, true \
+  }
+#define REAL_FIELD(n)                                                                     \
+  Field {                                                                                 \
+#n, [](const Config& c) { return c.n; }, [](Config & c, double v) { c.n = v; }, false \
+  }
   static const std::vector<Field> f = {
-      INT_FIELD(channels),     INT_FIELD(image_height), INT_FIELD(image_width),   INT_FIELD(patch_size),
-      INT_FIELD(question_dim), INT_FIELD(dim),          INT_FIELD(depth),         INT_FIELD(heads),
-      INT_FIELD(head_dim),     INT_FIELD(mlp_dim),      INT_FIELD(num_classes),   INT_FIELD(memory_slots),
-      INT_FIELD(memory_dim),   INT_FIELD(memory_heads), INT_FIELD(bottleneck),    REAL_FIELD(hopfield_beta),
+      INT_FIELD(channels),         INT_FIELD(image_height),  INT_FIELD(image_width),    INT_FIELD(patch_size),
+      INT_FIELD(question_dim),     INT_FIELD(dim),           INT_FIELD(depth),          INT_FIELD(heads),
+      INT_FIELD(head_dim),         INT_FIELD(mlp_dim),       INT_FIELD(num_classes),    INT_FIELD(memory_slots),
+      INT_FIELD(memory_dim),       INT_FIELD(memory_heads),  INT_FIELD(bottleneck),     REAL_FIELD(hopfield_beta),
       REAL_FIELD(memory_momentum), REAL_FIELD(balance_coef), REAL_FIELD(write_dropout),
   };
 #undef INT_FIELD
@@ -47,7 +53,8 @@ void put(Config& c, const Field& f, double v, const std::string& source) {
 
 Json Config::to_json() const {
   Json j = Json::object();
-  for (const Field& f : fields()) j.set(f.name, f.integer ? Json(static_cast<int64_t>(f.get(*this))) : Json(f.get(*this)));
+  for (const Field& f : fields())
+    j.set(f.name, f.integer ? Json(static_cast<int64_t>(f.get(*this))) : Json(f.get(*this)));
   return j;
 }
 
@@ -80,15 +87,16 @@ void Config::validate() const {
     }
   }
   if (image_height % patch_size || image_width % patch_size)
-    throw bad("patch_size", std::to_string(patch_size) + " does not divide the image size " + std::to_string(image_height) +
-                                "x" + std::to_string(image_width));
+    throw bad("patch_size", std::to_string(patch_size) + " does not divide the image size " +
+                                std::to_string(image_height) + "x" + std::to_string(image_width));
   if (memory_momentum >= 1.0) throw bad("memory_momentum", "must be below 1");
   if (write_dropout >= 1.0) throw bad("write_dropout", "must be below 1");
 }
 
 Config Config::preset(const std::string& name) {
   Config c;
-  auto gwt = [&](int64_t D, int64_t depth, int64_t h, int64_t e, int64_t F, int64_t M, int64_t m, int64_t H, int64_t k) {
+  auto gwt = [&](int64_t D, int64_t depth, int64_t h, int64_t e, int64_t F, int64_t M, int64_t m, int64_t H,
+                 int64_t k) {
     c.dim = D, c.depth = depth, c.heads = h, c.head_dim = e, c.mlp_dim = F;
     c.memory_slots = M, c.memory_dim = m, c.memory_heads = H, c.bottleneck = k;
   };

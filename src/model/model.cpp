@@ -126,10 +126,10 @@ Tensor embed(const AiT& m, const Tensor& images, const Tensor& questions) {
   Tensor X = LN(m, Linear(m, LN(m, patches, "patch_embed.norm_in"), "patch_embed.proj"), "patch_embed.norm_out");
   if (c.question_dim == 0) return X;
   if (!questions.defined() || questions.shape() != Shape{B, c.question_dim})
-    throw Error("model input 'questions' must be [" + std::to_string(B) + ", " + std::to_string(c.question_dim) +
-                "]" + (questions.defined() ? ", got " + shape_str(questions.shape()) : ", got none"));
-  Tensor q = LN(m, Linear(m, LN(m, questions, "question_embed.norm_in"), "question_embed.proj"),
-                "question_embed.norm_out");
+    throw Error("model input 'questions' must be [" + std::to_string(B) + ", " + std::to_string(c.question_dim) + "]" +
+                (questions.defined() ? ", got " + shape_str(questions.shape()) : ", got none"));
+  Tensor q =
+      LN(m, Linear(m, LN(m, questions, "question_embed.norm_in"), "question_embed.proj"), "question_embed.norm_out");
   return concat({reshape(q, {B, 1, c.dim}), X}, 1);
 }
 
@@ -155,7 +155,7 @@ Tensor bottleneck_write(const AiT& m, const Tensor& Xi, const Tensor& gamma, int
   const Config& c = m.config();
   const int64_t BT = Xi.dim(0), H = c.memory_heads, md = c.memory_dim, M = c.memory_slots;
   Tensor Q = permute(reshape(Linear(m, gamma, L(i, "gwl.write.q"), false), {M, H, md}), {1, 0, 2});  // [H, M, m]
-  Tensor K = permute(reshape(Linear(m, Xi, L(i, "gwl.write.k"), false), {BT, H, md}), {1, 0, 2});   // [H, BT, m]
+  Tensor K = permute(reshape(Linear(m, Xi, L(i, "gwl.write.k"), false), {BT, H, md}), {1, 0, 2});    // [H, BT, m]
   Tensor A = topk_gate(matmul(Q, K, false, true), c.bottleneck, 1.0f / std::sqrt(static_cast<float>(md)));
   gates.push_back(A.detach());  // [H, M, BT]
   Tensor layer_balance = add(sum_all(cv_squared(sum(A, 1))), sum_all(cv_squared(count_positive(A, 1))));
@@ -163,7 +163,7 @@ Tensor bottleneck_write(const AiT& m, const Tensor& Xi, const Tensor& gamma, int
   // G reaches the memory only through stopgrad: no graph needed for V, O, W_out, LN_write.
   NoGradScope stopgrad;
   Tensor V = permute(reshape(Linear(m, Xi, L(i, "gwl.write.v"), false), {BT, H, md}), {1, 0, 2});  // [H, BT, m]
-  Tensor O = reshape(permute(matmul(A.detach(), V), {1, 0, 2}), {M, H * md});  // heads concatenated
+  Tensor O = reshape(permute(matmul(A.detach(), V), {1, 0, 2}), {M, H * md});                      // heads concatenated
   Tensor out = Linear(m, O, L(i, "gwl.write.out"), false);
   if (training && c.write_dropout > 0)
     out = dropout(out, static_cast<float>(c.write_dropout), hash32(dropout_seed + static_cast<uint32_t>(i)));
@@ -198,7 +198,7 @@ ForwardResult AiT::forward(const Tensor& images, const Tensor& questions, const 
       r.new_memory.push_back(gamma_read);
     }
     // Hopfield read: one update step against the memory read in this pass.
-    Tensor Y = Linear(m, gamma_read, L(i, "gwl.read"));                                    // [M, D]
+    Tensor Y = Linear(m, gamma_read, L(i, "gwl.read"));                                     // [M, D]
     Tensor read = softmax(matmul(U, Y, false, true), static_cast<float>(c.hopfield_beta));  // [B, T, M]
     r.read_weights.push_back(read.detach());
     X = add(add(X, U), matmul(read, Y));
@@ -242,8 +242,10 @@ Config config_of(const SafeTensors& st) {
     if (it == st.metadata.end()) throw Error(st.source + ": not an AiT checkpoint (no '" + key + "' in __metadata__)");
     return it->second;
   };
-  if (meta("format") != "ait") throw Error(st.source + ": __metadata__ format is '" + meta("format") + "', expected 'ait'");
-  if (meta("version") != "1") throw Error(st.source + ": unknown checkpoint version '" + meta("version") + "' (this build reads 1)");
+  if (meta("format") != "ait")
+    throw Error(st.source + ": __metadata__ format is '" + meta("format") + "', expected 'ait'");
+  if (meta("version") != "1")
+    throw Error(st.source + ": unknown checkpoint version '" + meta("version") + "' (this build reads 1)");
   Config c;
   c.update(Json::parse(meta("config"), st.source + " config"), st.source + " config");
   c.validate();
@@ -264,13 +266,15 @@ AiT AiT::load(const std::string& path, Kernels& dev) {
     const StTensor& s = st.get(name);
     if (s.dtype != "F32") throw Error(path + ": tensor '" + name + "' has dtype " + s.dtype + ", expected F32");
     if (s.shape != t->shape())
-      throw Error(path + ": tensor '" + name + "' has shape " + shape_str(s.shape) + ", the config needs " + shape_str(t->shape()));
+      throw Error(path + ": tensor '" + name + "' has shape " + shape_str(s.shape) + ", the config needs " +
+                  shape_str(t->shape()));
     t->copy_from(s.f32());
   }
   for (auto& [name, s] : st.tensors)
     if (!want.count(name)) throw Error(path + ": unexpected tensor '" + name + "' (not part of this config)");
   if (st.metadata.count("data_mean") && st.metadata.count("data_std")) {
-    Json m = Json::parse(st.metadata.at("data_mean"), path + " data_mean"), d = Json::parse(st.metadata.at("data_std"), path + " data_std");
+    Json m = Json::parse(st.metadata.at("data_mean"), path + " data_mean"),
+         d = Json::parse(st.metadata.at("data_std"), path + " data_std");
     if (m.size() != static_cast<size_t>(model.config().channels) || d.size() != m.size())
       throw Error(path + ": data_mean/data_std must have one value per channel");
     for (size_t i = 0; i < m.size(); ++i) {

@@ -6,9 +6,9 @@
 #include <string>
 #include <vector>
 
-#include "io/json.h"
 #include "core/rng.h"
 #include "core/tensor.h"
+#include "io/json.h"
 
 namespace ait {
 
@@ -27,17 +27,17 @@ struct Config {
   // Keys absent from `j` keep their current value; an unknown key or bad value throws naming it.
   void update(const Json& j, const std::string& source);
   void set(const std::string& key, const std::string& value);  // one `key=value` override
-  void validate() const;                                        // throws naming the bad key
-  static Config preset(const std::string& name);                // tiny, coordination, small, medium, base
+  void validate() const;                                       // throws naming the bad key
+  static Config preset(const std::string& name);               // tiny, coordination, small, medium, base
   static std::vector<std::string> preset_names();
 };
 
 enum class MemoryEval { Frozen, Update };
 
 struct ForwardResult {
-  Tensor logits;                    // [B, C]
-  Tensor ce, balance, loss;         // [] each; defined when labels were given
-  std::vector<Tensor> new_memory;   // γ' per layer when the pass wrote memory
+  Tensor logits;                   // [B, C]
+  Tensor ce, balance, loss;        // [] each; defined when labels were given
+  std::vector<Tensor> new_memory;  // γ' per layer when the pass wrote memory
   // For pictures and inspection (no extra work: the pass computes them anyway):
   std::vector<Tensor> gates;         // per layer, the bottleneck gate A [H, M, B·T] (writing passes)
   std::vector<Tensor> read_weights;  // per layer, the Hopfield read softmax [B, T, M]
@@ -50,8 +50,8 @@ public:
   // images [B, C, H, W] (already normalised), questions [B, q] when q > 0, labels int32 [B]
   // (optional). `write` runs the bottleneck write and the memory update (training, and eval
   // under memory_eval=update); `dropout_seed` drives write dropout when `training`.
-  ForwardResult forward(const Tensor& images, const Tensor& questions, const Tensor& labels, bool write,
-                        bool training, uint32_t dropout_seed) const;
+  ForwardResult forward(const Tensor& images, const Tensor& questions, const Tensor& labels, bool write, bool training,
+                        uint32_t dropout_seed) const;
   void commit_memory(const ForwardResult& r);  // γ ← γ' for every layer (in place, as a buffer update)
 
   const Config& config() const { return cfg_; }

@@ -11,8 +11,8 @@
 #include <fstream>
 #include <numeric>
 
-#include "io/inflate.h"
 #include "core/ops.h"
+#include "io/inflate.h"
 #include "io/safetensors.h"
 
 namespace ait {
@@ -58,7 +58,8 @@ void AdamW::load_state(const SafeTensors& st) {
   for (size_t i = 0; i < ps.size(); ++i) {
     for (auto [prefix, dst] : {std::pair<const char*, Tensor*>{"adam.m.", &m_[i]}, {"adam.v.", &v_[i]}}) {
       const StTensor& s = st.get(prefix + ps[i].first);
-      if (s.shape != dst->shape()) throw Error(st.source + ": tensor '" + prefix + ps[i].first + "' has the wrong shape");
+      if (s.shape != dst->shape())
+        throw Error(st.source + ": tensor '" + prefix + ps[i].first + "' has the wrong shape");
       dst->copy_from(s.f32());
     }
   }
@@ -119,7 +120,8 @@ HostBatch host_batch(const Dataset& ds, const std::vector<int64_t>& idx, bool au
 
 }  // namespace
 
-Batch make_batch(const Dataset& ds, const std::vector<int64_t>& idx, Kernels& dev, bool augment, Rng* rng, const AiT* model) {
+Batch make_batch(const Dataset& ds, const std::vector<int64_t>& idx, Kernels& dev, bool augment, Rng* rng,
+                 const AiT* model) {
   HostBatch h = host_batch(ds, idx, augment, rng, model);
   Batch out;
   out.size = static_cast<int64_t>(idx.size());
@@ -337,7 +339,8 @@ public:
     st.add("seed", StTensor::from_i64({}, {opt_.seed}));
     st.add("best_accuracy", StTensor::from_f32({}, {static_cast<float>(*best)}));
     st.metadata["format"] = "ait-train-state";
-    st.metadata["note"] = "AdamW moments and step; the data position is the epoch (shuffles derive from seed and epoch)";
+    st.metadata["note"] =
+        "AdamW moments and step; the data position is the epoch (shuffles derive from seed and epoch)";
     write_safetensors(opt_.out + "/train_state.safetensors", st);
   }
 
@@ -457,10 +460,12 @@ void dump(const DumpOptions& opt, Kernels& dev) {
   if (img.dtype != "F32" || img.shape.size() != 4 || img.shape[1] != c.channels || img.shape[2] != c.image_height ||
       img.shape[3] != c.image_width)
     throw Error(opt.batch + ": tensor 'images' is " + img.dtype + " " + shape_str(img.shape) + ", expected F32 [B, " +
-                std::to_string(c.channels) + ", " + std::to_string(c.image_height) + ", " + std::to_string(c.image_width) + "]");
+                std::to_string(c.channels) + ", " + std::to_string(c.image_height) + ", " +
+                std::to_string(c.image_width) + "]");
   const int64_t B = img.shape[0];
   std::vector<int32_t> labels = in.get("labels").i32();
-  if (static_cast<int64_t>(labels.size()) != B) throw Error(opt.batch + ": tensor 'labels' must hold " + std::to_string(B) + " labels");
+  if (static_cast<int64_t>(labels.size()) != B)
+    throw Error(opt.batch + ": tensor 'labels' must hold " + std::to_string(B) + " labels");
   for (int64_t i = 0; i < B; ++i)
     if (labels[i] < 0 || labels[i] >= c.num_classes)
       throw Error(opt.batch + ": tensor 'labels': label " + std::to_string(labels[i]) + " at " + std::to_string(i) +
@@ -478,7 +483,9 @@ void dump(const DumpOptions& opt, Kernels& dev) {
   SafeTensors out;
   out.metadata["format"] = "ait-dump";
   out.metadata["checkpoint"] = opt.checkpoint;
-  auto put = [&](const std::string& name, const Tensor& t) { out.add(name, StTensor::from_f32(t.shape(), t.to_vector())); };
+  auto put = [&](const std::string& name, const Tensor& t) {
+    out.add(name, StTensor::from_f32(t.shape(), t.to_vector()));
+  };
   {
     NoGradScope ng;  // eval pass from the checkpoint's weights and memory, before any write
     put("eval.logits", model.forward(images, questions, lab, false, false, 0).logits);
@@ -494,7 +501,8 @@ void dump(const DumpOptions& opt, Kernels& dev) {
       put("loss", f.loss);
       put("loss.ce", f.ce);
       put("loss.balance", f.balance);
-      for (auto& [name, p] : model.params()) put("grad." + name, p.grad().defined() ? p.grad() : Tensor::zeros(p.shape(), &dev));
+      for (auto& [name, p] : model.params())
+        put("grad." + name, p.grad().defined() ? p.grad() : Tensor::zeros(p.shape(), &dev));
       for (int64_t i = 0; i < c.depth; ++i) put("memory." + std::to_string(i), f.new_memory[i]);
     }
     if (opt.train_steps > 0) {

@@ -5,9 +5,9 @@
 #include <string>
 #include <vector>
 
+#include "core/rng.h"
 #include "io/dataset.h"
 #include "model/model.h"
-#include "core/rng.h"
 
 namespace ait {
 
@@ -61,8 +61,8 @@ struct TrainOptions {
   std::string data, val, model = "tiny", config_json, out, resume, device = "auto";
   std::vector<std::string> overrides;  // key=value
   int64_t epochs = 1, batch_size = 64, warmup = -1, seed = 0, log_every = 50;
-  int64_t limit_train = 0;             // use only the first N training images (0: all)
-  int64_t stop_after_epochs = 0;       // stop (as if interrupted) after this many epochs (0: run all)
+  int64_t limit_train = 0;        // use only the first N training images (0: all)
+  int64_t stop_after_epochs = 0;  // stop (as if interrupted) after this many epochs (0: run all)
   float lr = 1e-3f, weight_decay = 0.01f;
   bool augment = false;
   MemoryEval memory_eval = MemoryEval::Frozen;

@@ -94,7 +94,7 @@ void Context::create_device() {
   dci.queueCreateInfoCount = 1;
   dci.pQueueCreateInfos = &qci;
   check(fi_.vkCreateDevice(phys_, &dci, nullptr, &device_), "vkCreateDevice");
-#define AIT_LOAD_DEVICE(fn)                                                   \
+#define AIT_LOAD_DEVICE(fn)                                                  \
   f_.fn = reinterpret_cast<PFN_##fn>(fi_.vkGetDeviceProcAddr(device_, #fn)); \
   if (!f_.fn) throw Error("vulkan: the driver of " + info_.name + " does not provide " #fn);
   AIT_VK_DEVICE_FNS(AIT_LOAD_DEVICE)
@@ -161,8 +161,8 @@ BindRange Context::bind(const Buffer& b, const char* kernel, size_t elem_off, si
   if (elem_off > v.size) fail("binding offset past the end of a buffer");
   if (elems == SIZE_MAX) elems = v.size - elem_off;
   if (elems > v.size - elem_off)
-    fail("binding range past the end of a buffer (" + std::to_string(elem_off) + " + " + std::to_string(elems) +
-         " > " + std::to_string(v.size) + ")");
+    fail("binding range past the end of a buffer (" + std::to_string(elem_off) + " + " + std::to_string(elems) + " > " +
+         std::to_string(v.size) + ")");
   if (elems == 0) return dummy();
   VkDeviceSize bytes = static_cast<VkDeviceSize>(elems) * 4;
   if (bytes > limits_.max_storage_buffer_range) {

@@ -24,10 +24,8 @@ int type_rank(const std::string& t) {
 
 std::string human_bytes(uint64_t b) {
   char buf[32];
-  if (b >= (1ull << 30))
-    snprintf(buf, sizeof buf, "%.1f GiB", static_cast<double>(b) / (1ull << 30));
-  else
-    snprintf(buf, sizeof buf, "%.0f MiB", static_cast<double>(b) / (1ull << 20));
+  if (b >= (1ull << 30)) snprintf(buf, sizeof buf, "%.1f GiB", static_cast<double>(b) / (1ull << 30));
+  else snprintf(buf, sizeof buf, "%.0f MiB", static_cast<double>(b) / (1ull << 20));
   return buf;
 }
 
@@ -72,7 +70,8 @@ std::string describe_devices() {
     os << ", vendor 0x" << std::hex << d.vendor_id << " device 0x" << d.device_id << std::dec << "\n";
     os << "          memory heaps:";
     for (size_t i = 0; i < d.heaps.size(); ++i)
-      os << (i ? "," : "") << " " << human_bytes(d.heaps[i].size) << (d.heaps[i].device_local ? " device-local" : " host");
+      os << (i ? "," : "") << " " << human_bytes(d.heaps[i].size)
+         << (d.heaps[i].device_local ? " device-local" : " host");
     os << "\n";
     os << "          subgroup " << d.subgroup_size << ", shared memory " << d.max_shared_memory / 1024
        << " KiB, maxStorageBufferRange " << human_bytes(d.max_storage_buffer_range) << ", maxMemoryAllocationSize "
@@ -87,8 +86,7 @@ Kernels* select_device(const std::string& spec, std::string* note) {
   if (spec == "cpu") return &cpu();
   bool is_auto = spec == "auto";
   bool is_vulkan = spec == "vulkan" || spec.rfind("vulkan:", 0) == 0;
-  if (!is_auto && !is_vulkan)
-    throw Error("unknown device '" + spec + "': use cpu, vulkan, vulkan:N or auto");
+  if (!is_auto && !is_vulkan) throw Error("unknown device '" + spec + "': use cpu, vulkan, vulkan:N or auto");
 
   std::string err;
   const std::vector<DeviceInfo> devs = backend::devices(&err);
@@ -108,14 +106,16 @@ Kernels* select_device(const std::string& spec, std::string* note) {
       index = parse_index(env, std::string("AIT_VK_DEVICE=") + env);
     } else {
       index = best_usable(devs, type_rank("other"));  // any type
-      if (index < 0) throw Error(std::string(kNoVulkan) + ": no usable Vulkan device (" + devs[0].name + ": " +
-                                 devs[0].unusable_reason + ")");
+      if (index < 0)
+        throw Error(std::string(kNoVulkan) + ": no usable Vulkan device (" + devs[0].name + ": " +
+                    devs[0].unusable_reason + ")");
     }
     if (index < 0 || static_cast<size_t>(index) >= devs.size())
       throw Error("vulkan:" + std::to_string(index) + ": no such device (" + std::to_string(devs.size()) +
                   " Vulkan device(s); see `ait devices`)");
     const DeviceInfo& d = devs[static_cast<size_t>(index)];
-    if (!d.usable) throw Error("vulkan:" + std::to_string(index) + " (" + d.name + ") is unusable: " + d.unusable_reason);
+    if (!d.usable)
+      throw Error("vulkan:" + std::to_string(index) + " (" + d.name + ") is unusable: " + d.unusable_reason);
     return backend::open(index);
   }
 

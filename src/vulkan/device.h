@@ -20,20 +20,20 @@ struct MemoryHeapInfo {
 };
 
 struct DeviceInfo {
-  int index = 0;        // the N of "vulkan:N"
+  int index = 0;  // the N of "vulkan:N"
   std::string name;
-  std::string type;     // "discrete", "integrated", "virtual", "cpu" or "other"
+  std::string type;  // "discrete", "integrated", "virtual", "cpu" or "other"
   uint32_t vendor_id = 0, device_id = 0;
   std::string driver_name, driver_info;  // empty when the driver does not report them
   uint32_t api_version = 0;              // VK_MAKE_API_VERSION encoding
   std::string api_version_str;           // "1.3.230"
   std::vector<MemoryHeapInfo> heaps;
   uint32_t subgroup_size = 0;
-  uint32_t max_shared_memory = 0;          // maxComputeSharedMemorySize, bytes
-  uint64_t max_storage_buffer_range = 0;   // bytes one storage-buffer binding may span
-  uint64_t max_memory_allocation_size = 0; // bytes one allocation may have
+  uint32_t max_shared_memory = 0;           // maxComputeSharedMemorySize, bytes
+  uint64_t max_storage_buffer_range = 0;    // bytes one storage-buffer binding may span
+  uint64_t max_memory_allocation_size = 0;  // bytes one allocation may have
   uint32_t max_workgroup_count[3] = {0, 0, 0};
-  bool usable = false;         // meets the backend's requirements (Vulkan 1.1, compute queue, limits)
+  bool usable = false;          // meets the backend's requirements (Vulkan 1.1, compute queue, limits)
   std::string unusable_reason;  // why not, when !usable
 };
 

@@ -3,8 +3,8 @@
 #include "vulkan/vk_runtime.h"
 
 #include <dlfcn.h>
-#include <unistd.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -39,8 +39,7 @@ namespace vk {
 const char* result_name(VkResult r) {
   switch (r) {
 #define AIT_CASE(x) \
-  case x:           \
-    return #x;
+  case x: return #x;
     AIT_CASE(VK_SUCCESS)
     AIT_CASE(VK_NOT_READY)
     AIT_CASE(VK_TIMEOUT)
@@ -61,8 +60,7 @@ const char* result_name(VkResult r) {
     AIT_CASE(VK_ERROR_INVALID_EXTERNAL_HANDLE)
     AIT_CASE(VK_ERROR_UNKNOWN)
 #undef AIT_CASE
-    default:
-      return "VkResult(?)";
+    default: return "VkResult(?)";
   }
 }
 
@@ -277,8 +275,10 @@ bool Instance::create_instance(uint32_t loader_version, std::string* error) {
   VkResult r = f_.vkCreateInstance(&ci, nullptr, &instance_);
   if (r != VK_SUCCESS && validation_) {
     // The validation layer is installed but could not be loaded: run without it.
-    fprintf(stderr, "ait: creating a Vulkan instance with VK_LAYER_KHRONOS_validation failed (%s); "
-                    "running without validation\n", result_name(r));
+    fprintf(stderr,
+            "ait: creating a Vulkan instance with VK_LAYER_KHRONOS_validation failed (%s); "
+            "running without validation\n",
+            result_name(r));
     validation_ = s.debug_utils = false;
     ci.enabledLayerCount = ci.enabledExtensionCount = 0;
     ci.pNext = nullptr;
@@ -386,19 +386,15 @@ void Instance::describe(int index) {
     if ((f.queueFlags & VK_QUEUE_COMPUTE_BIT) && f.queueCount > 0) compute = true;
 
   const auto& L = p.limits;
-  if (!v11)
-    d.unusable_reason = "Vulkan " + d.api_version_str + " (1.1 needed)";
-  else if (!compute)
-    d.unusable_reason = "no compute queue";
+  if (!v11) d.unusable_reason = "Vulkan " + d.api_version_str + " (1.1 needed)";
+  else if (!compute) d.unusable_reason = "no compute queue";
   else if (L.maxComputeWorkGroupInvocations < 256 || L.maxComputeWorkGroupSize[0] < 256)
     d.unusable_reason = "workgroups of 256 invocations not supported";
-  else if (L.maxComputeSharedMemorySize < 16384)
-    d.unusable_reason = "less than 16 KiB of shared memory";
+  else if (L.maxComputeSharedMemorySize < 16384) d.unusable_reason = "less than 16 KiB of shared memory";
   else if (L.maxPerStageDescriptorStorageBuffers < Context::kMaxBindings ||
            L.maxDescriptorSetStorageBuffers < Context::kMaxBindings)
     d.unusable_reason = "fewer than 8 storage buffers per shader";
-  else if (L.maxPushConstantsSize < 128)
-    d.unusable_reason = "push constants smaller than 128 bytes";
+  else if (L.maxPushConstantsSize < 128) d.unusable_reason = "push constants smaller than 128 bytes";
   d.usable = d.unusable_reason.empty();
   infos_.push_back(std::move(d));
 }

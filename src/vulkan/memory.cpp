@@ -33,7 +33,7 @@ struct Block {
   VkDeviceMemory memory = VK_NULL_HANDLE;
   VkBuffer buffer = VK_NULL_HANDLE;
   VkDeviceSize size = 0;
-  std::map<VkDeviceSize, VkDeviceSize> by_off;             // offset -> size
+  std::map<VkDeviceSize, VkDeviceSize> by_off;              // offset -> size
   std::set<std::pair<VkDeviceSize, VkDeviceSize>> by_size;  // (size, offset)
   size_t live = 0;
 

@@ -158,12 +158,9 @@ namespace {
 std::string cache_dir() {
   const char* x = getenv("XDG_CACHE_HOME");
   std::string base;
-  if (x && *x)
-    base = x;
-  else if (const char* h = getenv("HOME"); h && *h)
-    base = std::string(h) + "/.cache";
-  else
-    return "";
+  if (x && *x) base = x;
+  else if (const char* h = getenv("HOME"); h && *h) base = std::string(h) + "/.cache";
+  else return "";
   return base + "/ait";
 }
 void mkdirs(const std::string& path) {
@@ -202,8 +199,7 @@ void Pipelines::load_cache(const VkPhysicalDeviceProperties& p) {
   if (f_.vkCreatePipelineCache(device_, &ci, nullptr, &cache_) != VK_SUCCESS) {
     ci.initialDataSize = 0;
     ci.pInitialData = nullptr;
-    if (f_.vkCreatePipelineCache(device_, &ci, nullptr, &cache_) != VK_SUCCESS)
-      cache_ = VK_NULL_HANDLE;
+    if (f_.vkCreatePipelineCache(device_, &ci, nullptr, &cache_) != VK_SUCCESS) cache_ = VK_NULL_HANDLE;
   }
 }
 

@@ -14,8 +14,8 @@
 namespace ait {
 namespace vk {
 
-Profiler::Profiler(const DeviceFns& f, VkDevice device, const DeviceInfo& info,
-                   const VkPhysicalDeviceProperties& props, uint32_t timestamp_bits)
+Profiler::Profiler(const DeviceFns& f, VkDevice device, const DeviceInfo& info, const VkPhysicalDeviceProperties& props,
+                   uint32_t timestamp_bits)
     : f_(f), device_(device), info_(info) {
   const char* env = getenv("AIT_VK_PROFILE");
   if (!env || !*env || strcmp(env, "0") == 0) return;

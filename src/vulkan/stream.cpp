@@ -273,18 +273,14 @@ VkDescriptorSet Context::allocate_set(Segment& s, const Pipeline& p) {
 
 void Context::record_command(Segment& s, const Command& c) {
   switch (c.kind) {
-    case Command::kBarrier:
-      record_barrier(s.cmd);
-      break;
-    case Command::kCopy:
-      f_.vkCmdCopyBuffer(s.cmd, c.copy_src, c.copy_dst, 1, &c.copy);
-      break;
+    case Command::kBarrier: record_barrier(s.cmd); break;
+    case Command::kCopy: f_.vkCmdCopyBuffer(s.cmd, c.copy_src, c.copy_dst, 1, &c.copy); break;
     case Command::kHostReadBarrier: {
       VkMemoryBarrier mb{VK_STRUCTURE_TYPE_MEMORY_BARRIER};
       mb.srcAccessMask = VK_ACCESS_TRANSFER_WRITE_BIT;
       mb.dstAccessMask = VK_ACCESS_HOST_READ_BIT;
-      f_.vkCmdPipelineBarrier(s.cmd, VK_PIPELINE_STAGE_TRANSFER_BIT, VK_PIPELINE_STAGE_HOST_BIT, 0, 1, &mb, 0,
-                              nullptr, 0, nullptr);
+      f_.vkCmdPipelineBarrier(s.cmd, VK_PIPELINE_STAGE_TRANSFER_BIT, VK_PIPELINE_STAGE_HOST_BIT, 0, 1, &mb, 0, nullptr,
+                              0, nullptr);
       break;
     }
     case Command::kDispatch: {

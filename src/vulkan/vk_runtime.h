@@ -51,77 +51,77 @@
 #include <string>
 #include <vector>
 
-#include "vulkan/device.h"
 #include "core/kernels.h"
+#include "vulkan/device.h"
 
 namespace ait {
 namespace vk {
 
 // ---- entry points (all resolved at run time through vkGetInstanceProcAddr/vkGetDeviceProcAddr) ----
-#define AIT_VK_GLOBAL_FNS(X)                 \
-  X(vkCreateInstance)                        \
-  X(vkEnumerateInstanceExtensionProperties)  \
-  X(vkEnumerateInstanceLayerProperties)      \
+#define AIT_VK_GLOBAL_FNS(X)                \
+  X(vkCreateInstance)                       \
+  X(vkEnumerateInstanceExtensionProperties) \
+  X(vkEnumerateInstanceLayerProperties)     \
   X(vkEnumerateInstanceVersion)
 
-#define AIT_VK_INSTANCE_FNS(X)                   \
-  X(vkDestroyInstance)                           \
-  X(vkEnumeratePhysicalDevices)                  \
-  X(vkGetPhysicalDeviceProperties)               \
-  X(vkGetPhysicalDeviceProperties2)              \
-  X(vkGetPhysicalDeviceMemoryProperties)         \
-  X(vkGetPhysicalDeviceQueueFamilyProperties)    \
-  X(vkEnumerateDeviceExtensionProperties)        \
-  X(vkCreateDevice)                              \
+#define AIT_VK_INSTANCE_FNS(X)                \
+  X(vkDestroyInstance)                        \
+  X(vkEnumeratePhysicalDevices)               \
+  X(vkGetPhysicalDeviceProperties)            \
+  X(vkGetPhysicalDeviceProperties2)           \
+  X(vkGetPhysicalDeviceMemoryProperties)      \
+  X(vkGetPhysicalDeviceQueueFamilyProperties) \
+  X(vkEnumerateDeviceExtensionProperties)     \
+  X(vkCreateDevice)                           \
   X(vkGetDeviceProcAddr)
 
-#define AIT_VK_DEBUG_FNS(X)          \
-  X(vkCreateDebugUtilsMessengerEXT)  \
+#define AIT_VK_DEBUG_FNS(X)         \
+  X(vkCreateDebugUtilsMessengerEXT) \
   X(vkDestroyDebugUtilsMessengerEXT)
 
-#define AIT_VK_DEVICE_FNS(X)            \
-  X(vkDestroyDevice)                    \
-  X(vkGetDeviceQueue)                   \
-  X(vkDeviceWaitIdle)                   \
-  X(vkCreateBuffer)                     \
-  X(vkDestroyBuffer)                    \
-  X(vkGetBufferMemoryRequirements)      \
-  X(vkAllocateMemory)                   \
-  X(vkFreeMemory)                       \
-  X(vkBindBufferMemory)                 \
-  X(vkMapMemory)                        \
-  X(vkUnmapMemory)                      \
-  X(vkCreateShaderModule)               \
-  X(vkDestroyShaderModule)              \
-  X(vkCreateDescriptorSetLayout)        \
-  X(vkCreatePipelineLayout)             \
-  X(vkCreateComputePipelines)           \
-  X(vkCreatePipelineCache)              \
-  X(vkGetPipelineCacheData)             \
-  X(vkCreateDescriptorPool)             \
-  X(vkResetDescriptorPool)              \
-  X(vkAllocateDescriptorSets)           \
-  X(vkUpdateDescriptorSets)             \
-  X(vkCreateCommandPool)                \
-  X(vkAllocateCommandBuffers)           \
-  X(vkBeginCommandBuffer)               \
-  X(vkEndCommandBuffer)                 \
-  X(vkResetCommandBuffer)               \
-  X(vkCmdBindPipeline)                  \
-  X(vkCmdBindDescriptorSets)            \
-  X(vkCmdPushConstants)                 \
-  X(vkCmdDispatch)                      \
-  X(vkCmdPipelineBarrier)               \
-  X(vkCmdCopyBuffer)                    \
-  X(vkCmdUpdateBuffer)                  \
-  X(vkCreateFence)                      \
-  X(vkResetFences)                      \
-  X(vkWaitForFences)                    \
-  X(vkQueueSubmit)                      \
-  X(vkCreateQueryPool)                  \
-  X(vkDestroyQueryPool)                 \
-  X(vkCmdResetQueryPool)                \
-  X(vkCmdWriteTimestamp)                \
+#define AIT_VK_DEVICE_FNS(X)       \
+  X(vkDestroyDevice)               \
+  X(vkGetDeviceQueue)              \
+  X(vkDeviceWaitIdle)              \
+  X(vkCreateBuffer)                \
+  X(vkDestroyBuffer)               \
+  X(vkGetBufferMemoryRequirements) \
+  X(vkAllocateMemory)              \
+  X(vkFreeMemory)                  \
+  X(vkBindBufferMemory)            \
+  X(vkMapMemory)                   \
+  X(vkUnmapMemory)                 \
+  X(vkCreateShaderModule)          \
+  X(vkDestroyShaderModule)         \
+  X(vkCreateDescriptorSetLayout)   \
+  X(vkCreatePipelineLayout)        \
+  X(vkCreateComputePipelines)      \
+  X(vkCreatePipelineCache)         \
+  X(vkGetPipelineCacheData)        \
+  X(vkCreateDescriptorPool)        \
+  X(vkResetDescriptorPool)         \
+  X(vkAllocateDescriptorSets)      \
+  X(vkUpdateDescriptorSets)        \
+  X(vkCreateCommandPool)           \
+  X(vkAllocateCommandBuffers)      \
+  X(vkBeginCommandBuffer)          \
+  X(vkEndCommandBuffer)            \
+  X(vkResetCommandBuffer)          \
+  X(vkCmdBindPipeline)             \
+  X(vkCmdBindDescriptorSets)       \
+  X(vkCmdPushConstants)            \
+  X(vkCmdDispatch)                 \
+  X(vkCmdPipelineBarrier)          \
+  X(vkCmdCopyBuffer)               \
+  X(vkCmdUpdateBuffer)             \
+  X(vkCreateFence)                 \
+  X(vkResetFences)                 \
+  X(vkWaitForFences)               \
+  X(vkQueueSubmit)                 \
+  X(vkCreateQueryPool)             \
+  X(vkDestroyQueryPool)            \
+  X(vkCmdResetQueryPool)           \
+  X(vkCmdWriteTimestamp)           \
   X(vkGetQueryPoolResults)
 
 #define AIT_VK_DECLARE_FN(name) PFN_##name name = nullptr;
@@ -419,13 +419,13 @@ private:
     VkQueryPool queries = VK_NULL_HANDLE;
     std::vector<std::string> labels;  // of the profiled dispatches, in order
     std::vector<Command> commands;
-    VkDeviceSize slots_at = 0;    // staging offset of the per-run values
+    VkDeviceSize slots_at = 0;  // staging offset of the per-run values
     uint32_t num_slots = 0;
-    uint64_t generation = 0;      // Memory::generation() when recorded
-    uint64_t serial = 0;          // of its last submission
+    uint64_t generation = 0;  // Memory::generation() when recorded
+    uint64_t serial = 0;      // of its last submission
     uint64_t last_use = 0;
     uint64_t runs = 0;
-    bool pending = false;         // submitted, fence not yet waited on
+    bool pending = false;  // submitted, fence not yet waited on
     bool valid = false;
   };
 
@@ -479,13 +479,13 @@ private:
   std::vector<uint32_t> slot_values_;
   std::vector<std::string> pending_labels_;  // one per dispatch, when profiling
   uint32_t pending_dispatches_ = 0;
-  bool need_barrier_ = true;            // the next command must wait for everything before it
+  bool need_barrier_ = true;  // the next command must wait for everything before it
   struct Access {
     VkBuffer buffer;
     VkDeviceSize begin, end;
     bool write;
   };
-  std::vector<Access> since_barrier_;   // what dispatches since the last barrier touch
+  std::vector<Access> since_barrier_;    // what dispatches since the last barrier touch
   bool barrier_every_dispatch_ = false;  // env AIT_VK_BARRIERS=all
   bool replay_ = true;                   // env AIT_VK_REPLAY=0: never reuse a command buffer
 

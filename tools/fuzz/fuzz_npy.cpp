@@ -81,7 +81,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     labels.set(data + split, size - split);
   } else {
     static const char* const kImageDescr[] = {"|u1", "<f4", "<u1", "|f4", ">f4", "<f8", "|i1", "<u2"};
-    static const char* const kLabelDescr[] = {"|u1", "|i1", "<i2", "<u2", "<i4", "<u4", "<i8", "<u8", "<f4", "<i3", "|b1"};
+    static const char* const kLabelDescr[] = {"|u1", "|i1", "<i2", "<u2", "<i4", "<u4",
+                                              "<i8", "<u8", "<f4", "<i3", "|b1"};
     Reader r{data, size};
     uint8_t flags = r.byte();
     if (flags & 1) layout = "nchw";

@@ -15,10 +15,22 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     return 0;
   }
   for (const auto& kv : st.tensors) {
-    try { (void)kv.second.f32(); } catch (const ait::Error&) {}
-    try { (void)kv.second.i32(); } catch (const ait::Error&) {}
-    try { (void)kv.second.i64(); } catch (const ait::Error&) {}
-    try { (void)kv.second.u8(); } catch (const ait::Error&) {}
+    try {
+      (void)kv.second.f32();
+    } catch (const ait::Error&) {
+    }
+    try {
+      (void)kv.second.i32();
+    } catch (const ait::Error&) {
+    }
+    try {
+      (void)kv.second.i64();
+    } catch (const ait::Error&) {
+    }
+    try {
+      (void)kv.second.u8();
+    } catch (const ait::Error&) {
+    }
   }
   try {
     std::vector<uint8_t> again = ait::serialize_safetensors(st);
