@@ -10,12 +10,19 @@
 #include "core/rng.h"
 #include "core/tensor.h"  // ait::Error
 #include "vulkan/vk_runtime.h"
+// The shader modes (valid C++ and GLSL), beside the shaders that read them.
+#include "../../shaders/modes.h"
 
 namespace ait {
 
 namespace {
 
 constexpr uint32_t kWG = 256;  // WG_SIZE in shaders/common.glsl
+
+// binary.comp takes ait::BinaryOp as its OP.
+static_assert(AIT_BINARY_ADD == int(BinaryOp::Add) && AIT_BINARY_SUB == int(BinaryOp::Sub) &&
+                  AIT_BINARY_MUL == int(BinaryOp::Mul) && AIT_BINARY_DIV == int(BinaryOp::Div),
+              "shaders/modes.h and BinaryOp disagree");
 
 uint64_t groups_for(uint64_t n, uint64_t per) { return (n + per - 1) / per; }
 
@@ -81,8 +88,8 @@ void VulkanKernels::sync() { ctx_->sync(); }
 // ---- elementwise (1-D; split where a range exceeds maxStorageBufferRange) ----
 
 namespace {
-// One op of elementwise.comp over n elements, in pieces a binding can hold; bindings x, y, z
-// (null: the dummy), push constants a, b.
+// One op of elementwise.comp (AIT_ELEMENTWISE_*, modes.h) over n elements, in pieces a binding
+// can hold; bindings x, y, z (null: the dummy), push constants a, b.
 void elementwise(vk::Context& ctx, uint32_t op, const char* k, size_t n, float a, float b, const Buffer* x,
                  const Buffer* y, const Buffer* z) {
   struct Pc {
@@ -106,19 +113,19 @@ void elementwise(vk::Context& ctx, uint32_t op, const char* k, size_t n, float a
 
 void VulkanKernels::fill(Buffer& y, size_t n, float v) {
   need(y, n, "fill", "y");
-  elementwise(*ctx_, 0, "fill", n, v, 0.0f, nullptr, &y, nullptr);
+  elementwise(*ctx_, AIT_ELEMENTWISE_FILL, "fill", n, v, 0.0f, nullptr, &y, nullptr);
 }
 
 void VulkanKernels::axpby(Buffer& y, const Buffer& x, size_t n, float a, float b) {
   need(y, n, "axpby", "y");
   need(x, n, "axpby", "x");
-  elementwise(*ctx_, 1, "axpby", n, a, b, &x, &y, nullptr);
+  elementwise(*ctx_, AIT_ELEMENTWISE_AXPBY, "axpby", n, a, b, &x, &y, nullptr);
 }
 
 void VulkanKernels::gelu(const Buffer& x, Buffer& y, size_t n) {
   need(x, n, "gelu", "x");
   need(y, n, "gelu", "y");
-  elementwise(*ctx_, 2, "gelu", n, 0.0f, 0.0f, &x, &y, nullptr);
+  elementwise(*ctx_, AIT_ELEMENTWISE_GELU, "gelu", n, 0.0f, 0.0f, &x, &y, nullptr);
 }
 
 void VulkanKernels::gelu_backward(const Buffer& x, const Buffer& dy, Buffer& dx, size_t n) {
@@ -126,7 +133,7 @@ void VulkanKernels::gelu_backward(const Buffer& x, const Buffer& dy, Buffer& dx,
   need(x, n, k, "x");
   need(dy, n, k, "dy");
   need(dx, n, k, "dx");
-  elementwise(*ctx_, 3, k, n, 0.0f, 0.0f, &x, &dy, &dx);
+  elementwise(*ctx_, AIT_ELEMENTWISE_GELU_BACKWARD, k, n, 0.0f, 0.0f, &x, &dy, &dx);
 }
 
 // ---- recorded steps ----
@@ -444,7 +451,8 @@ void VulkanKernels::reduce_impl(const char* k, const Buffer& x, Buffer& y, int64
     }
     Pc pc{{}, u32(outer, k, "outer"), u32(static_cast<int64_t>(cur_n), k, "n"), u32(inner, k, "inner"),
           static_cast<uint32_t>(chunk), static_cast<uint32_t>(nchunks), last ? scale : 1.0f};
-    auto& p = ctx_->pipeline("reduce", 2, sizeof(Pc), {rows ? 0u : 1u, (first && count) ? 1u : 0u});
+    const uint32_t mode = rows ? AIT_REDUCE_ROWS : AIT_REDUCE_COLUMNS;
+    auto& p = ctx_->pipeline("reduce", 2, sizeof(Pc), {mode, (first && count) ? 1u : 0u});
     std::vector<vk::BindRange> binds = {ctx_->bind(*in, k, 0, static_cast<size_t>(out_elems * cur_n)),
                                         ctx_->bind(*out, k, 0, static_cast<size_t>(out_elems * nchunks))};
     if (rows)
@@ -723,10 +731,10 @@ void VulkanKernels::layernorm_backward(const Buffer& x, const Buffer& w, const B
                                       ctx_->bind(rstd, k, 0, rows), ctx_->bind(dy, k, 0, n),
                                       ctx_->bind(dw, k, 0, cols),   ctx_->bind(db, k, 0, cols),
                                       bt};
-  auto& p0 = ctx_->pipeline("layernorm_backward_params", 7, sizeof pp, {0});
+  auto& p0 = ctx_->pipeline("layernorm_backward_params", 7, sizeof pp, {AIT_LN_PARAMS_PARTIAL});
   ctx_->dispatch(k, p0, binds, &pp, sizeof pp, groups_for(static_cast<uint64_t>(cols), 64), nchunks);
   if (!direct) {
-    auto& p1 = ctx_->pipeline("layernorm_backward_params", 7, sizeof pp, {1});
+    auto& p1 = ctx_->pipeline("layernorm_backward_params", 7, sizeof pp, {AIT_LN_PARAMS_FINAL});
     ctx_->dispatch(k, p1, binds, &pp, sizeof pp, groups_for(static_cast<uint64_t>(cols), kWG));
   }
 }
@@ -738,7 +746,7 @@ void VulkanKernels::softmax(const Buffer& x, Buffer& y, int64_t rows, int64_t co
   need(x, n, k, "x");
   need(y, n, k, "y");
   PcRows pc{{}, u32(rows, k, "rows"), u32(cols, k, "cols"), lanes_for(cols), scale};
-  auto& p = ctx_->pipeline("softmax", 3, sizeof pc, {0});
+  auto& p = ctx_->pipeline("softmax", 3, sizeof pc, {AIT_MODE_FORWARD});
   ctx_->dispatch(k, p, {ctx_->bind(x, k, 0, n), ctx_->dummy(), ctx_->bind(y, k, 0, n)}, &pc, sizeof pc,
                  row_groups(rows, pc.lanes));
 }
@@ -752,7 +760,7 @@ void VulkanKernels::softmax_backward(const Buffer& y, const Buffer& dy, Buffer& 
   need(dy, n, k, "dy");
   need(dx, n, k, "dx");
   PcRows pc{{}, u32(rows, k, "rows"), u32(cols, k, "cols"), lanes_for(cols), scale};
-  auto& p = ctx_->pipeline("softmax", 3, sizeof pc, {1});
+  auto& p = ctx_->pipeline("softmax", 3, sizeof pc, {AIT_MODE_BACKWARD});
   ctx_->dispatch(k, p, {ctx_->bind(y, k, 0, n), ctx_->bind(dy, k, 0, n), ctx_->bind(dx, k, 0, n)}, &pc, sizeof pc,
                  row_groups(rows, pc.lanes));
 }
@@ -782,7 +790,7 @@ void VulkanKernels::cross_entropy(const Buffer& logits, const Buffer& labels, Bu
   need(labels, static_cast<uint64_t>(rows), k, "labels");
   need(loss, static_cast<uint64_t>(rows), k, "loss");
   PcRows2 pc{{}, u32(rows, k, "rows"), u32(classes, k, "classes"), lanes_for(classes)};
-  auto& p = ctx_->pipeline("cross_entropy", 4, sizeof pc, {0});
+  auto& p = ctx_->pipeline("cross_entropy", 4, sizeof pc, {AIT_MODE_FORWARD});
   ctx_->dispatch(k, p,
                  {ctx_->bind(logits, k, 0, n), ctx_->bind(labels, k, 0, rows), ctx_->bind(loss, k, 0, rows),
                   ctx_->bind(probs, k, 0, n)},
@@ -800,7 +808,7 @@ void VulkanKernels::cross_entropy_backward(const Buffer& probs, const Buffer& la
   need(dloss, static_cast<uint64_t>(rows), k, "dloss");
   u32(static_cast<int64_t>(n), k, "rows * classes");
   PcRows2 pc{{}, u32(rows, k, "rows"), u32(classes, k, "classes"), 1};
-  auto& p = ctx_->pipeline("cross_entropy", 4, sizeof pc, {1});
+  auto& p = ctx_->pipeline("cross_entropy", 4, sizeof pc, {AIT_MODE_BACKWARD});
   ctx_->dispatch(k, p,
                  {ctx_->bind(probs, k, 0, n), ctx_->bind(labels, k, 0, rows), ctx_->bind(dloss, k, 0, rows),
                   ctx_->bind(dlogits, k, 0, n)},
@@ -815,7 +823,7 @@ void VulkanKernels::l2_normalize(const Buffer& x, Buffer& y, Buffer& norm, int64
   need(y, n, k, "y");
   need(norm, static_cast<uint64_t>(rows), k, "norm");
   PcRows2 pc{{}, u32(rows, k, "rows"), u32(cols, k, "cols"), lanes_for(cols)};
-  auto& p = ctx_->pipeline("l2_normalize", 4, sizeof pc, {0});
+  auto& p = ctx_->pipeline("l2_normalize", 4, sizeof pc, {AIT_MODE_FORWARD});
   ctx_->dispatch(k, p, {ctx_->bind(x, k, 0, n), ctx_->bind(norm, k, 0, rows), ctx_->bind(y, k, 0, n), ctx_->dummy()},
                  &pc, sizeof pc, row_groups(rows, pc.lanes));
 }
@@ -830,7 +838,7 @@ void VulkanKernels::l2_normalize_backward(const Buffer& y, const Buffer& norm, c
   need(dx, n, k, "dx");
   need(norm, static_cast<uint64_t>(rows), k, "norm");
   PcRows2 pc{{}, u32(rows, k, "rows"), u32(cols, k, "cols"), lanes_for(cols)};
-  auto& p = ctx_->pipeline("l2_normalize", 4, sizeof pc, {1});
+  auto& p = ctx_->pipeline("l2_normalize", 4, sizeof pc, {AIT_MODE_BACKWARD});
   ctx_->dispatch(k, p,
                  {ctx_->bind(y, k, 0, n), ctx_->bind(norm, k, 0, rows), ctx_->bind(dy, k, 0, n), ctx_->bind(dx, k, 0, n)},
                  &pc, sizeof pc, row_groups(rows, pc.lanes));
