@@ -31,4 +31,19 @@
 #define AIT_REDUCE_ROWS 0
 #define AIT_REDUCE_COLUMNS 1
 
+// matmul.comp: the constant_id of each specialization constant (the host fills spec[id]). The
+// first five are flags; the last five are the tile geometry from the host's tile table
+// (VulkanKernels::matmul_tiles()).
+#define AIT_MATMUL_SPEC_TRANS_A 0    // A stored [K, M]
+#define AIT_MATMUL_SPEC_TRANS_B 1    // B stored [N, K]
+#define AIT_MATMUL_SPEC_VEC_A 2      // A's rows are 16-byte aligned: vec4 loads
+#define AIT_MATMUL_SPEC_VEC_B 3      // B's rows are 16-byte aligned: vec4 loads
+#define AIT_MATMUL_SPEC_HAS_BIAS 4   // C += bias[n] after alpha and beta
+#define AIT_MATMUL_SPEC_TILE_M 5     // outputs per workgroup along M
+#define AIT_MATMUL_SPEC_TILE_N 6     // outputs per workgroup along N
+#define AIT_MATMUL_SPEC_TILE_K 7     // K step: depth of one shared-memory stage
+#define AIT_MATMUL_SPEC_THREADS 8    // threads per workgroup
+#define AIT_MATMUL_SPEC_THREADS_N 9  // threads along N (THREADS / THREADS_N along M)
+#define AIT_MATMUL_SPEC_COUNT 10
+
 #endif
