@@ -2,12 +2,13 @@
 // Broadcasting binary op over a strided N-d grid (rank <= 6, the host has already dropped unit
 // axes and merged contiguous ones): y[i] = a[ia(i)] OP b[ib(i)], i the row-major index over
 // `shape`, ia/ib the dot products of i's coordinates with the element strides (0 on broadcast
-// axes). OP (specialization constant 0): 0 add, 1 sub, 2 mul, 3 div.
+// axes). OP (specialization constant 0): AIT_BINARY_ADD, _SUB, _MUL or _DIV (modes.h).
 // Bindings: 0 a, 1 b, 2 y. One element per thread.
 #include "common.glsl"
+#include "modes.h"
 
 layout(local_size_x = WG_SIZE) in;
-layout(constant_id = 0) const uint OP = 0;
+layout(constant_id = 0) const uint OP = AIT_BINARY_ADD;
 
 layout(push_constant) uniform PC {
   AIT_PC_BASE
@@ -35,9 +36,9 @@ void main() {
   }
   float u = a[ia], v = b[ib];
   float r;
-  if (OP == 0) r = u + v;
-  else if (OP == 1) r = u - v;
-  else if (OP == 2) r = u * v;
-  else r = u / v;
+  if (OP == AIT_BINARY_ADD) r = u + v;
+  else if (OP == AIT_BINARY_SUB) r = u - v;
+  else if (OP == AIT_BINARY_MUL) r = u * v;
+  else r = u / v;  // AIT_BINARY_DIV
   y[i] = r;
 }

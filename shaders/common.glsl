@@ -6,7 +6,8 @@
 // gl_WorkGroupID so they always see the logical workgroup coordinate.
 //
 // Device requirements kept by all shaders: Vulkan 1.1, fp32 only, no subgroup operations (so
-// no dependence on the subgroup size), at most 16 KiB of shared memory per workgroup, and
+// no dependence on the subgroup size), at most 16 KiB of shared memory per workgroup (except the
+// larger matmul tiles, which the host checks against the device's limit first), and
 // 32-bit indexing (a bound range never exceeds maxStorageBufferRange < 2^32 bytes).
 #ifndef AIT_COMMON_GLSL
 #define AIT_COMMON_GLSL

@@ -1,17 +1,18 @@
 #version 450
 // Cross entropy (fused log-softmax + NLL) and its backward. labels are int32.
-// MODE (specialization constant 0):
-//   0 forward, `lanes` threads per row (WG_SIZE / lanes rows per workgroup):
+// MODE (specialization constant 0, modes.h):
+//   AIT_MODE_FORWARD, `lanes` threads per row (WG_SIZE / lanes rows per workgroup):
 //     m = max(x), s = sum(ait_exp(x - m)),
 //     lse = m + log(s),  loss[r] = lse - x[label],  probs = ait_exp(x - lse)
 //     bindings 0 logits, 1 labels, 2 loss (out), 3 probs (out)
 //     A label outside [0, classes) gives loss NaN (the op layer rejects such labels first).
-//   1 backward, one element per thread:  dlogits = dloss[r] * (probs - onehot(label[r]))
+//   AIT_MODE_BACKWARD, one element per thread:  dlogits = dloss[r] * (probs - onehot(label[r]))
 //     bindings 0 probs, 1 labels, 2 dloss, 3 dlogits (out)
 #include "common.glsl"
+#include "modes.h"
 
 layout(local_size_x = WG_SIZE) in;
-layout(constant_id = 0) const uint MODE = 0;
+layout(constant_id = 0) const uint MODE = AIT_MODE_FORWARD;
 
 layout(push_constant) uniform PC {
   AIT_PC_BASE
@@ -31,7 +32,7 @@ AIT_DEFINE_SEG_REDUCE(seg_max, max)
 
 void main() {
   uint lid = gl_LocalInvocationID.x;
-  if (MODE == 0) {
+  if (MODE == AIT_MODE_FORWARD) {
     uint lanes = pc.lanes, lane = lid & (lanes - 1u);
     uint row = WG_ID.x * (WG_SIZE / lanes) + lid / lanes;
     bool in_range = row < pc.rows;
@@ -49,7 +50,7 @@ void main() {
       float picked = (label >= 0 && uint(label) < pc.classes) ? in0[base + uint(label)] : (0.0 / 0.0);
       b2[row] = lse - picked;
     }
-  } else {
+  } else {  // AIT_MODE_BACKWARD
     uint i = WG_ID.x * WG_SIZE + lid;
     if (i >= pc.rows * pc.classes) return;
     uint r = i / pc.classes, c = i - r * pc.classes;

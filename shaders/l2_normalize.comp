@@ -1,13 +1,16 @@
 #version 450
 // Row L2 normalisation and its backward; `lanes` threads per row, WG_SIZE / lanes rows per
 // workgroup.
-// MODE (specialization constant 0):
-//   0 forward:  norm = max(sqrt(sum(x^2)), 1e-12); y = x / norm   bindings 0 x, 1 norm (out), 2 y (out), 3 unused
-//   1 backward: dx = (dy - y * sum(y * dy)) / norm                 bindings 0 y, 1 norm, 2 dy, 3 dx
+// MODE (specialization constant 0, modes.h):
+//   AIT_MODE_FORWARD:  norm = max(sqrt(sum(x^2)), 1e-12); y = x / norm
+//                      bindings 0 x, 1 norm (out), 2 y (out), 3 unused
+//   AIT_MODE_BACKWARD: dx = (dy - y * sum(y * dy)) / norm
+//                      bindings 0 y, 1 norm, 2 dy, 3 dx
 #include "common.glsl"
+#include "modes.h"
 
 layout(local_size_x = WG_SIZE) in;
-layout(constant_id = 0) const uint MODE = 0;
+layout(constant_id = 0) const uint MODE = AIT_MODE_FORWARD;
 
 layout(push_constant) uniform PC {
   AIT_PC_BASE
@@ -30,7 +33,7 @@ void main() {
   bool in_range = row < pc.rows;
   uint cols = in_range ? pc.cols : 0u;
   uint base = row * pc.cols;
-  if (MODE == 0) {
+  if (MODE == AIT_MODE_FORWARD) {
     float s = 0.0;
     for (uint c = lane; c < cols; c += lanes) {
       float v = in0[base + c];
@@ -39,7 +42,7 @@ void main() {
     float nrm = max(sqrt(seg_sum(s, lanes)), 1e-12);
     for (uint c = lane; c < cols; c += lanes) b2[base + c] = in0[base + c] / nrm;
     if (in_range && lane == 0) norm[row] = nrm;
-  } else {
+  } else {  // AIT_MODE_BACKWARD
     float d = 0.0;
     for (uint c = lane; c < cols; c += lanes) d += in0[base + c] * b2[base + c];
     d = seg_sum(d, lanes);

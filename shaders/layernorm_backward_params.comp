@@ -1,15 +1,17 @@
 #version 450
 // LayerNorm backward, parameter gradients: dw[c] += sum_r dy[r,c] * xhat[r,c], db[c] += sum_r dy[r,c].
 // A deterministic two-pass column reduction (no float atomics):
-//   MODE 0 (partial): workgroup (column block of 64, row chunk); 4 lanes per column stride over
-//     the chunk's rows, combined in shared memory. With one chunk the sums go straight
+// MODE (specialization constant 0, modes.h):
+//   AIT_LN_PARAMS_PARTIAL: workgroup (column block of 64, row chunk); 4 lanes per column stride
+//     over the chunk's rows, combined in shared memory. With one chunk the sums go straight
 //     into dw/db; otherwise to tmp[(chunk*2 + {0,1}) * cols + c].  Grid: x = column block, y = chunk.
-//   MODE 1 (final): one thread per column adds the chunks' partial sums in chunk order.
+//   AIT_LN_PARAMS_FINAL: one thread per column adds the chunks' partial sums in chunk order.
 // Bindings: 0 x, 1 mean, 2 rstd, 3 dy, 4 dw, 5 db, 6 tmp.
 #include "common.glsl"
+#include "modes.h"
 
 layout(local_size_x = WG_SIZE) in;
-layout(constant_id = 0) const uint MODE = 0;
+layout(constant_id = 0) const uint MODE = AIT_LN_PARAMS_PARTIAL;
 
 layout(push_constant) uniform PC {
   AIT_PC_BASE
@@ -32,7 +34,7 @@ shared float red_b[WG_SIZE];
 
 void main() {
   uint lid = gl_LocalInvocationID.x;
-  if (MODE == 0) {
+  if (MODE == AIT_LN_PARAMS_PARTIAL) {
     uint ti = lid & 63u, tj = lid >> 6;
     uint c = WG_ID.x * 64u + ti, chunk = WG_ID.y;
     uint r0 = chunk * pc.chunk_rows, r1 = min(pc.rows, r0 + pc.chunk_rows);
@@ -58,7 +60,7 @@ void main() {
         tmp[(chunk * 2u + 1u) * pc.cols + c] = tb;
       }
     }
-  } else {
+  } else {  // AIT_LN_PARAMS_FINAL
     uint c = WG_ID.x * WG_SIZE + lid;
     if (c >= pc.cols) return;
     float tw = 0.0, tb = 0.0;

@@ -1,14 +1,14 @@
 #version 450
 // Row softmax and its backward; `lanes` threads per row, WG_SIZE / lanes rows per workgroup.
-// MODE (specialization constant 0):
-//   0 forward:  y = softmax(scale * x):  m = max(scale*x), e = ait_exp(scale*x - m), y = e / sum(e)
-//               bindings 0 x, 1 (unused), 2 y
-//   1 backward: dx = scale * y * (dy - sum(y * dy))
-//               bindings 0 y, 1 dy, 2 dx
+// MODE (specialization constant 0, modes.h):
+//   AIT_MODE_FORWARD:   y = softmax(scale * x):  m = max(scale*x), e = ait_exp(scale*x - m),
+//                       y = e / sum(e); bindings 0 x, 1 (unused), 2 y
+//   AIT_MODE_BACKWARD: dx = scale * y * (dy - sum(y * dy)); bindings 0 y, 1 dy, 2 dx
 #include "common.glsl"
+#include "modes.h"
 
 layout(local_size_x = WG_SIZE) in;
-layout(constant_id = 0) const uint MODE = 0;
+layout(constant_id = 0) const uint MODE = AIT_MODE_FORWARD;
 
 layout(push_constant) uniform PC {
   AIT_PC_BASE
@@ -32,7 +32,7 @@ void main() {
   bool in_range = row < pc.rows;
   uint cols = in_range ? pc.cols : 0u;  // inactive threads skip the loops but join the barriers
   uint base = row * pc.cols;
-  if (MODE == 0) {
+  if (MODE == AIT_MODE_FORWARD) {
     float m = -1.0 / 0.0;
     for (uint c = lane; c < cols; c += lanes) m = max(m, pc.scale * in0[base + c]);
     m = seg_max(m, lanes);
@@ -45,7 +45,7 @@ void main() {
     s = seg_sum(s, lanes);
     float inv = 1.0 / s;
     for (uint c = lane; c < cols; c += lanes) outv[base + c] = outv[base + c] * inv;
-  } else {
+  } else {  // AIT_MODE_BACKWARD
     float d = 0.0;
     for (uint c = lane; c < cols; c += lanes) d += in0[base + c] * in1[base + c];
     d = seg_sum(d, lanes);

@@ -24,11 +24,11 @@
 #include <string>
 #include <vector>
 
-#include "vulkan/device.h"
 #include "core/kernels.h"
 #include "core/rng.h"
 #include "core/tensor.h"
 #include "testutil.h"
+#include "vulkan/device.h"
 #ifdef AIT_VULKAN
 #include "vulkan/vk_kernels.h"
 #include "vulkan/vk_runtime.h"
@@ -211,10 +211,8 @@ TEST_F(VulkanTest, LoaderOverrideFallsBack) {
 #endif
   }
   EXPECT_TRUE(list_devices().empty());
-  if (old)
-    setenv("AIT_VULKAN_LOADER", saved.c_str(), 1);
-  else
-    unsetenv("AIT_VULKAN_LOADER");
+  if (old) setenv("AIT_VULKAN_LOADER", saved.c_str(), 1);
+  else unsetenv("AIT_VULKAN_LOADER");
 }
 
 TEST_F(VulkanTest, OutOfMemoryIsAnError) {
@@ -363,177 +361,5 @@ TEST_F(VulkanTest, BindingLimitIsRespected) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("maxStorageBufferRange"), std::string::npos) << e.what();
   }
-#endif
-}
-
-// ---------------------------------------------------------------------------------------------
-// Matmul
-// ---------------------------------------------------------------------------------------------
-
-namespace {
-struct MM {
-  int64_t batch, M, N, K;
-  bool ta, tb;
-  bool shared_b = false;
-  int64_t pad = 0;  // extra leading-dimension padding
-  int64_t off = 0;  // element offsets of A, B, C
-  float alpha = 1.0f, beta = 0.0f;
-  bool bias = false;  // C += bias[n] (fused)
-};
-}  // namespace
-
-// The tile variants whose shared memory the device offers (asking for another one is an error,
-// checked in MatmulTileBeyondSharedMemoryIsAnError).
-static std::vector<int> all_tile_variants(Kernels* vk) {
-  std::vector<int> v;
-#ifdef AIT_VULKAN
-  const uint32_t shared = dynamic_cast<VulkanKernels*>(vk)->context().limits().max_shared_memory;
-  for (size_t i = 1; i <= VulkanKernels::matmul_tiles().size(); ++i)
-    if (VulkanKernels::matmul_tiles()[i - 1].shared_bytes <= shared) v.push_back(static_cast<int>(i));
-#else
-  (void)vk;
-#endif
-  return v;
-}
-
-static void run_matmul(Kernels* vk, const MM& t, int variant, int seed, int splits = 0) {
-#ifdef AIT_VULKAN
-  dynamic_cast<VulkanKernels*>(vk)->set_matmul_variant(variant);
-  dynamic_cast<VulkanKernels*>(vk)->set_matmul_splits(splits);
-#endif
-  MatmulArgs g;
-  g.batch = t.batch;
-  g.M = t.M;
-  g.N = t.N;
-  g.K = t.K;
-  g.trans_a = t.ta;
-  g.trans_b = t.tb;
-  int64_t a_rows = t.ta ? t.K : t.M, a_cols = t.ta ? t.M : t.K;
-  int64_t b_rows = t.tb ? t.N : t.K, b_cols = t.tb ? t.K : t.N;
-  g.lda = a_cols + t.pad;
-  g.ldb = b_cols + t.pad;
-  g.ldc = t.N + t.pad;
-  g.stride_a = a_rows * g.lda;
-  g.stride_b = t.shared_b ? 0 : b_rows * g.ldb;
-  g.stride_c = t.M * g.ldc;
-  g.off_a = g.off_b = t.off;
-  g.off_c = 0;  // C's leading guard comes from the Dual head
-  g.alpha = t.alpha;
-  g.beta = t.beta;
-  int64_t na = t.off + t.batch * g.stride_a, nb = t.off + (t.shared_b ? b_rows * g.ldb : t.batch * g.stride_b);
-  int64_t nc = t.batch * g.stride_c;
-  Dual a = make_dual(vk, randn(na, 200 + seed)), b = make_dual(vk, randn(nb, 300 + seed));
-  std::vector<float> c0 = randn(nc, 400 + seed);
-  if (t.beta == 0.0f)
-    for (size_t i = 0; i < c0.size(); i += 3) c0[i] = NAN;  // must be overwritten, not read
-  Dual c = make_dual(vk, c0, 11);
-  g.off_c = 11;
-  Dual bias = make_dual(vk, randn(t.N, 500 + seed));
-  if (t.bias) g.bias = bias.v.get();
-  vk->matmul(*a.v, *b.v, *c.v, g);
-  if (t.bias) g.bias = bias.c.get();
-  cpu().matmul(*a.c, *b.c, *c.c, g);
-  std::string ctx = "batch " + std::to_string(t.batch) + " M " + std::to_string(t.M) + " N " + std::to_string(t.N) +
-                    " K " + std::to_string(t.K) + (t.ta ? " Aᵀ" : "") + (t.tb ? " Bᵀ" : "") +
-                    (t.shared_b ? " shared B" : "") + (t.bias ? " bias" : "") + " pad " + std::to_string(t.pad) + " off " +
-                    std::to_string(t.off) + " alpha " + std::to_string(t.alpha) + " beta " + std::to_string(t.beta) +
-                    " variant " + std::to_string(variant) + " splits " + std::to_string(splits);
-  // Padding columns of C (ld > N) are not written by either backend; compare everything.
-  Got gt = get(c, "matmul " + ctx);
-  // NaN placed in padding stays NaN on both sides: compare only the M x N blocks.
-  std::vector<float> vv, cc;
-  for (int64_t bi = 0; bi < t.batch; ++bi)
-    for (int64_t m = 0; m < t.M; ++m)
-      for (int64_t n = 0; n < t.N; ++n) {
-        size_t idx = static_cast<size_t>(bi * g.stride_c + m * g.ldc + n);
-        vv.push_back(gt.v[idx]);
-        cc.push_back(gt.c[idx]);
-      }
-  double e = rel(vv, cc);
-  std::string name = "matmul(auto)";
-#ifdef AIT_VULKAN
-  if (variant > 0) name = std::string("matmul(") + VulkanKernels::matmul_tiles()[variant - 1].shader + ")";
-#endif
-  if (splits > 1) name = "matmul(split-K)";
-  record(name, "rel", e);
-  EXPECT_LE(e, 1e-5) << ctx;
-  EXPECT_TRUE(all_finite(vv)) << ctx << ": NaN/inf in the Vulkan output";
-  // Padding between rows of C must be untouched (bit-equal to the input).
-  for (size_t i = 0; i < gt.v.size(); ++i) {
-    int64_t within = static_cast<int64_t>(i) % g.ldc;
-    if (within >= t.N && std::memcmp(&gt.v[i], &c0[i], 4) != 0) {
-      ADD_FAILURE() << ctx << ": C padding overwritten at " << i;
-      break;
-    }
-  }
-}
-
-TEST_F(VulkanTest, MatmulSizesAndTransposes) {
-  int seed = 0;
-  for (int64_t s : kSizes)
-    for (int tr = 0; tr < 4; ++tr)
-      for (int variant : all_tile_variants(vk)) run_matmul(vk, {1, s, s, s, bool(tr & 1), bool(tr & 2)}, variant, seed++);
-  // Mixed extents (thin, wide, deep), all transposes.
-  const std::vector<std::array<int64_t, 3>> mixed = {{1, 200, 13}, {200, 1, 127}, {127, 3, 200}, {13, 200, 1},
-                                                      {3, 127, 200}, {200, 13, 3}, {130, 140, 0}};
-  for (auto [M, N, K] : mixed)
-    for (int tr = 0; tr < 4; ++tr) run_matmul(vk, {1, M, N, K, bool(tr & 1), bool(tr & 2)}, 0, seed++);
-}
-
-TEST_F(VulkanTest, MatmulTileBeyondSharedMemoryIsAnError) {
-#ifdef AIT_VULKAN
-  auto* vkk = dynamic_cast<VulkanKernels*>(vk);
-  const uint32_t shared = vkk->context().limits().max_shared_memory;
-  // A tile of the table the device cannot hold, when there is one; else a made-up one.
-  VulkanKernels::MatmulTile too_big{"made-up", 256, 256, shared + 4};
-  int variant = 0;
-  for (size_t i = 1; i <= VulkanKernels::matmul_tiles().size(); ++i)
-    if (VulkanKernels::matmul_tiles()[i - 1].shared_bytes > shared) variant = static_cast<int>(i);
-  try {
-    if (variant > 0) {
-      BufferPtr a = vk->alloc(64), b = vk->alloc(64), c = vk->alloc(64);
-      MatmulArgs g;
-      g.M = g.N = g.K = 8;
-      g.lda = g.ldb = g.ldc = 8;
-      vkk->set_matmul_variant(variant);
-      vk->matmul(*a, *b, *c, g);
-    } else {
-      VulkanKernels::require_shared_memory(too_big, shared, vk->name());
-    }
-    ADD_FAILURE() << "no error for a tile needing more shared memory than the device has";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("bytes of shared memory, "), std::string::npos) << e.what();
-    EXPECT_NE(std::string(e.what()).find(std::to_string(shared)), std::string::npos) << e.what();
-  }
-  vkk->set_matmul_variant(0);
-  // A tile that fits passes.
-  VulkanKernels::require_shared_memory(VulkanKernels::matmul_tiles()[0], shared, vk->name());
-#else
-  GTEST_SKIP() << "built without Vulkan";
-#endif
-}
-
-TEST_F(VulkanTest, MatmulBatchOffsetsAlphaBeta) {
-  int seed = 1000;
-  for (int tr = 0; tr < 4; ++tr) {
-    bool ta = tr & 1, tb = tr & 2;
-    for (int variant : all_tile_variants(vk)) {
-      run_matmul(vk, {3, 13, 127, 13, ta, tb}, variant, seed++);
-      run_matmul(vk, {2, 127, 13, 200, ta, tb, /*shared_b=*/true}, variant, seed++);
-      run_matmul(vk, {2, 130, 129, 17, ta, tb, false, /*pad=*/3, /*off=*/5, 0.5f, 0.0f}, variant, seed++);
-      run_matmul(vk, {2, 64, 68, 32, ta, tb, false, /*pad=*/4, /*off=*/8, -1.25f, 0.75f}, variant, seed++);
-      run_matmul(vk, {1, 3, 200, 127, ta, tb, false, 0, 0, 2.0f, 1.0f}, variant, seed++);
-      // Split-K (partial products + ordered reduction), forced and automatic.
-      run_matmul(vk, {2, 13, 127, 200, ta, tb, false, 1, 3, 0.5f, 0.0f}, variant, seed++, 3);
-      run_matmul(vk, {1, 130, 3, 77, ta, tb, false, 4, 8, -1.0f, 0.25f}, variant, seed++, 5);
-      // Fused bias, with and without split-K.
-      run_matmul(vk, {2, 127, 13, 200, ta, tb, false, 0, 0, 1.0f, 0.0f, true}, variant, seed++);
-      run_matmul(vk, {1, 13, 130, 300, ta, tb, false, 1, 3, 0.5f, 0.5f, true}, variant, seed++, 3);
-    }
-    run_matmul(vk, {1, 13, 20, 3000, ta, tb, false, 0, 0, 1.0f, 0.0f}, 0, seed++);  // auto split-K
-  }
-#ifdef AIT_VULKAN
-  dynamic_cast<VulkanKernels*>(vk)->set_matmul_variant(0);
-  dynamic_cast<VulkanKernels*>(vk)->set_matmul_splits(0);
 #endif
 }

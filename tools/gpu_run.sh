@@ -5,8 +5,9 @@
 # profile: GPU time per kernel of a recorded `small` training step (AIT_VK_PROFILE), and the
 #          step with a barrier between all dispatches against barriers only on hazards
 # tiles:   the `small` training step with each large-product matmul tile named in AB_TILES
-#          (AIT_VK_MATMUL_LARGE_TILE), alternating; the faster one is used by `bench` after it
-# sweep:   ait-vk-matmul-bench, every matmul tile and split at the AiT-Small shapes
+#          (names of VulkanKernels::matmul_tiles(), passed as AIT_VK_MATMUL_LARGE_TILE),
+#          alternating; the faster one is used by `bench` after it
+# sweep:   ait-vk-matmul-bench, every matmul tile (by name) and split at the AiT-Small shapes
 # bench:   ait-bench vulkan, beside PyTorch CUDA running the same models when the machine has it
 cd "$(dirname "$0")"; H=$PWD
 export AIT_SOURCE_DIR=$H

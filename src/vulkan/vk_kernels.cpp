@@ -11,12 +11,19 @@
 #include "core/rng.h"
 #include "core/tensor.h"  // ait::Error
 #include "vulkan/vk_runtime.h"
+// The shader modes (valid C++ and GLSL), beside the shaders that read them.
+#include "../../shaders/modes.h"
 
 namespace ait {
 
 namespace {
 
 constexpr uint32_t kWG = 256;  // WG_SIZE in shaders/common.glsl
+
+// binary.comp takes ait::BinaryOp as its OP.
+static_assert(AIT_BINARY_ADD == int(BinaryOp::Add) && AIT_BINARY_SUB == int(BinaryOp::Sub) &&
+                  AIT_BINARY_MUL == int(BinaryOp::Mul) && AIT_BINARY_DIV == int(BinaryOp::Div),
+              "shaders/modes.h and BinaryOp disagree");
 
 uint64_t groups_for(uint64_t n, uint64_t per) { return (n + per - 1) / per; }
 
@@ -41,20 +48,6 @@ struct PcBase {
 };
 
 }  // namespace
-
-VulkanKernels::VulkanKernels(vk::Context* ctx) : ctx_(ctx) {
-  // The tile for large products on a GPU (see matmul()): the measured best, unless env
-  // AIT_VK_MATMUL_LARGE_TILE names another shader of matmul_tiles() (for comparing whole steps).
-  const auto& tiles = matmul_tiles();
-  large_tile_ = tiles[3].shared_bytes <= ctx_->limits().max_shared_memory ? 4 : 5;
-  if (const char* env = std::getenv("AIT_VK_MATMUL_LARGE_TILE"); env && *env) {
-    int found = 0;
-    for (size_t i = 0; i < tiles.size(); ++i)
-      if (std::string(env) == tiles[i].shader) found = static_cast<int>(i) + 1;
-    if (found == 0) throw Error(std::string("AIT_VK_MATMUL_LARGE_TILE=") + env + ": no such matmul tile");
-    large_tile_ = found;
-  }
-}
 
 std::string VulkanKernels::name() const {
   const DeviceInfo& d = ctx_->info();
@@ -86,8 +79,8 @@ void VulkanKernels::set_replay(bool on) { ctx_->set_replay(on); }
 // ---- elementwise (1-D; split where a range exceeds maxStorageBufferRange) ----
 
 namespace {
-// One op of elementwise.comp over n elements, in pieces a binding can hold; bindings x, y, z
-// (null: the dummy), push constants a, b.
+// One op of elementwise.comp (AIT_ELEMENTWISE_*, modes.h) over n elements, in pieces a binding
+// can hold; bindings x, y, z (null: the dummy), push constants a, b.
 void elementwise(vk::Context& ctx, uint32_t op, const char* k, size_t n, float a, float b, const Buffer* x,
                  const Buffer* y, const Buffer* z) {
   struct Pc {
@@ -103,27 +96,26 @@ void elementwise(vk::Context& ctx, uint32_t op, const char* k, size_t n, float a
   for (size_t off = 0; off < n; off += step) {
     size_t cnt = std::min(step, n - off);
     Pc pc{{}, static_cast<uint32_t>(cnt), a, b};
-    ctx.dispatch(k, p, {bind(x, off, cnt), bind(y, off, cnt), bind(z, off, cnt)}, &pc, sizeof pc,
-                 groups_for(cnt, kWG));
+    ctx.dispatch(k, p, {bind(x, off, cnt), bind(y, off, cnt), bind(z, off, cnt)}, &pc, sizeof pc, groups_for(cnt, kWG));
   }
 }
 }  // namespace
 
 void VulkanKernels::fill(Buffer& y, size_t n, float v) {
   need(y, n, "fill", "y");
-  elementwise(*ctx_, 0, "fill", n, v, 0.0f, nullptr, &y, nullptr);
+  elementwise(*ctx_, AIT_ELEMENTWISE_FILL, "fill", n, v, 0.0f, nullptr, &y, nullptr);
 }
 
 void VulkanKernels::axpby(Buffer& y, const Buffer& x, size_t n, float a, float b) {
   need(y, n, "axpby", "y");
   need(x, n, "axpby", "x");
-  elementwise(*ctx_, 1, "axpby", n, a, b, &x, &y, nullptr);
+  elementwise(*ctx_, AIT_ELEMENTWISE_AXPBY, "axpby", n, a, b, &x, &y, nullptr);
 }
 
 void VulkanKernels::gelu(const Buffer& x, Buffer& y, size_t n) {
   need(x, n, "gelu", "x");
   need(y, n, "gelu", "y");
-  elementwise(*ctx_, 2, "gelu", n, 0.0f, 0.0f, &x, &y, nullptr);
+  elementwise(*ctx_, AIT_ELEMENTWISE_GELU, "gelu", n, 0.0f, 0.0f, &x, &y, nullptr);
 }
 
 void VulkanKernels::gelu_backward(const Buffer& x, const Buffer& dy, Buffer& dx, size_t n) {
@@ -131,7 +123,7 @@ void VulkanKernels::gelu_backward(const Buffer& x, const Buffer& dy, Buffer& dx,
   need(x, n, k, "x");
   need(dy, n, k, "dy");
   need(dx, n, k, "dx");
-  elementwise(*ctx_, 3, k, n, 0.0f, 0.0f, &x, &dy, &dx);
+  elementwise(*ctx_, AIT_ELEMENTWISE_GELU_BACKWARD, k, n, 0.0f, 0.0f, &x, &dy, &dx);
 }
 
 // ---- dropout and AdamW (their per-step values travel as per-run values, see vk_runtime.h) ----
@@ -164,10 +156,9 @@ void VulkanKernels::dropout(const Buffer& x, Buffer& y, Buffer& mask, size_t n, 
   for (size_t off = 0; off < n; off += step) {
     size_t cnt = std::min(step, n - off);
     Pc pc{{}, static_cast<uint32_t>(cnt), static_cast<uint32_t>(off), p, scale, 0};
-    ctx_->dispatch(k, pl,
-                   {ctx_->bind(x, k, off, cnt), ctx_->bind(y, k, off, cnt), ctx_->bind(mask, k, off, cnt),
-                    ctx_->slots()},
-                   &pc, sizeof pc, groups_for(cnt, kWG), 1, 1, &per_run);
+    ctx_->dispatch(
+        k, pl, {ctx_->bind(x, k, off, cnt), ctx_->bind(y, k, off, cnt), ctx_->bind(mask, k, off, cnt), ctx_->slots()},
+        &pc, sizeof pc, groups_for(cnt, kWG), 1, 1, &per_run);
   }
 }
 
@@ -328,8 +319,9 @@ void VulkanKernels::copy_blocks(const Buffer& src, size_t src_off, int64_t src_s
   const char* k = "copy_blocks";
   if (outer < 0 || inner < 0 || src_stride < 0 || dst_stride < 0) bad(k, "negative count or stride");
   if (outer == 0 || inner == 0) return;
-  uint64_t src_span = static_cast<uint64_t>(outer - 1) * static_cast<uint64_t>(src_stride) + static_cast<uint64_t>(inner);
-  uint64_t dst_span = static_cast<uint64_t>(outer - 1) * static_cast<uint64_t>(dst_stride) + static_cast<uint64_t>(inner);
+  const uint64_t rows_before_last = static_cast<uint64_t>(outer - 1), row = static_cast<uint64_t>(inner);
+  uint64_t src_span = rows_before_last * static_cast<uint64_t>(src_stride) + row;
+  uint64_t dst_span = rows_before_last * static_cast<uint64_t>(dst_stride) + row;
   need(src, src_off + src_span, k, "src");
   need(dst, dst_off + dst_span, k, "dst");
   struct Pc {
@@ -379,13 +371,18 @@ void VulkanKernels::reduce_impl(const char* k, const Buffer& x, Buffer& y, int64
       tmp_out = ctx_->alloc(static_cast<size_t>(out_elems * nchunks));
       out = tmp_out.get();
     }
-    Pc pc{{}, u32(outer, k, "outer"), u32(static_cast<int64_t>(cur_n), k, "n"), u32(inner, k, "inner"),
-          static_cast<uint32_t>(chunk), static_cast<uint32_t>(nchunks), last ? scale : 1.0f};
-    auto& p = ctx_->pipeline("reduce", 2, sizeof(Pc), {rows ? 0u : 1u, (first && count) ? 1u : 0u});
+    Pc pc{{},
+          u32(outer, k, "outer"),
+          u32(static_cast<int64_t>(cur_n), k, "n"),
+          u32(inner, k, "inner"),
+          static_cast<uint32_t>(chunk),
+          static_cast<uint32_t>(nchunks),
+          last ? scale : 1.0f};
+    const uint32_t mode = rows ? AIT_REDUCE_ROWS : AIT_REDUCE_COLUMNS;
+    auto& p = ctx_->pipeline("reduce", 2, sizeof(Pc), {mode, (first && count) ? 1u : 0u});
     std::vector<vk::BindRange> binds = {ctx_->bind(*in, k, 0, static_cast<size_t>(out_elems * cur_n)),
                                         ctx_->bind(*out, k, 0, static_cast<size_t>(out_elems * nchunks))};
-    if (rows)
-      ctx_->dispatch(k, p, binds, &pc, sizeof pc, nchunks, static_cast<uint64_t>(outer));
+    if (rows) ctx_->dispatch(k, p, binds, &pc, sizeof pc, nchunks, static_cast<uint64_t>(outer));
     else
       ctx_->dispatch(k, p, binds, &pc, sizeof pc, groups_for(static_cast<uint64_t>(inner), 64), nchunks,
                      static_cast<uint64_t>(outer));
@@ -408,63 +405,145 @@ void VulkanKernels::count_positive(const Buffer& x, Buffer& y, int64_t outer, in
 
 // ---- matmul ----
 
-// Tile variants (variant = index + 1); shared memory = 2 (double buffer) * BK * (BM + BN) * 4.
+// The tile table of shaders/matmul.comp. Shared memory = 2 (double buffer) * K step * (M + N) * 4.
+// The names are the ones AIT_VK_MATMUL_LARGE_TILE, the tests and the tools use.
 const std::vector<VulkanKernels::MatmulTile>& VulkanKernels::matmul_tiles() {
   static const std::vector<MatmulTile> tiles = {
-      {"matmul64", 64, 64, 2 * 16 * 128 * 4},           // 1: 256 threads, 4 x 4 each, K step 16
-      {"matmul128", 128, 128, 2 * 8 * 256 * 4},         // 2: 256 threads, 8 x 8 each, K step 8
-      {"matmul128x64", 128, 64, 2 * 8 * 192 * 4},       // 3: 256 threads, 8 x 4 each, K step 8
-      {"matmul128x64t128", 128, 64, 2 * 16 * 192 * 4},  // 4: 128 threads, 8 x 8 each, K step 16
-      {"matmul128x64t128k8", 128, 64, 2 * 8 * 192 * 4},  // 5: as 4, K step 8
+      // name                 tile M  N    K step  per thread M x N
+      {"matmul64", 64, 64, 16, 4, 4},            // 256 threads, 16 KiB
+      {"matmul128", 128, 128, 8, 8, 8},          // 256 threads, 16 KiB
+      {"matmul128x64", 128, 64, 8, 8, 4},        // 256 threads, 12 KiB
+      {"matmul128x64t128", 128, 64, 16, 8, 8},   // 128 threads, 24 KiB
+      {"matmul128x64t128k8", 128, 64, 8, 8, 8},  // 128 threads, 12 KiB (devices with 16 KiB)
       // Not chosen automatically; candidates for AIT_VK_MATMUL_LARGE_TILE on other GPUs. On the
-      // H200, at each tile's best split, both were 0-10% slower than 4 at every AiT-Small shape
-      // (and 4 with a K step of 32, in 48 KiB, 20-30% slower).
-      {"matmul64x128t128", 64, 128, 2 * 16 * 192 * 4},  // 6: 128 threads, 8 x 8 each, K step 16
-      {"matmul64x64t64", 64, 64, 2 * 16 * 128 * 4},     // 7: 64 threads, 8 x 8 each, K step 16
+      // H200, at each tile's best split, both were 0-10% slower than matmul128x64t128 at every
+      // AiT-Small shape (and that tile with a K step of 32, in 48 KiB, 20-30% slower).
+      {"matmul64x128t128", 64, 128, 16, 8, 8},  // 128 threads, 24 KiB
+      {"matmul64x64t64", 64, 64, 16, 8, 8},     // 64 threads, 16 KiB
   };
   return tiles;
 }
 
+namespace {
+// The tiles the automatic choice uses (VulkanKernels::choose_matmul_tile).
+constexpr const char* kSmallTile = "matmul64";                  // small or thin products
+constexpr const char* kCpuLargeTile = "matmul128";              // large products on a CPU-type device
+constexpr const char* kGpuLargeTile = "matmul128x64t128";       // large products on a GPU
+constexpr const char* kGpuLargeTile16K = "matmul128x64t128k8";  // the same where 16 KiB is all there is
+
+const VulkanKernels::MatmulTile* find_matmul_tile(const std::string& name) {
+  for (const auto& t : VulkanKernels::matmul_tiles())
+    if (name == t.name) return &t;
+  return nullptr;
+}
+
+std::string matmul_tile_names() {
+  std::string s;
+  for (const auto& t : VulkanKernels::matmul_tiles()) s += (s.empty() ? "" : ", ") + std::string(t.name);
+  return s;
+}
+}  // namespace
+
+const VulkanKernels::MatmulTile& VulkanKernels::matmul_tile(const std::string& name) {
+  const MatmulTile* t = find_matmul_tile(name);
+  if (!t) throw Error("vulkan matmul: no tile named '" + name + "' (the tiles: " + matmul_tile_names() + ")");
+  return *t;
+}
+
 void VulkanKernels::require_shared_memory(const MatmulTile& tile, uint32_t have, const std::string& device) {
-  if (tile.shared_bytes > have)
-    throw Error(std::string("vulkan matmul: tile ") + tile.shader + " needs " + std::to_string(tile.shared_bytes) +
+  if (tile.shared_bytes() > have)
+    throw Error(std::string("vulkan matmul: tile ") + tile.name + " needs " + std::to_string(tile.shared_bytes()) +
                 " bytes of shared memory, " + device + " has " + std::to_string(have));
 }
 
-void VulkanKernels::matmul(const Buffer& a, const Buffer& b, Buffer& c, const MatmulArgs& g) {
-  const char* k = "matmul";
-  if (g.batch < 0 || g.M < 0 || g.N < 0 || g.K < 0) bad(k, "negative dimension");
-  if (g.lda < 0 || g.ldb < 0 || g.ldc < 0 || g.stride_a < 0 || g.stride_b < 0 || g.stride_c < 0 || g.off_a < 0 ||
-      g.off_b < 0 || g.off_c < 0)
-    bad(k, "negative stride or offset");
-  if (g.batch == 0 || g.M == 0 || g.N == 0) return;
+// (The constructor's only work is this choice, so it is defined here.)
+VulkanKernels::VulkanKernels(vk::Context* ctx) : ctx_(ctx) {
+  // The tile for large products on a GPU (see choose_matmul_tile()): the measured best where the
+  // device has its shared memory, else its twin with half the K step, unless the environment
+  // variable AIT_VK_MATMUL_LARGE_TILE names another tile of matmul_tiles() (for comparing whole
+  // training steps).
+  const MatmulTile& best = matmul_tile(kGpuLargeTile);
+  large_tile_ = best.shared_bytes() <= ctx_->limits().max_shared_memory ? &best : &matmul_tile(kGpuLargeTile16K);
+  if (const char* env = std::getenv("AIT_VK_MATMUL_LARGE_TILE"); env && *env) {
+    large_tile_ = find_matmul_tile(env);
+    if (!large_tile_)
+      throw Error(std::string("AIT_VK_MATMUL_LARGE_TILE=") + env +
+                  ": no such matmul tile (the tiles: " + matmul_tile_names() + ")");
+  }
+}
+
+void VulkanKernels::set_matmul_tile(const std::string& name) {
+  forced_tile_ = name.empty() ? nullptr : &matmul_tile(name);
+}
+
+// The automatic choice, measured on an NVIDIA H200 at the AiT-Small shapes
+// (tools/ait-vk-matmul-bench.cpp, docs/gpu-h200.md): the 128 x 64 tile of 128 threads with 8 x 8
+// outputs each (kGpuLargeTile) beats the 256-thread tiles at every shape, by 2% (mlp1) to 22% at
+// each one's best split. It is the choice for products of at least 128 x 64 on a GPU: K step 16
+// where the device offers the 24 KiB of shared memory, else K step 8 (kGpuLargeTile16K; see the
+// constructor, which also reads AIT_VK_MATMUL_LARGE_TILE). A CPU-type device (lavapipe) runs the
+// 256-thread 128 x 128 tile (kCpuLargeTile) faster, once it makes at least 64 workgroups. Other
+// products take the 64 x 64 tile (kSmallTile), which leaves fewer workgroups idle. Any tile may
+// then be split along K (split_k_pieces).
+const VulkanKernels::MatmulTile& VulkanKernels::choose_matmul_tile(uint64_t M, uint64_t N, uint64_t batch) const {
+  if (forced_tile_) return *forced_tile_;
+  if (ctx_->info().type != "cpu" && M >= 128 && N >= 64) return *large_tile_;
+  static const MatmulTile& cpu_large = matmul_tile(kCpuLargeTile);
+  static const MatmulTile& small = matmul_tile(kSmallTile);
+  const bool big = M >= cpu_large.tile_m && N >= cpu_large.tile_n &&
+                   groups_for(M, cpu_large.tile_m) * groups_for(N, cpu_large.tile_n) * batch >= 64;
+  return big ? cpu_large : small;
+}
+
+namespace {
+// Push constants of matmul.comp and matmul_reduce.comp.
+struct MatmulPc {
+  PcBase base;
+  uint32_t M, N, K, lda, ldb, ldc, stride_a, stride_b, stride_c, off_a, off_b, off_c;
+  float alpha, beta;
+  uint32_t k_len, splits, split_stride_c;
+};
+struct MatmulReducePc {
+  PcBase base;
+  uint32_t M, N, batch, splits, ldc, stride_c, off_c;
+  float alpha, beta;
+};
+
+// The elements an operand [batch][rows, cols] with leading dimension ld reaches from its offset.
+uint64_t operand_span(uint64_t batch, uint64_t stride, uint64_t rows, uint64_t ld, uint64_t cols) {
+  if (rows == 0 || cols == 0) return 0;
+  return (batch - 1) * stride + (rows - 1) * ld + cols;
+}
+
+// The operands' reach in elements and the column counts of A and B as stored.
+struct MatmulExtents {
+  uint64_t span_a, span_b, span_c, a_cols, b_cols;
+};
+
+// Checks the arguments of a non-empty product against each other and the buffers.
+MatmulExtents check_matmul(const Buffer& a, const Buffer& b, const Buffer& c, const MatmulArgs& g, const char* k) {
   const uint64_t B = static_cast<uint64_t>(g.batch), M = static_cast<uint64_t>(g.M), N = static_cast<uint64_t>(g.N),
                  K = static_cast<uint64_t>(g.K);
-  // Row/column extents of the operands as stored.
   const uint64_t a_rows = g.trans_a ? K : M, a_cols = g.trans_a ? M : K;
   const uint64_t b_rows = g.trans_b ? N : K, b_cols = g.trans_b ? K : N;
   // (A leading dimension only matters when there is more than one row.)
   if (K > 0 && a_rows > 1 && static_cast<uint64_t>(g.lda) < a_cols) bad(k, "lda smaller than the row length of A");
   if (K > 0 && b_rows > 1 && static_cast<uint64_t>(g.ldb) < b_cols) bad(k, "ldb smaller than the row length of B");
   if (M > 1 && static_cast<uint64_t>(g.ldc) < N) bad(k, "ldc smaller than N");
-  auto span = [](uint64_t batch, uint64_t stride, uint64_t rows, uint64_t ld, uint64_t cols) -> uint64_t {
-    if (rows == 0 || cols == 0) return 0;
-    return (batch - 1) * stride + (rows - 1) * ld + cols;
-  };
-  uint64_t span_a = span(B, static_cast<uint64_t>(g.stride_a), a_rows, static_cast<uint64_t>(g.lda), a_cols);
-  uint64_t span_b = span(B, static_cast<uint64_t>(g.stride_b), b_rows, static_cast<uint64_t>(g.ldb), b_cols);
-  uint64_t span_c = span(B, static_cast<uint64_t>(g.stride_c), M, static_cast<uint64_t>(g.ldc), N);
-  need(a, static_cast<uint64_t>(g.off_a) + span_a, k, "A");
-  need(b, static_cast<uint64_t>(g.off_b) + span_b, k, "B");
-  need(c, static_cast<uint64_t>(g.off_c) + span_c, k, "C");
+  MatmulExtents e{operand_span(B, static_cast<uint64_t>(g.stride_a), a_rows, static_cast<uint64_t>(g.lda), a_cols),
+                  operand_span(B, static_cast<uint64_t>(g.stride_b), b_rows, static_cast<uint64_t>(g.ldb), b_cols),
+                  operand_span(B, static_cast<uint64_t>(g.stride_c), M, static_cast<uint64_t>(g.ldc), N), a_cols,
+                  b_cols};
+  need(a, static_cast<uint64_t>(g.off_a) + e.span_a, k, "A");
+  need(b, static_cast<uint64_t>(g.off_b) + e.span_b, k, "B");
+  need(c, static_cast<uint64_t>(g.off_c) + e.span_c, k, "C");
   if (g.bias) need(*g.bias, N, k, "bias");
+  return e;
+}
 
-  struct Pc {
-    PcBase base;
-    uint32_t M, N, K, lda, ldb, ldc, stride_a, stride_b, stride_c, off_a, off_b, off_c;
-    float alpha, beta;
-    uint32_t k_len, splits, split_stride_c;
-  } pc{};
+// The push constants without split-K; the offsets are filled in when the operands are bound.
+MatmulPc matmul_push(const MatmulArgs& g, const char* k) {
+  MatmulPc pc{};
   pc.M = u32(g.M, k, "M");
   pc.N = u32(g.N, k, "N");
   pc.K = u32(g.K, k, "K");
@@ -479,42 +558,27 @@ void VulkanKernels::matmul(const Buffer& a, const Buffer& b, Buffer& c, const Ma
   pc.k_len = pc.K;
   pc.splits = 1;
   pc.split_stride_c = 0;
-  vk::BindRange ba = span_a ? span_bind(*ctx_, a, k, static_cast<uint64_t>(g.off_a), span_a, &pc.off_a) : ctx_->dummy();
-  vk::BindRange bb = span_b ? span_bind(*ctx_, b, k, static_cast<uint64_t>(g.off_b), span_b, &pc.off_b) : ctx_->dummy();
-  vk::BindRange bc = span_bind(*ctx_, c, k, static_cast<uint64_t>(g.off_c), span_c, &pc.off_c);
+  return pc;
+}
 
-  // vec4 loads need every row start of the operand 16-byte aligned inside the binding and the
-  // contiguous dimension a multiple of 4 (a vec4 never straddles the edge).
-  auto vec_ok = [](uint32_t off, uint64_t ld, uint64_t stride, uint64_t contiguous, uint64_t batch) {
-    return off % 4 == 0 && ld % 4 == 0 && (batch == 1 || stride % 4 == 0) && contiguous % 4 == 0;
-  };
-  const bool vec_a = span_a && vec_ok(pc.off_a, pc.lda, pc.stride_a, a_cols, B);
-  const bool vec_b = span_b && vec_ok(pc.off_b, pc.ldb, pc.stride_b, b_cols, B);
+// vec4 loads need every row start of the operand 16-byte aligned inside the binding and the
+// contiguous dimension a multiple of 4 (a vec4 never straddles the edge).
+bool vec4_loads_ok(uint32_t off, uint64_t ld, uint64_t stride, uint64_t contiguous, uint64_t batch) {
+  return off % 4 == 0 && ld % 4 == 0 && (batch == 1 || stride % 4 == 0) && contiguous % 4 == 0;
+}
 
-  const auto& tiles_table = matmul_tiles();
-  int variant = matmul_variant_;
-  if (variant < 0 || variant > static_cast<int>(tiles_table.size())) bad(k, "unknown tile variant");
-  // Split-K: the partial products go to a scratch buffer and matmul_reduce.comp adds them in a
-  // fixed order (deterministic), applying alpha and beta.
-  uint64_t splits = matmul_splits_ > 0 ? static_cast<uint64_t>(matmul_splits_) : 0;  // 0: choose
-  if (variant == 0) {
-    // Measured on an NVIDIA H200 at the AiT-Small shapes (tools/ait-vk-matmul-bench.cpp,
-    // docs/gpu-h200.md): the 128 x 64 tile of 128 threads with 8 x 8 outputs each beats the
-    // 256-thread tiles at every shape, by 2% (mlp1) to 22% at each one's best split. It is the
-    // choice for large products on a GPU: K step 16 where the device offers the 24 KiB of shared
-    // memory, else K step 8. A CPU-type device (lavapipe) runs the 256-thread 128 x 128 tile
-    // faster. Small products take the 64 x 64 tile, which leaves fewer workgroups idle. (Any
-    // tile may then be split along K, below.)
-    const bool gpu = ctx_->info().type != "cpu";
-    const bool big = M >= 128 && N >= 128 && groups_for(M, 128) * groups_for(N, 128) * B >= 64;
-    if (gpu && M >= 128 && N >= 64)
-      variant = large_tile_;
-    else
-      variant = big ? 2 : 1;
-  }
-  const MatmulTile& tl = tiles_table[static_cast<size_t>(variant - 1)];
-  require_shared_memory(tl, ctx_->limits().max_shared_memory, ctx_->info().name);
-  const uint64_t tiles = groups_for(M, tl.bm) * groups_for(N, tl.bn) * B;
+// The bound operands of one product and the flags of its pipeline.
+struct MatmulOperands {
+  vk::BindRange a, b, c, bias;
+  bool vec_a = false, vec_b = false;
+};
+
+// Split-K: how many pieces of K (each k_len long, set in pc) the product runs in; 1 for none.
+// `requested`: 0 automatic, else at most that many. The partial products [pieces, batch, M, N]
+// must fit the scratch cap (elements).
+uint64_t split_k_pieces(uint64_t requested, uint64_t tiles, uint64_t B, uint64_t M, uint64_t N, uint64_t K,
+                        uint64_t scratch_cap, MatmulPc& pc) {
+  uint64_t splits = requested;
   if (splits == 0) {
     splits = 1;
     // Split-K when the output has too few tiles to fill a GPU but K is long (weight gradients:
@@ -524,29 +588,38 @@ void VulkanKernels::matmul(const Buffer& a, const Buffer& b, Buffer& c, const Ma
     // (best measured: 8); 384 tiles run fastest unsplit.
     if (tiles < 384 && K >= 1024) splits = std::min<uint64_t>({groups_for(640, tiles), K / 256, 64});
   }
-  const uint64_t scratch_cap = std::min<uint64_t>(uint64_t(64) << 20, ctx_->max_binding_elems());  // elements
   while (splits > 1 && splits * B * M * N > scratch_cap) splits /= 2;
-  if (K == 0) splits = 1;
-  if (splits > 1) {
-    // Pieces a multiple of 32 long (of every tile's K step, so only the last piece has a
-    // partial step); this may leave fewer pieces than asked for.
-    uint64_t k_len = (groups_for(K, splits) + 31) / 32 * 32;
-    splits = groups_for(K, k_len);
-    pc.k_len = static_cast<uint32_t>(k_len);
-  }
-  const vk::BindRange bbias = g.bias ? ctx_->bind(*g.bias, k, 0, N) : ctx_->dummy();
-  auto pipe = [&](bool bias) -> vk::Pipeline& {
-    return ctx_->pipeline(tl.shader, 4, sizeof(Pc),
-                          {g.trans_a ? 1u : 0u, g.trans_b ? 1u : 0u, vec_a ? 1u : 0u, vec_b ? 1u : 0u, bias ? 1u : 0u});
-  };
-  if (splits <= 1) {
-    ctx_->dispatch(k, pipe(g.bias), {ba, bb, bc, bbias}, &pc, sizeof pc, groups_for(N, tl.bn), groups_for(M, tl.bm), B);
-    return;
-  }
-  // Partial products: scratch [splits, batch, M, N], alpha 1, beta 0.
-  const uint64_t mn = M * N;
-  BufferPtr scratch = ctx_->alloc(static_cast<size_t>(splits * B * mn));
-  Pc part = pc;
+  if (K == 0 || splits <= 1) return 1;
+  // Pieces a multiple of 32 long (of every tile's K step, so only the last piece has a partial
+  // step); this may leave fewer pieces than asked for.
+  const uint64_t k_len = (groups_for(K, splits) + 31) / 32 * 32;
+  pc.k_len = static_cast<uint32_t>(k_len);
+  return groups_for(K, k_len);
+}
+
+vk::Pipeline& matmul_pipeline(vk::Context& ctx, const VulkanKernels::MatmulTile& t, const MatmulArgs& g,
+                              const MatmulOperands& ops, bool bias) {
+  std::vector<uint32_t> spec(AIT_MATMUL_SPEC_COUNT);
+  spec[AIT_MATMUL_SPEC_TRANS_A] = g.trans_a ? 1u : 0u;
+  spec[AIT_MATMUL_SPEC_TRANS_B] = g.trans_b ? 1u : 0u;
+  spec[AIT_MATMUL_SPEC_VEC_A] = ops.vec_a ? 1u : 0u;
+  spec[AIT_MATMUL_SPEC_VEC_B] = ops.vec_b ? 1u : 0u;
+  spec[AIT_MATMUL_SPEC_HAS_BIAS] = bias ? 1u : 0u;
+  spec[AIT_MATMUL_SPEC_TILE_M] = t.tile_m;
+  spec[AIT_MATMUL_SPEC_TILE_N] = t.tile_n;
+  spec[AIT_MATMUL_SPEC_TILE_K] = t.tile_k;
+  spec[AIT_MATMUL_SPEC_THREADS] = t.threads();
+  spec[AIT_MATMUL_SPEC_THREADS_N] = t.threads_n();
+  return ctx.pipeline("matmul", 4, sizeof(MatmulPc), spec);
+}
+
+// Split-K: partial products into scratch [splits, batch, M, N] (alpha 1, beta 0), then
+// matmul_reduce.comp adds them in a fixed order (deterministic) and applies alpha, beta and bias.
+void dispatch_split_k(vk::Context& ctx, const VulkanKernels::MatmulTile& t, const MatmulArgs& g,
+                      const MatmulOperands& ops, const MatmulPc& pc, uint64_t splits, const char* k) {
+  const uint64_t B = static_cast<uint64_t>(g.batch), mn = static_cast<uint64_t>(g.M) * static_cast<uint64_t>(g.N);
+  BufferPtr scratch = ctx.alloc(static_cast<size_t>(splits * B * mn));
+  MatmulPc part = pc;
   part.ldc = pc.N;
   part.stride_c = u32(static_cast<int64_t>(mn), k, "M * N");
   part.off_c = 0;
@@ -554,16 +627,46 @@ void VulkanKernels::matmul(const Buffer& a, const Buffer& b, Buffer& c, const Ma
   part.beta = 0.0f;
   part.splits = static_cast<uint32_t>(splits);
   part.split_stride_c = u32(static_cast<int64_t>(B * mn), k, "batch * M * N");
-  ctx_->dispatch(k, pipe(false), {ba, bb, ctx_->bind(*scratch, k), ctx_->dummy()}, &part, sizeof part,
-                 groups_for(N, tl.bn), groups_for(M, tl.bm), B * splits);
-  struct PcR {
-    PcBase base;
-    uint32_t M, N, batch, splits, ldc, stride_c, off_c;
-    float alpha, beta;
-  } pr{{}, pc.M, pc.N, static_cast<uint32_t>(B), static_cast<uint32_t>(splits), pc.ldc, pc.stride_c, pc.off_c,
-       pc.alpha, pc.beta};
-  auto& pr_pipe = ctx_->pipeline("matmul_reduce", 3, sizeof pr, {g.bias ? 1u : 0u});
-  ctx_->dispatch(k, pr_pipe, {ctx_->bind(*scratch, k), bc, bbias}, &pr, sizeof pr, groups_for(B * mn, kWG));
+  ctx.dispatch(k, matmul_pipeline(ctx, t, g, ops, false), {ops.a, ops.b, ctx.bind(*scratch, k), ctx.dummy()}, &part,
+               sizeof part, groups_for(pc.N, t.tile_n), groups_for(pc.M, t.tile_m), B * splits);
+  MatmulReducePc pr{
+      {},       pc.M,     pc.N,   static_cast<uint32_t>(B), static_cast<uint32_t>(splits), pc.ldc, pc.stride_c,
+      pc.off_c, pc.alpha, pc.beta};
+  auto& reduce = ctx.pipeline("matmul_reduce", 3, sizeof pr, {g.bias ? 1u : 0u});
+  ctx.dispatch(k, reduce, {ctx.bind(*scratch, k), ops.c, ops.bias}, &pr, sizeof pr, groups_for(B * mn, kWG));
+}
+}  // namespace
+
+void VulkanKernels::matmul(const Buffer& a, const Buffer& b, Buffer& c, const MatmulArgs& g) {
+  const char* k = "matmul";
+  if (g.batch < 0 || g.M < 0 || g.N < 0 || g.K < 0) bad(k, "negative dimension");
+  if (g.lda < 0 || g.ldb < 0 || g.ldc < 0 || g.stride_a < 0 || g.stride_b < 0 || g.stride_c < 0 || g.off_a < 0 ||
+      g.off_b < 0 || g.off_c < 0)
+    bad(k, "negative stride or offset");
+  if (g.batch == 0 || g.M == 0 || g.N == 0) return;
+  const MatmulExtents e = check_matmul(a, b, c, g, k);
+  MatmulPc pc = matmul_push(g, k);
+  const uint64_t B = static_cast<uint64_t>(g.batch), M = pc.M, N = pc.N;
+  MatmulOperands ops;
+  ops.a = e.span_a ? span_bind(*ctx_, a, k, static_cast<uint64_t>(g.off_a), e.span_a, &pc.off_a) : ctx_->dummy();
+  ops.b = e.span_b ? span_bind(*ctx_, b, k, static_cast<uint64_t>(g.off_b), e.span_b, &pc.off_b) : ctx_->dummy();
+  ops.c = span_bind(*ctx_, c, k, static_cast<uint64_t>(g.off_c), e.span_c, &pc.off_c);
+  ops.bias = g.bias ? ctx_->bind(*g.bias, k, 0, N) : ctx_->dummy();
+  ops.vec_a = e.span_a && vec4_loads_ok(pc.off_a, pc.lda, pc.stride_a, e.a_cols, B);
+  ops.vec_b = e.span_b && vec4_loads_ok(pc.off_b, pc.ldb, pc.stride_b, e.b_cols, B);
+
+  const MatmulTile& tile = choose_matmul_tile(M, N, B);
+  require_shared_memory(tile, ctx_->limits().max_shared_memory, ctx_->info().name);
+  const uint64_t tiles = groups_for(M, tile.tile_m) * groups_for(N, tile.tile_n) * B;
+  const uint64_t scratch_cap = std::min<uint64_t>(uint64_t(64) << 20, ctx_->max_binding_elems());  // elements
+  const uint64_t requested = matmul_splits_ > 0 ? static_cast<uint64_t>(matmul_splits_) : 0;
+  const uint64_t splits = split_k_pieces(requested, tiles, B, M, N, pc.K, scratch_cap, pc);
+  if (splits > 1) {
+    dispatch_split_k(*ctx_, tile, g, ops, pc, splits, k);
+    return;
+  }
+  ctx_->dispatch(k, matmul_pipeline(*ctx_, tile, g, ops, g.bias != nullptr), {ops.a, ops.b, ops.c, ops.bias}, &pc,
+                 sizeof pc, groups_for(N, tile.tile_n), groups_for(M, tile.tile_m), B);
 }
 
 // ---- row-wise ----
@@ -601,8 +704,8 @@ uint64_t row_extent(const char* k, int64_t rows, int64_t cols, bool zero_cols_is
 }
 }  // namespace
 
-void VulkanKernels::layernorm(const Buffer& x, const Buffer& w, const Buffer& b, Buffer& y, Buffer& mean,
-                              Buffer& rstd, int64_t rows, int64_t cols, float eps) {
+void VulkanKernels::layernorm(const Buffer& x, const Buffer& w, const Buffer& b, Buffer& y, Buffer& mean, Buffer& rstd,
+                              int64_t rows, int64_t cols, float eps) {
   const char* k = "layernorm";
   const uint64_t n = row_extent(k, rows, cols, true);
   if (n == 0) return;
@@ -656,14 +759,17 @@ void VulkanKernels::layernorm_backward(const Buffer& x, const Buffer& w, const B
     bt = ctx_->bind(*tmp, k);
   }
   PcP pp{{}, pc.rows, pc.cols, chunk_rows, static_cast<uint32_t>(nchunks)};
-  std::vector<vk::BindRange> binds = {ctx_->bind(x, k, 0, n),      ctx_->bind(mean, k, 0, rows),
-                                      ctx_->bind(rstd, k, 0, rows), ctx_->bind(dy, k, 0, n),
-                                      ctx_->bind(dw, k, 0, cols),   ctx_->bind(db, k, 0, cols),
+  std::vector<vk::BindRange> binds = {ctx_->bind(x, k, 0, n),
+                                      ctx_->bind(mean, k, 0, rows),
+                                      ctx_->bind(rstd, k, 0, rows),
+                                      ctx_->bind(dy, k, 0, n),
+                                      ctx_->bind(dw, k, 0, cols),
+                                      ctx_->bind(db, k, 0, cols),
                                       bt};
-  auto& p0 = ctx_->pipeline("layernorm_backward_params", 7, sizeof pp, {0});
+  auto& p0 = ctx_->pipeline("layernorm_backward_params", 7, sizeof pp, {AIT_LN_PARAMS_PARTIAL});
   ctx_->dispatch(k, p0, binds, &pp, sizeof pp, groups_for(static_cast<uint64_t>(cols), 64), nchunks);
   if (!direct) {
-    auto& p1 = ctx_->pipeline("layernorm_backward_params", 7, sizeof pp, {1});
+    auto& p1 = ctx_->pipeline("layernorm_backward_params", 7, sizeof pp, {AIT_LN_PARAMS_FINAL});
     ctx_->dispatch(k, p1, binds, &pp, sizeof pp, groups_for(static_cast<uint64_t>(cols), kWG));
   }
 }
@@ -675,7 +781,7 @@ void VulkanKernels::softmax(const Buffer& x, Buffer& y, int64_t rows, int64_t co
   need(x, n, k, "x");
   need(y, n, k, "y");
   PcRows pc{{}, u32(rows, k, "rows"), u32(cols, k, "cols"), lanes_for(cols), scale};
-  auto& p = ctx_->pipeline("softmax", 3, sizeof pc, {0});
+  auto& p = ctx_->pipeline("softmax", 3, sizeof pc, {AIT_MODE_FORWARD});
   ctx_->dispatch(k, p, {ctx_->bind(x, k, 0, n), ctx_->dummy(), ctx_->bind(y, k, 0, n)}, &pc, sizeof pc,
                  row_groups(rows, pc.lanes));
 }
@@ -689,7 +795,7 @@ void VulkanKernels::softmax_backward(const Buffer& y, const Buffer& dy, Buffer& 
   need(dy, n, k, "dy");
   need(dx, n, k, "dx");
   PcRows pc{{}, u32(rows, k, "rows"), u32(cols, k, "cols"), lanes_for(cols), scale};
-  auto& p = ctx_->pipeline("softmax", 3, sizeof pc, {1});
+  auto& p = ctx_->pipeline("softmax", 3, sizeof pc, {AIT_MODE_BACKWARD});
   ctx_->dispatch(k, p, {ctx_->bind(y, k, 0, n), ctx_->bind(dy, k, 0, n), ctx_->bind(dx, k, 0, n)}, &pc, sizeof pc,
                  row_groups(rows, pc.lanes));
 }
@@ -709,8 +815,8 @@ void VulkanKernels::topk_gate(const Buffer& x, Buffer& y, int64_t rows, int64_t 
   ctx_->dispatch(k, p, {ctx_->bind(x, k, 0, n), ctx_->bind(y, k, 0, n)}, &pc, sizeof pc, static_cast<uint64_t>(rows));
 }
 
-void VulkanKernels::cross_entropy(const Buffer& logits, const Buffer& labels, Buffer& loss, Buffer& probs,
-                                  int64_t rows, int64_t classes) {
+void VulkanKernels::cross_entropy(const Buffer& logits, const Buffer& labels, Buffer& loss, Buffer& probs, int64_t rows,
+                                  int64_t classes) {
   const char* k = "cross_entropy";
   const uint64_t n = row_extent(k, rows, classes, true);
   if (n == 0) return;
@@ -719,7 +825,7 @@ void VulkanKernels::cross_entropy(const Buffer& logits, const Buffer& labels, Bu
   need(labels, static_cast<uint64_t>(rows), k, "labels");
   need(loss, static_cast<uint64_t>(rows), k, "loss");
   PcRows2 pc{{}, u32(rows, k, "rows"), u32(classes, k, "classes"), lanes_for(classes)};
-  auto& p = ctx_->pipeline("cross_entropy", 4, sizeof pc, {0});
+  auto& p = ctx_->pipeline("cross_entropy", 4, sizeof pc, {AIT_MODE_FORWARD});
   ctx_->dispatch(k, p,
                  {ctx_->bind(logits, k, 0, n), ctx_->bind(labels, k, 0, rows), ctx_->bind(loss, k, 0, rows),
                   ctx_->bind(probs, k, 0, n)},
@@ -737,7 +843,7 @@ void VulkanKernels::cross_entropy_backward(const Buffer& probs, const Buffer& la
   need(dloss, static_cast<uint64_t>(rows), k, "dloss");
   u32(static_cast<int64_t>(n), k, "rows * classes");
   PcRows2 pc{{}, u32(rows, k, "rows"), u32(classes, k, "classes"), 1};
-  auto& p = ctx_->pipeline("cross_entropy", 4, sizeof pc, {1});
+  auto& p = ctx_->pipeline("cross_entropy", 4, sizeof pc, {AIT_MODE_BACKWARD});
   ctx_->dispatch(k, p,
                  {ctx_->bind(probs, k, 0, n), ctx_->bind(labels, k, 0, rows), ctx_->bind(dloss, k, 0, rows),
                   ctx_->bind(dlogits, k, 0, n)},
@@ -752,7 +858,7 @@ void VulkanKernels::l2_normalize(const Buffer& x, Buffer& y, Buffer& norm, int64
   need(y, n, k, "y");
   need(norm, static_cast<uint64_t>(rows), k, "norm");
   PcRows2 pc{{}, u32(rows, k, "rows"), u32(cols, k, "cols"), lanes_for(cols)};
-  auto& p = ctx_->pipeline("l2_normalize", 4, sizeof pc, {0});
+  auto& p = ctx_->pipeline("l2_normalize", 4, sizeof pc, {AIT_MODE_FORWARD});
   ctx_->dispatch(k, p, {ctx_->bind(x, k, 0, n), ctx_->bind(norm, k, 0, rows), ctx_->bind(y, k, 0, n), ctx_->dummy()},
                  &pc, sizeof pc, row_groups(rows, pc.lanes));
 }
@@ -767,10 +873,10 @@ void VulkanKernels::l2_normalize_backward(const Buffer& y, const Buffer& norm, c
   need(dx, n, k, "dx");
   need(norm, static_cast<uint64_t>(rows), k, "norm");
   PcRows2 pc{{}, u32(rows, k, "rows"), u32(cols, k, "cols"), lanes_for(cols)};
-  auto& p = ctx_->pipeline("l2_normalize", 4, sizeof pc, {1});
-  ctx_->dispatch(k, p,
-                 {ctx_->bind(y, k, 0, n), ctx_->bind(norm, k, 0, rows), ctx_->bind(dy, k, 0, n), ctx_->bind(dx, k, 0, n)},
-                 &pc, sizeof pc, row_groups(rows, pc.lanes));
+  auto& p = ctx_->pipeline("l2_normalize", 4, sizeof pc, {AIT_MODE_BACKWARD});
+  ctx_->dispatch(
+      k, p, {ctx_->bind(y, k, 0, n), ctx_->bind(norm, k, 0, rows), ctx_->bind(dy, k, 0, n), ctx_->bind(dx, k, 0, n)},
+      &pc, sizeof pc, row_groups(rows, pc.lanes));
 }
 
 }  // namespace ait

@@ -25,20 +25,35 @@ public:
   std::string name() const override;
   vk::Context& context() { return *ctx_; }
 
-  // For tests and benchmarks. Matmul tile variant: 0 automatic, else matmul_tiles()[variant - 1].
-  // Split-K pieces: 0 automatic, 1 never, N > 1 at most that many (pieces are a multiple of 32
-  // long, and fewer are used where the partial products would not fit the scratch cap).
-  void set_matmul_variant(int v) { matmul_variant_ = v; }
-  void set_matmul_splits(int s) { matmul_splits_ = s; }
+  // The matmul tiles: one shader (shaders/matmul.comp) whose geometry comes from specialization
+  // constants filled from this table. Tiles are named; tests, tools and the environment variable
+  // AIT_VK_MATMUL_LARGE_TILE pick them by name. The shader needs thread_m and thread_n to be
+  // multiples of 4 and tile_k one of 4, 8, 16, 32 (split-K pieces are a multiple of 32 long).
   struct MatmulTile {
-    const char* shader;
-    uint64_t bm, bn;
-    uint32_t shared_bytes;
+    const char* name;
+    uint32_t tile_m, tile_n;                                  // outputs per workgroup along M and N
+    uint32_t tile_k;                                          // K step: the depth of one shared-memory stage
+    uint32_t thread_m, thread_n;                              // outputs per thread along M and N
+    uint32_t threads_n() const { return tile_n / thread_n; }  // threads along N
+    uint32_t threads() const { return tile_m / thread_m * threads_n(); }
+    // Two stages (double buffering) of A [tile_k, tile_m] and B [tile_k, tile_n] in fp32.
+    uint32_t shared_bytes() const { return 2 * tile_k * (tile_m + tile_n) * 4; }
   };
   static const std::vector<MatmulTile>& matmul_tiles();
+  // The tile called `name`; throws ait::Error listing the known names when there is none.
+  static const MatmulTile& matmul_tile(const std::string& name);
   // Throws ait::Error naming the tile and both sizes when `tile` needs more shared memory than
   // `have` bytes (`device` names the device).
   static void require_shared_memory(const MatmulTile& tile, uint32_t have, const std::string& device);
+
+  // For tests and benchmarks. The matmul tile by name ("" for the automatic choice, see
+  // choose_matmul_tile()); split-K pieces: 0 automatic, 1 never, N > 1 at most that many (pieces
+  // are a multiple of 32 long, and fewer are used where the partial products would not fit the
+  // scratch cap).
+  void set_matmul_tile(const std::string& name);
+  void set_matmul_splits(int s) { matmul_splits_ = s; }
+  // The tile matmul() uses for an M x N product of `batch` items (the set one, else automatic).
+  const MatmulTile& choose_matmul_tile(uint64_t M, uint64_t N, uint64_t batch) const;
 
   BufferPtr alloc(size_t n) override;
   void upload(Buffer& dst, const void* src, size_t n, size_t dst_off = 0) override;
@@ -61,8 +76,8 @@ public:
 
   void matmul(const Buffer& a, const Buffer& b, Buffer& c, const MatmulArgs& args) override;
 
-  void layernorm(const Buffer& x, const Buffer& w, const Buffer& b, Buffer& y, Buffer& mean, Buffer& rstd,
-                 int64_t rows, int64_t cols, float eps) override;
+  void layernorm(const Buffer& x, const Buffer& w, const Buffer& b, Buffer& y, Buffer& mean, Buffer& rstd, int64_t rows,
+                 int64_t cols, float eps) override;
   void layernorm_backward(const Buffer& x, const Buffer& w, const Buffer& mean, const Buffer& rstd, const Buffer& dy,
                           Buffer& dx, Buffer& dw, Buffer& db, int64_t rows, int64_t cols) override;
   void softmax(const Buffer& x, Buffer& y, int64_t rows, int64_t cols, float scale) override;
@@ -85,11 +100,11 @@ public:
   void set_replay(bool on);  // see vk::Context::set_replay
 
 private:
-  void reduce_impl(const char* kernel, const Buffer& x, Buffer& y, int64_t outer, int64_t n, int64_t inner,
-                   float scale, bool count);
+  void reduce_impl(const char* kernel, const Buffer& x, Buffer& y, int64_t outer, int64_t n, int64_t inner, float scale,
+                   bool count);
   vk::Context* ctx_;
-  int matmul_variant_ = 0;
-  int large_tile_ = 4;  // variant for large products on a GPU
+  const MatmulTile* forced_tile_ = nullptr;  // set_matmul_tile(); null: automatic
+  const MatmulTile* large_tile_ = nullptr;   // the automatic choice for large products on a GPU
   int matmul_splits_ = 0;
 };
 

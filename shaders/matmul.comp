@@ -1,7 +1,10 @@
-// Tiled SGEMM body shared by the matmul*.comp shaders, which define the tile:
-//   BM x BN outputs per workgroup of NT threads (default 256) laid out WY x WX (WX threads along
-//   N, default 16), BK-deep K steps, and each thread computes a TM x TN = (BM / WY) x (BN / WX)
-//   register block (multiples of 4).
+#version 450
+// Tiled SGEMM, one source for every tile: the tile geometry comes from specialization constants
+// the host fills from its tile table (VulkanKernels::matmul_tiles(); constant ids in modes.h):
+//   BM x BN outputs per workgroup of NT threads laid out WY x WX (WX threads along N), BK-deep K
+//   steps, and each thread computes a TM x TN = (BM / WY) x (BN / WX) register block (multiples
+//   of 4). After specialization every loop bound and array size below is a constant, so the
+//   driver compiles each tile as if it had been written out by hand.
 // C[b] = alpha * op(A[b]) op(B[b]) + beta * C[b] for batch item b = workgroup z, row-major, with
 // leading dimensions, batch strides (0: operand shared by the batch) and element offsets.
 // beta == 0 never reads C (so NaN there is overwritten).
@@ -11,44 +14,46 @@
 // with matmul_reduce.comp). Without split-K: splits = 1, k_len = K.
 //
 // Shared memory holds A as [BK][BM] and B as [BK][BN] (k-major, vec4 granules), double
-// buffered: 2 * BK * (BM + BN) * 4 bytes (16 KiB or less unless the host checked the device's
-// limit). Each K step every thread loads LA vec4s of A and LB of B from global memory into
-// registers (prefetching the next step while the current one is computed) and stores them
-// transposed as needed, so the four transpose combinations share one inner loop. A thread's
-// rows are {g * 4WY + ty * 4 + i} and its columns {g * 4WX + tx * 4 + j}, which makes its
-// shared-memory reads whole vec4s.
-// Specialization constants: 0 TRANS_A (A stored [K,M]), 1 TRANS_B (B stored [N,K]),
-// 2 VEC_A / 3 VEC_B: the host guarantees 16-byte alignment of every row and of the operand's
-// contiguous extent (ld, offset, batch stride and the contiguous dimension all multiples of 4),
-// so global loads are single vec4 loads; otherwise four bounds-checked scalar loads.
-// 4 HAS_BIAS: C[b, m, n] += bias[n] after alpha and beta (a linear layer's bias, fused).
+// buffered: 2 * BK * (BM + BN) * 4 bytes (the host checks it against the device's limit). Each
+// K step every thread loads LA vec4s of A and LB of B from global memory into registers
+// (prefetching the next step while the current one is computed) and stores them transposed as
+// needed, so the four transpose combinations share one inner loop. A thread's rows are
+// {g * 4WY + ty * 4 + i} and its columns {g * 4WX + tx * 4 + j}, which makes its shared-memory
+// reads whole vec4s.
+// Flags: TRANS_A (A stored [K,M]), TRANS_B (B stored [N,K]); VEC_A / VEC_B: the host guarantees
+// 16-byte alignment of every row and of the operand's contiguous extent (ld, offset, batch stride
+// and the contiguous dimension all multiples of 4), so global loads are single vec4 loads;
+// otherwise four bounds-checked scalar loads. HAS_BIAS: C[b, m, n] += bias[n] after alpha and
+// beta (a linear layer's bias, fused).
 // Bindings: 0 A, 1 B, 2 C (each bound once as float[] and, for A and B, aliased as vec4[]),
 // 3 bias (unused without HAS_BIAS).
 #include "common.glsl"
+#include "modes.h"
 
-#ifndef NT
-#define NT 256
-#endif
-#ifndef WX
-#define WX 16
-#endif
-#define WY (NT / WX)
-#define TM (BM / WY)
-#define TN (BN / WX)
-#define GM (TM / 4)
-#define GN (TN / 4)
+layout(constant_id = AIT_MATMUL_SPEC_TRANS_A) const bool TRANS_A = false;
+layout(constant_id = AIT_MATMUL_SPEC_TRANS_B) const bool TRANS_B = false;
+layout(constant_id = AIT_MATMUL_SPEC_VEC_A) const bool VEC_A = false;
+layout(constant_id = AIT_MATMUL_SPEC_VEC_B) const bool VEC_B = false;
+layout(constant_id = AIT_MATMUL_SPEC_HAS_BIAS) const bool HAS_BIAS = false;
+// The defaults (a 64 x 64 tile, 16 KiB of shared memory) only make the module valid on its own;
+// the host always passes a tile.
+layout(constant_id = AIT_MATMUL_SPEC_TILE_M) const uint BM = 64;
+layout(constant_id = AIT_MATMUL_SPEC_TILE_N) const uint BN = 64;
+layout(constant_id = AIT_MATMUL_SPEC_TILE_K) const uint BK = 16;
+layout(constant_id = AIT_MATMUL_SPEC_THREADS) const uint NT = 256;
+layout(constant_id = AIT_MATMUL_SPEC_THREADS_N) const uint WX = 16;
+layout(local_size_x_id = AIT_MATMUL_SPEC_THREADS) in;
+
+const uint WY = NT / WX;
+const uint TM = BM / WY;
+const uint TN = BN / WX;
+const uint GM = TM / 4;
+const uint GN = TN / 4;
 // vec4 granules of a tile and granules loaded per thread and step
-#define QA (BK * BM / 4)
-#define QB (BK * BN / 4)
-#define LA ((QA + NT - 1) / NT)
-#define LB ((QB + NT - 1) / NT)
-
-layout(local_size_x = NT) in;
-layout(constant_id = 0) const bool TRANS_A = false;
-layout(constant_id = 1) const bool TRANS_B = false;
-layout(constant_id = 2) const bool VEC_A = false;
-layout(constant_id = 3) const bool VEC_B = false;
-layout(constant_id = 4) const bool HAS_BIAS = false;
+const uint QA = BK * BM / 4;
+const uint QB = BK * BN / 4;
+const uint LA = (QA + NT - 1) / NT;
+const uint LB = (QB + NT - 1) / NT;
 
 layout(push_constant) uniform PC {
   AIT_PC_BASE
