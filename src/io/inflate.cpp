@@ -96,7 +96,7 @@ constexpr uint32_t kSym = 0x100;
 constexpr uint32_t kLink = 0x200;
 
 // Tops a bit buffer up to at least 56 bits from the 8 input bytes at in + pos (all readable).
-// Shared by Inflater::refill() and the local copy of the state in Inflater::codes().
+// Shared by Inflater::refill() and the hot loop's copy of the state (Inflater::Hot).
 inline void refill8(const uint8_t* in, size_t& pos, uint64_t& buf, unsigned& cnt) {
   uint64_t v;
   std::memcpy(&v, in + pos, 8);
@@ -205,6 +205,13 @@ const FixedTables& fixed_tables() {
   return t;
 }
 
+// Forces the hot loop's steps into their caller, where the state they share stays in registers.
+#if defined(__GNUC__) || defined(__clang__)
+#define AIT_HOT_INLINE inline __attribute__((always_inline))
+#else
+#define AIT_HOT_INLINE inline
+#endif
+
 // ------------------------------------------------------------------------------------------
 // The decoder
 // ------------------------------------------------------------------------------------------
@@ -286,10 +293,15 @@ private:
     if (cnt_ < 8 * phantom_ + kMaxCodeLen) truncated();
     fail(std::string("invalid ") + what + " code");
   }
+  // The table entry for the code at the bottom of `buf` (which holds at least 15 bits).
+  static AIT_HOT_INLINE uint32_t table_entry(const uint32_t* table, uint32_t sub_mask, uint64_t buf) {
+    uint32_t e = table[buf & kPrimaryMask];
+    if (e & kLink) e = table[(e >> 16) + ((buf >> kPrimaryBits) & sub_mask)];
+    return e;
+  }
   // Caller guarantees at least 15 bits are buffered.
   uint32_t decode(const Huffman& h, const char* what) {
-    uint32_t e = h.table[buf_ & kPrimaryMask];
-    if (e & kLink) e = h.table[(e >> 16) + ((buf_ >> kPrimaryBits) & h.sub_mask)];
+    uint32_t e = table_entry(h.table.data(), h.sub_mask, buf_);
     if (!(e & kSym)) invalid_code(what);
     consume(e & 0xFF);
     check();
@@ -332,16 +344,32 @@ private:
     pos_ += len;
   }
 
+  // ---- Dynamic Huffman blocks (RFC 1951 §3.2.7) ----
+
   void dynamic_block() {
     uint32_t hlit = bits(5) + 257, hdist = bits(5) + 1, hclen = bits(4) + 4;
     if (hlit > 286) fail("too many literal/length codes (" + std::to_string(hlit) + ", at most 286)");
     if (hdist > 30) fail("too many distance codes (" + std::to_string(hdist) + ", at most 30)");
+    read_code_length_code(hclen);
+    uint8_t lens[286 + 30];
+    read_code_lengths(lens, hlit + hdist);
+    build_block_codes(lens, hlit, hdist);
+    codes(lit_, dist_);
+  }
+
+  // The code that the literal/length and distance code lengths are sent in: `hclen` 3-bit
+  // lengths in the order of kCodeLenOrder, the rest zero.
+  void read_code_length_code(uint32_t hclen) {
     uint8_t cl[19] = {0};
     for (uint32_t i = 0; i < hclen; ++i) cl[kCodeLenOrder[i]] = uint8_t(bits(3));
     std::string err = build_huffman(lens_code_, cl, 19);
     if (!err.empty()) fail("code-length code: " + err);
-    uint8_t lens[286 + 30];
-    uint32_t total = hlit + hdist, i = 0;
+  }
+
+  // `total` code lengths sent in the code-length code: 0-15 literally, 16 = repeat the
+  // previous length 3-6 times, 17 = 3-10 zeros, 18 = 11-138 zeros.
+  void read_code_lengths(uint8_t* lens, uint32_t total) {
+    uint32_t i = 0;
     while (i < total) {
       if (cnt_ < 32) refill();
       uint32_t sym = decode(lens_code_, "code-length");
@@ -364,134 +392,171 @@ private:
       std::memset(lens + i, val, repeat);
       i += repeat;
     }
+  }
+
+  // The literal/length code from the first `hlit` lengths, the distance code from the next
+  // `hdist`.
+  void build_block_codes(const uint8_t* lens, uint32_t hlit, uint32_t hdist) {
     if (lens[256] == 0) fail("the literal/length code has no end-of-block code");
-    err = build_huffman(lit_, lens, int(hlit));
+    std::string err = build_huffman(lit_, lens, int(hlit));
     if (!err.empty()) fail("literal/length code: " + err);
     err = build_huffman(dist_, lens + hlit, int(hdist));
     if (!err.empty()) fail("distance code: " + err);
-    codes(lit_, dist_);
   }
 
-  // The hot loop works on local copies of the decoder state: stores through the uint8_t
-  // output pointer may alias any member, so members would be reloaded after every byte.
+  // ---- Compressed data of a Huffman block (the hot loop) ----
+
+  // The decoder state the hot loop works on, copied into locals: stores through the uint8_t
+  // output pointer may alias any member of Inflater, so members would be reloaded after every
+  // byte. The steps below take it by reference and are forced inline, so it lives in
+  // registers. hot_store() writes the changing part back before anything that reads members.
+  struct Hot {
+    const uint8_t* in;
+    size_t n, start, max_output;
+    const uint32_t *lit, *dist;  // the literal/length and distance tables
+    uint32_t lit_sub, dist_sub;
+    uint64_t buf;
+    unsigned cnt;
+    size_t pos, len, phantom_bits;
+    uint8_t* out;
+    size_t cap;
+  };
+
   void codes(const Huffman& lit, const Huffman& dist) {
-    const uint8_t* const in = in_;
-    const size_t n = n_, start = start_, max_output = max_output_;
-    const uint32_t* const lt = lit.table.data();
-    const uint32_t* const dt = dist.table.data();
-    const uint32_t lsub = lit.sub_mask, dsub = dist.sub_mask;
-    uint64_t buf = buf_;
-    unsigned cnt = cnt_;
-    size_t pos = pos_, len = len_, phantom_bits = 8 * phantom_;
-    uint8_t* o = out_.data();
-    size_t cap = out_.size();
-    auto store = [&] {
-      buf_ = buf;
-      cnt_ = cnt;
-      pos_ = pos;
-      len_ = len;
-    };
-    auto load = [&] {
-      buf = buf_;
-      cnt = cnt_;
-      pos = pos_;
-      len = len_;
-      phantom_bits = 8 * phantom_;
-      o = out_.data();
-      cap = out_.size();
-    };
+    Hot h{in_,    n_,   start_, max_output_, lit.table.data(), dist.table.data(), lit.sub_mask, dist.sub_mask,
+          buf_, cnt_, pos_, len_, 8 * phantom_, out_.data(), out_.size()};
     for (;;) {
-      if (cnt < 48) {  // one symbol needs at most 15 + 5 + 15 + 13 bits
-        if (pos + 8 <= n) {
-          refill8(in, pos, buf, cnt);
-        } else {
-          store();
-          refill();
-          load();
-        }
-      }
-      uint32_t e = lt[buf & kPrimaryMask];
-      if (e & kLink) e = lt[(e >> 16) + ((buf >> kPrimaryBits) & lsub)];
-      if (!(e & kSym)) {
-        store();
-        invalid_code("literal/length");
-      }
-      buf >>= e & 0xFF;
-      cnt -= e & 0xFF;
-      if (cnt < phantom_bits) {
-        store();
-        truncated();
-      }
-      uint32_t sym = e >> 16;
+      hot_refill(h);
+      uint32_t sym = hot_literal_or_length(h);
       if (sym < 256) {
-        if (len >= cap || len >= max_output) {
-          store();
-          reserve(1);
-          load();
-        }
-        o[len++] = uint8_t(sym);
+        hot_put_literal(h, uint8_t(sym));
         continue;
       }
-      if (sym == 256) {
-        store();
-        return;
-      }
-      sym -= 257;
-      if (sym >= 29) {
-        store();
-        fail("invalid literal/length symbol " + std::to_string(sym + 257));
-      }
-      uint32_t length = kLenBase[sym];
-      unsigned x = kLenExtra[sym];
-      length += uint32_t(buf & ((1u << x) - 1));
-      buf >>= x;
-      cnt -= x;
-      e = dt[buf & kPrimaryMask];
-      if (e & kLink) e = dt[(e >> 16) + ((buf >> kPrimaryBits) & dsub)];
-      if (!(e & kSym)) {
-        store();
-        invalid_code("distance");
-      }
-      buf >>= e & 0xFF;
-      cnt -= e & 0xFF;
-      uint32_t dsym = e >> 16;
-      if (dsym >= 30) {
-        store();
-        check();
-        fail("invalid distance symbol " + std::to_string(dsym));
-      }
-      uint32_t d = kDistBase[dsym];
-      x = kDistExtra[dsym];
-      d += uint32_t(buf & ((1u << x) - 1));
-      buf >>= x;
-      cnt -= x;
-      if (cnt < phantom_bits) {
-        store();
-        truncated();
-      }
-      if (d > len - start) {
-        store();
-        fail("distance " + std::to_string(d) + " reaches before the start of the output (" +
-             std::to_string(len - start) + " bytes so far)");
-      }
-      if (length > cap - len || cap - len - length < 8 || length > max_output - len) {
-        store();
-        reserve(length, 8);  // slack for the 8-byte chunked copy below
-        load();
-      }
-      uint8_t* dst = o + len;
-      const uint8_t* src = dst - d;
-      if (d >= length) {
-        std::memcpy(dst, src, length);
-      } else if (d >= 8) {
-        for (uint32_t k = 0; k < length; k += 8) std::memcpy(dst + k, src + k, 8);
-      } else if (d == 1) {
-        std::memset(dst, *src, length);
-      } else {
-        for (uint32_t k = 0; k < length; ++k) dst[k] = src[k];
-      }
-      len += length;
+      if (sym == 256) break;  // end of block
+      uint32_t length = hot_match_length(h, sym - 257);
+      uint32_t distance = hot_match_distance(h);
+      hot_copy_match(h, distance, length);
     }
+    hot_store(h);
+  }
+
+  AIT_HOT_INLINE void hot_store(const Hot& h) {
+    buf_ = h.buf;
+    cnt_ = h.cnt;
+    pos_ = h.pos;
+    len_ = h.len;
+  }
+  AIT_HOT_INLINE void hot_load(Hot& h) const {
+    h.buf = buf_;
+    h.cnt = cnt_;
+    h.pos = pos_;
+    h.len = len_;
+    h.phantom_bits = 8 * phantom_;
+    h.out = out_.data();
+    h.cap = out_.size();
+  }
+
+  static AIT_HOT_INLINE void hot_consume(Hot& h, unsigned k) {
+    h.buf >>= k;
+    h.cnt -= k;
+  }
+  // At least 48 bits buffered: one symbol needs at most 15 + 5 + 15 + 13.
+  AIT_HOT_INLINE void hot_refill(Hot& h) {
+    if (h.cnt >= 48) return;
+    if (h.pos + 8 <= h.n) {
+      refill8(h.in, h.pos, h.buf, h.cnt);
+    } else {
+      hot_store(h);
+      refill();
+      hot_load(h);
+    }
+  }
+
+  // The next literal/length symbol, its code consumed.
+  AIT_HOT_INLINE uint32_t hot_literal_or_length(Hot& h) {
+    uint32_t e = table_entry(h.lit, h.lit_sub, h.buf);
+    if (!(e & kSym)) {
+      hot_store(h);
+      invalid_code("literal/length");
+    }
+    hot_consume(h, e & 0xFF);
+    if (h.cnt < h.phantom_bits) {
+      hot_store(h);
+      truncated();
+    }
+    return e >> 16;
+  }
+
+  AIT_HOT_INLINE void hot_put_literal(Hot& h, uint8_t byte) {
+    if (h.len >= h.cap || h.len >= h.max_output) {
+      hot_store(h);
+      reserve(1);
+      hot_load(h);
+    }
+    h.out[h.len++] = byte;
+  }
+
+  // Match length for length symbol 257 + `sym`, its extra bits consumed.
+  AIT_HOT_INLINE uint32_t hot_match_length(Hot& h, uint32_t sym) {
+    if (sym >= 29) {
+      hot_store(h);
+      fail("invalid literal/length symbol " + std::to_string(sym + 257));
+    }
+    unsigned x = kLenExtra[sym];
+    uint32_t length = kLenBase[sym] + uint32_t(h.buf & ((1u << x) - 1));
+    hot_consume(h, x);
+    return length;
+  }
+
+  // Match distance: its code and extra bits consumed, and checked against the input's end.
+  AIT_HOT_INLINE uint32_t hot_match_distance(Hot& h) {
+    uint32_t e = table_entry(h.dist, h.dist_sub, h.buf);
+    if (!(e & kSym)) {
+      hot_store(h);
+      invalid_code("distance");
+    }
+    hot_consume(h, e & 0xFF);
+    uint32_t sym = e >> 16;
+    if (sym >= 30) {
+      hot_store(h);
+      check();
+      fail("invalid distance symbol " + std::to_string(sym));
+    }
+    unsigned x = kDistExtra[sym];
+    uint32_t distance = kDistBase[sym] + uint32_t(h.buf & ((1u << x) - 1));
+    hot_consume(h, x);
+    if (h.cnt < h.phantom_bits) {
+      hot_store(h);
+      truncated();
+    }
+    return distance;
+  }
+
+  // Copies `length` bytes from `distance` back. Overlapping copies repeat the pattern, as
+  // DEFLATE requires; reserve()'s 8 bytes of slack let the 8-byte chunks overrun the end.
+  AIT_HOT_INLINE void hot_copy_match(Hot& h, uint32_t distance, uint32_t length) {
+    if (distance > h.len - h.start) {
+      hot_store(h);
+      fail("distance " + std::to_string(distance) + " reaches before the start of the output (" +
+           std::to_string(h.len - h.start) + " bytes so far)");
+    }
+    if (length > h.cap - h.len || h.cap - h.len - length < 8 || length > h.max_output - h.len) {
+      hot_store(h);
+      reserve(length, 8);
+      hot_load(h);
+    }
+    uint8_t* dst = h.out + h.len;
+    const uint8_t* src = dst - distance;
+    if (distance >= length) {
+      std::memcpy(dst, src, length);
+    } else if (distance >= 8) {
+      for (uint32_t k = 0; k < length; k += 8) std::memcpy(dst + k, src + k, 8);
+    } else if (distance == 1) {
+      std::memset(dst, *src, length);
+    } else {
+      for (uint32_t k = 0; k < length; ++k) dst[k] = src[k];
+    }
+    h.len += length;
   }
 
   const uint8_t* in_;
