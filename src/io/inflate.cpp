@@ -596,83 +596,107 @@ std::vector<uint8_t> inflate_raw(const uint8_t* data, size_t n, const std::strin
   return out;
 }
 
+namespace {
+
+// The input at `p` does not start with the gzip magic: the whole file is not gzip, or bytes
+// other than zero padding follow the last member.
+[[noreturn]] void throw_not_gzip(const uint8_t* data, size_t n, size_t p, int member, const std::string& source) {
+  if (member > 1)
+    throw Error(source + ": trailing garbage after gzip member " + std::to_string(member - 1) + " at byte " +
+                std::to_string(p));
+  if (n < 2) throw Error(source + ": not a gzip file (" + std::to_string(n) + " bytes)");
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%02x %02x", data[0], data[1]);
+  throw Error(source + ": not a gzip file (starts with " + buf + ", expected 1f 8b)");
+}
+
+// Checks the member header that starts at `p` (magic already seen) and returns where its
+// DEFLATE data begins: past the optional extra field, name, comment and header CRC.
+size_t gzip_header_end(const uint8_t* data, size_t n, size_t p, const std::string& where) {
+  const uint8_t* h = data + p;
+  if (n - p < 10)
+    throw Error(where + ": truncated header (" + std::to_string(n - p) + " of at least 10 bytes)");
+  if (h[2] != 8)
+    throw Error(where + ": unsupported compression method " + std::to_string(h[2]) + " (only 8, deflate)");
+  uint8_t flg = h[3];
+  if (flg & 0xE0) throw Error(where + ": reserved header flag bits set (flags " + std::to_string(flg) + ")");
+  size_t q = p + 10;
+  if (flg & 0x04) {  // FEXTRA
+    if (n - q < 2) throw Error(where + ": truncated header (FEXTRA length)");
+    size_t xlen = load_le16(data + q);
+    q += 2;
+    if (n - q < xlen)
+      throw Error(where + ": truncated header (FEXTRA field of " + std::to_string(xlen) + " bytes)");
+    q += xlen;
+  }
+  for (uint8_t flag : {uint8_t(0x08), uint8_t(0x10)}) {  // FNAME, FCOMMENT: zero-terminated
+    if (!(flg & flag)) continue;
+    const void* z = std::memchr(data + q, 0, n - q);
+    if (!z)
+      throw Error(where + ": truncated header (" + (flag == 0x08 ? "FNAME" : "FCOMMENT") +
+                  " field has no terminating zero)");
+    q = size_t(static_cast<const uint8_t*>(z) - data) + 1;
+  }
+  if (flg & 0x02) {  // FHCRC
+    if (n - q < 2) throw Error(where + ": truncated header (FHCRC)");
+    uint16_t stored = load_le16(data + q);
+    uint16_t computed = uint16_t(crc32(data + p, q - p) & 0xFFFF);
+    if (stored != computed)
+      throw Error(where + ": header CRC-16 mismatch (stored " + std::to_string(stored) + ", computed " +
+                  std::to_string(computed) + ")");
+    q += 2;
+  }
+  return q;
+}
+
+// The ISIZE of the last member as a capacity hint, or 0. Bounded by a multiple of the input
+// size so that a lying trailer cannot make us allocate much more than the data we were given.
+size_t gzip_size_hint(const uint8_t* data, size_t n, size_t max_output) {
+  if (n < 4) return 0;
+  uint64_t isize = load_le32(data + n - 4);
+  return isize <= uint64_t(n) * 8 && isize <= max_output ? size_t(isize) : 0;
+}
+
+// Checks the 8-byte trailer at `q` (CRC-32 and ISIZE) against the member's decoded bytes.
+void check_gzip_trailer(const uint8_t* data, size_t n, size_t q, const uint8_t* member_out, size_t member_size,
+                        const std::string& where) {
+  if (n - q < 8)
+    throw Error(where + ": truncated trailer (" + std::to_string(n - q) + " of 8 bytes of CRC-32 and ISIZE)");
+  uint32_t stored_crc = load_le32(data + q), stored_size = load_le32(data + q + 4);
+  uint32_t crc = crc32(member_out, member_size);
+  if (crc != stored_crc)
+    throw Error(where + ": CRC-32 mismatch (stored " + hex32(stored_crc) + ", computed " + hex32(crc) + ")");
+  uint32_t size = uint32_t(member_size & 0xFFFFFFFFu);
+  if (size != stored_size)
+    throw Error(where + ": ISIZE mismatch (stored " + std::to_string(stored_size) + ", decompressed " +
+                std::to_string(size) + " mod 2^32)");
+}
+
+// True when the bytes from `p` on are zero padding after the last member (not another one).
+bool only_zero_padding(const uint8_t* data, size_t n, size_t p) {
+  if (data[p] == 0x1F) return false;
+  for (size_t k = p; k < n; ++k)
+    if (data[k] != 0) return false;
+  return true;
+}
+
+}  // namespace
+
 std::vector<uint8_t> gunzip(const uint8_t* data, size_t n, const std::string& source,
                             size_t max_output) {
   std::vector<uint8_t> out;
   size_t p = 0;
   for (int member = 1;; ++member) {
     std::string where = source + ": gzip" + (member > 1 ? " member " + std::to_string(member) : "");
-    const uint8_t* h = data + p;
-    if (!is_gzip(h, n - p)) {
-      if (member > 1)
-        throw Error(source + ": trailing garbage after gzip member " + std::to_string(member - 1) +
-                    " at byte " + std::to_string(p));
-      if (n < 2) throw Error(source + ": not a gzip file (" + std::to_string(n) + " bytes)");
-      char buf[64];
-      std::snprintf(buf, sizeof buf, "%02x %02x", h[0], h[1]);
-      throw Error(source + ": not a gzip file (starts with " + buf + ", expected 1f 8b)");
-    }
-    if (n - p < 10)
-      throw Error(where + ": truncated header (" + std::to_string(n - p) + " of at least 10 bytes)");
-    if (h[2] != 8)
-      throw Error(where + ": unsupported compression method " + std::to_string(h[2]) + " (only 8, deflate)");
-    uint8_t flg = h[3];
-    if (flg & 0xE0) throw Error(where + ": reserved header flag bits set (flags " + std::to_string(flg) + ")");
-    size_t q = p + 10;
-    if (flg & 0x04) {  // FEXTRA
-      if (n - q < 2) throw Error(where + ": truncated header (FEXTRA length)");
-      size_t xlen = load_le16(data + q);
-      q += 2;
-      if (n - q < xlen)
-        throw Error(where + ": truncated header (FEXTRA field of " + std::to_string(xlen) + " bytes)");
-      q += xlen;
-    }
-    for (uint8_t flag : {uint8_t(0x08), uint8_t(0x10)}) {  // FNAME, FCOMMENT: zero-terminated
-      if (!(flg & flag)) continue;
-      const void* z = std::memchr(data + q, 0, n - q);
-      if (!z)
-        throw Error(where + ": truncated header (" + (flag == 0x08 ? "FNAME" : "FCOMMENT") +
-                    " field has no terminating zero)");
-      q = size_t(static_cast<const uint8_t*>(z) - data) + 1;
-    }
-    if (flg & 0x02) {  // FHCRC
-      if (n - q < 2) throw Error(where + ": truncated header (FHCRC)");
-      uint16_t stored = load_le16(data + q);
-      uint16_t computed = uint16_t(crc32(data + p, q - p) & 0xFFFF);
-      if (stored != computed)
-        throw Error(where + ": header CRC-16 mismatch (stored " + std::to_string(stored) + ", computed " +
-                    std::to_string(computed) + ")");
-      q += 2;
-    }
+    if (!is_gzip(data + p, n - p)) throw_not_gzip(data, n, p, member, source);
+    size_t q = gzip_header_end(data, n, p, where);
     size_t start = out.size();
-    // ISIZE of the last member as a capacity hint, bounded by a multiple of the input size so
-    // that a lying trailer cannot make us allocate much more than the data we were given.
-    size_t hint = 0;
-    if (member == 1 && n >= 4) {
-      uint64_t isize = load_le32(data + n - 4);
-      if (isize <= uint64_t(n) * 8 && isize <= max_output) hint = size_t(isize);
-    }
-    size_t used = inflate_append(data + q, n - q, where, out, max_output, hint);
-    q += used;
-    if (n - q < 8)
-      throw Error(where + ": truncated trailer (" + std::to_string(n - q) +
-                  " of 8 bytes of CRC-32 and ISIZE)");
-    uint32_t stored_crc = load_le32(data + q), stored_size = load_le32(data + q + 4);
-    uint32_t crc = crc32(out.data() + start, out.size() - start);
-    if (crc != stored_crc)
-      throw Error(where + ": CRC-32 mismatch (stored " + hex32(stored_crc) + ", computed " + hex32(crc) + ")");
-    uint32_t size = uint32_t((out.size() - start) & 0xFFFFFFFFu);
-    if (size != stored_size)
-      throw Error(where + ": ISIZE mismatch (stored " + std::to_string(stored_size) + ", decompressed " +
-                  std::to_string(size) + " mod 2^32)");
+    size_t hint = member == 1 ? gzip_size_hint(data, n, max_output) : 0;
+    q += inflate_append(data + q, n - q, where, out, max_output, hint);
+    check_gzip_trailer(data, n, q, out.data() + start, out.size() - start, where);
     max_output -= out.size() - start;
     p = q + 8;
-    if (p == n) break;
-    if (data[p] != 0x1F) {
-      bool zeros = true;
-      for (size_t k = p; k < n && zeros; ++k) zeros = data[k] == 0;
-      if (zeros) break;  // padding
-    }
+    if (p == n || only_zero_padding(data, n, p)) break;
   }
   return out;
 }
