@@ -50,8 +50,7 @@ void validate_dataset(const Dataset& ds, const std::string& where) {
   for (size_t i = 0; i < ds.labels.size(); ++i)
     if (ds.labels[i] < 0 || ds.labels[i] >= k)
       throw Error(where + ": tensor 'labels': label " + std::to_string(ds.labels[i]) + " at index " +
-                  std::to_string(i) + " is outside [0, " + std::to_string(k) + ") (" + std::to_string(k) +
-                  " classes)");
+                  std::to_string(i) + " is outside [0, " + std::to_string(k) + ") (" + std::to_string(k) + " classes)");
   for (const char* field : {"mean", "std"}) {
     const std::vector<float>& v = field[0] == 'm' ? ds.mean : ds.std;
     if (v.size() != uint64_t(ds.channels))
@@ -100,11 +99,9 @@ void expect_rank(const StTensor& t, size_t rank, const char* layout) {
 Dataset dataset_from_safetensors(SafeTensors st) {
   const std::string src = st.source;
   const std::string& format = meta_field(st, "format");
-  if (format != "ait-dataset")
-    throw Error(src + ": __metadata__ 'format' is '" + format + "', expected 'ait-dataset'");
+  if (format != "ait-dataset") throw Error(src + ": __metadata__ 'format' is '" + format + "', expected 'ait-dataset'");
   const std::string& version = meta_field(st, "version");
-  if (version != "1")
-    throw Error(src + ": unsupported dataset version '" + version + "' (this build reads version 1)");
+  if (version != "1") throw Error(src + ": unsupported dataset version '" + version + "' (this build reads version 1)");
   Dataset ds;
   {
     Json j = Json::parse(meta_field(st, "classes"), src + " __metadata__ 'classes'");
@@ -143,8 +140,8 @@ Dataset dataset_from_safetensors(SafeTensors st) {
   const StTensor& labels = st.get("labels");
   expect_rank(labels, 1, "[N]");
   if (labels.shape[0] != ds.n)
-    throw Error(labels.where() + ": shape " + shape_str(labels.shape) + " does not match the " +
-                std::to_string(ds.n) + " images");
+    throw Error(labels.where() + ": shape " + shape_str(labels.shape) + " does not match the " + std::to_string(ds.n) +
+                " images");
   ds.labels = labels.i32();
 
   if (st.has("questions")) {
@@ -262,8 +259,7 @@ Dataset dataset_from_idx(const std::string& images_path, const std::string& labe
 }
 
 std::vector<std::string> fashion_mnist_classes() {
-  return {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-          "Sandal",      "Shirt",   "Sneaker",  "Bag",   "Ankle boot"};
+  return {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"};
 }
 
 }  // namespace ait

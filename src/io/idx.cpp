@@ -22,8 +22,7 @@ const char* idx_type_name(uint8_t code) {
 }  // namespace
 
 IdxArray parse_idx(const uint8_t* data, size_t n, const std::string& source) {
-  if (n < 4)
-    throw Error(source + ": not an IDX file: " + std::to_string(n) + " bytes, too short for the 4-byte magic");
+  if (n < 4) throw Error(source + ": not an IDX file: " + std::to_string(n) + " bytes, too short for the 4-byte magic");
   char magic[16];
   std::snprintf(magic, sizeof magic, "0x%02x%02x%02x%02x", data[0], data[1], data[2], data[3]);
   if (data[0] != 0 || data[1] != 0)
@@ -43,8 +42,8 @@ IdxArray parse_idx(const uint8_t* data, size_t n, const std::string& source) {
   size_t header = 4 + 4 * size_t(ndims);
   if (n < header)
     throw Error(source + ": truncated IDX header: magic " + magic + " declares " + std::to_string(ndims) +
-                " dimensions (" + std::to_string(header) + " header bytes) but the file has " +
-                std::to_string(n) + " bytes");
+                " dimensions (" + std::to_string(header) + " header bytes) but the file has " + std::to_string(n) +
+                " bytes");
   IdxArray out;
   out.source = source;
   const uint64_t avail = n - header;

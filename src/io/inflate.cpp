@@ -1,16 +1,11 @@
 // DEFLATE decoding (RFC 1951) with a two-level table-driven Huffman decoder, the zlib
-// (RFC 1950) and gzip (RFC 1952) containers, checksums, stored-block encoders and file I/O.
+// (RFC 1950) and gzip (RFC 1952) containers, checksums and stored-block encoders. The whole-file
+// read and atomic write declared in inflate.h live in file.cpp.
 #include "io/inflate.h"
 
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
-#include <cerrno>
-#include <cstdio>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
-#include <memory>
 
 namespace ait {
 
@@ -101,7 +96,7 @@ constexpr uint32_t kSym = 0x100;
 constexpr uint32_t kLink = 0x200;
 
 // Tops a bit buffer up to at least 56 bits from the 8 input bytes at in + pos (all readable).
-// Shared by Inflater::refill() and the local copy of the state in Inflater::codes().
+// Shared by Inflater::refill() and the hot loop's copy of the state (Inflater::Hot).
 inline void refill8(const uint8_t* in, size_t& pos, uint64_t& buf, unsigned& cnt) {
   uint64_t v;
   std::memcpy(&v, in + pos, 8);
@@ -181,11 +176,9 @@ std::string build_huffman(Huffman& h, const uint8_t* lens, int n) {
 
 const uint16_t kLenBase[29] = {3,  4,  5,  6,  7,  8,  9,  10, 11,  13,  15,  17,  19,  23, 27,
                                31, 35, 43, 51, 59, 67, 83, 99, 115, 131, 163, 195, 227, 258};
-const uint8_t kLenExtra[29] = {0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2,
-                               2, 3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5, 0};
-const uint16_t kDistBase[30] = {1,    2,    3,    4,    5,    7,     9,     13,    17,  25,
-                                33,   49,   65,   97,   129,  193,   257,   385,   513, 769,
-                                1025, 1537, 2049, 3073, 4097, 6145,  8193,  12289, 16385, 24577};
+const uint8_t kLenExtra[29] = {0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5, 0};
+const uint16_t kDistBase[30] = {1,   2,   3,   4,   5,   7,    9,    13,   17,   25,   33,   49,   65,    97,    129,
+                                193, 257, 385, 513, 769, 1025, 1537, 2049, 3073, 4097, 6145, 8193, 12289, 16385, 24577};
 const uint8_t kDistExtra[30] = {0, 0, 0, 0, 1, 1, 2, 2,  3,  3,  4,  4,  5,  5,  6,
                                 6, 7, 7, 8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13};
 const uint8_t kCodeLenOrder[19] = {16, 17, 18, 0, 8, 7, 9, 6, 10, 5, 11, 4, 12, 3, 13, 2, 14, 1, 15};
@@ -210,20 +203,24 @@ const FixedTables& fixed_tables() {
   return t;
 }
 
+// Forces the hot loop's steps into their caller, where the state they share stays in registers.
+#if defined(__GNUC__) || defined(__clang__)
+#define AIT_HOT_INLINE inline __attribute__((always_inline))
+#else
+#define AIT_HOT_INLINE inline
+#endif
+
 // ------------------------------------------------------------------------------------------
 // The decoder
 // ------------------------------------------------------------------------------------------
 class Inflater {
 public:
-  Inflater(const uint8_t* in, size_t n, const std::string& source, std::vector<uint8_t>& out,
-           size_t max_output)
-      : in_(in), n_(n), source_(source), out_(out), len_(out.size()), start_(out.size()),
-        max_output_(max_output) {}
+  Inflater(const uint8_t* in, size_t n, const std::string& source, std::vector<uint8_t>& out, size_t max_output)
+      : in_(in), n_(n), source_(source), out_(out), len_(out.size()), start_(out.size()), max_output_(max_output) {}
 
   // Decodes one DEFLATE stream, appending to `out`. Returns the input bytes consumed.
   size_t run(size_t size_hint) {
-    if (size_hint > 0 && size_hint <= max_output_ && out_.size() < len_ + size_hint)
-      out_.resize(len_ + size_hint);
+    if (size_hint > 0 && size_hint <= max_output_ && out_.size() < len_ + size_hint) out_.resize(len_ + size_hint);
     bool final = false;
     while (!final) {
       final = bits(1) != 0;
@@ -247,12 +244,11 @@ public:
 private:
   [[noreturn]] void fail(const std::string& what) const {
     uint64_t used_bits = 8 * uint64_t(pos_ + phantom_) - cnt_;
-    throw Error(source_ + ": corrupt deflate data: " + what + " (at compressed byte " +
-                std::to_string(used_bits / 8) + ")");
+    throw Error(source_ + ": corrupt deflate data: " + what + " (at compressed byte " + std::to_string(used_bits / 8) +
+                ")");
   }
   [[noreturn]] void truncated() const {
-    throw Error(source_ + ": truncated deflate data: the input ends inside a block (" +
-                std::to_string(n_) + " bytes)");
+    throw Error(source_ + ": truncated deflate data: the input ends inside a block (" + std::to_string(n_) + " bytes)");
   }
 
   // Tops the bit buffer up to at least 56 bits. Past the end of the input it shifts in zero
@@ -291,10 +287,15 @@ private:
     if (cnt_ < 8 * phantom_ + kMaxCodeLen) truncated();
     fail(std::string("invalid ") + what + " code");
   }
+  // The table entry for the code at the bottom of `buf` (which holds at least 15 bits).
+  static AIT_HOT_INLINE uint32_t table_entry(const uint32_t* table, uint32_t sub_mask, uint64_t buf) {
+    uint32_t e = table[buf & kPrimaryMask];
+    if (e & kLink) e = table[(e >> 16) + ((buf >> kPrimaryBits) & sub_mask)];
+    return e;
+  }
   // Caller guarantees at least 15 bits are buffered.
   uint32_t decode(const Huffman& h, const char* what) {
-    uint32_t e = h.table[buf_ & kPrimaryMask];
-    if (e & kLink) e = h.table[(e >> 16) + ((buf_ >> kPrimaryBits) & h.sub_mask)];
+    uint32_t e = table_entry(h.table.data(), h.sub_mask, buf_);
     if (!(e & kSym)) invalid_code(what);
     consume(e & 0xFF);
     check();
@@ -304,8 +305,7 @@ private:
   // Makes room for k more output bytes plus `slack` scratch bytes past them.
   void reserve(size_t k, size_t slack = 0) {
     if (k > max_output_ || len_ > max_output_ - k)
-      throw Error(source_ + ": decompressed data exceeds the limit of " +
-                  std::to_string(max_output_) + " bytes");
+      throw Error(source_ + ": decompressed data exceeds the limit of " + std::to_string(max_output_) + " bytes");
     if (len_ + k + slack <= out_.size()) return;
     size_t cap = out_.size() < (size_t(1) << 16) ? (size_t(1) << 16) : out_.size() * 2;
     if (cap < len_ + k + slack) cap = len_ + k + slack;
@@ -327,8 +327,7 @@ private:
     uint16_t len = load_le16(in_ + pos_);
     uint16_t nlen = load_le16(in_ + pos_ + 2);
     if (uint16_t(~nlen) != len)
-      fail("stored block length " + std::to_string(len) + " does not match its complement " +
-           std::to_string(nlen));
+      fail("stored block length " + std::to_string(len) + " does not match its complement " + std::to_string(nlen));
     pos_ += 4;
     if (n_ - pos_ < len) truncated();
     reserve(len);
@@ -337,16 +336,32 @@ private:
     pos_ += len;
   }
 
+  // ---- Dynamic Huffman blocks (RFC 1951 §3.2.7) ----
+
   void dynamic_block() {
     uint32_t hlit = bits(5) + 257, hdist = bits(5) + 1, hclen = bits(4) + 4;
     if (hlit > 286) fail("too many literal/length codes (" + std::to_string(hlit) + ", at most 286)");
     if (hdist > 30) fail("too many distance codes (" + std::to_string(hdist) + ", at most 30)");
+    read_code_length_code(hclen);
+    uint8_t lens[286 + 30];
+    read_code_lengths(lens, hlit + hdist);
+    build_block_codes(lens, hlit, hdist);
+    codes(lit_, dist_);
+  }
+
+  // The code that the literal/length and distance code lengths are sent in: `hclen` 3-bit
+  // lengths in the order of kCodeLenOrder, the rest zero.
+  void read_code_length_code(uint32_t hclen) {
     uint8_t cl[19] = {0};
     for (uint32_t i = 0; i < hclen; ++i) cl[kCodeLenOrder[i]] = uint8_t(bits(3));
     std::string err = build_huffman(lens_code_, cl, 19);
     if (!err.empty()) fail("code-length code: " + err);
-    uint8_t lens[286 + 30];
-    uint32_t total = hlit + hdist, i = 0;
+  }
+
+  // `total` code lengths sent in the code-length code: 0-15 literally, 16 = repeat the
+  // previous length 3-6 times, 17 = 3-10 zeros, 18 = 11-138 zeros.
+  void read_code_lengths(uint8_t* lens, uint32_t total) {
+    uint32_t i = 0;
     while (i < total) {
       if (cnt_ < 32) refill();
       uint32_t sym = decode(lens_code_, "code-length");
@@ -369,134 +384,171 @@ private:
       std::memset(lens + i, val, repeat);
       i += repeat;
     }
+  }
+
+  // The literal/length code from the first `hlit` lengths, the distance code from the next
+  // `hdist`.
+  void build_block_codes(const uint8_t* lens, uint32_t hlit, uint32_t hdist) {
     if (lens[256] == 0) fail("the literal/length code has no end-of-block code");
-    err = build_huffman(lit_, lens, int(hlit));
+    std::string err = build_huffman(lit_, lens, int(hlit));
     if (!err.empty()) fail("literal/length code: " + err);
     err = build_huffman(dist_, lens + hlit, int(hdist));
     if (!err.empty()) fail("distance code: " + err);
-    codes(lit_, dist_);
   }
 
-  // The hot loop works on local copies of the decoder state: stores through the uint8_t
-  // output pointer may alias any member, so members would be reloaded after every byte.
+  // ---- Compressed data of a Huffman block (the hot loop) ----
+
+  // The decoder state the hot loop works on, copied into locals: stores through the uint8_t
+  // output pointer may alias any member of Inflater, so members would be reloaded after every
+  // byte. The steps below take it by reference and are forced inline, so it lives in
+  // registers. hot_store() writes the changing part back before anything that reads members.
+  struct Hot {
+    const uint8_t* in;
+    size_t n, start, max_output;
+    const uint32_t *lit, *dist;  // the literal/length and distance tables
+    uint32_t lit_sub, dist_sub;
+    uint64_t buf;
+    unsigned cnt;
+    size_t pos, len, phantom_bits;
+    uint8_t* out;
+    size_t cap;
+  };
+
   void codes(const Huffman& lit, const Huffman& dist) {
-    const uint8_t* const in = in_;
-    const size_t n = n_, start = start_, max_output = max_output_;
-    const uint32_t* const lt = lit.table.data();
-    const uint32_t* const dt = dist.table.data();
-    const uint32_t lsub = lit.sub_mask, dsub = dist.sub_mask;
-    uint64_t buf = buf_;
-    unsigned cnt = cnt_;
-    size_t pos = pos_, len = len_, phantom_bits = 8 * phantom_;
-    uint8_t* o = out_.data();
-    size_t cap = out_.size();
-    auto store = [&] {
-      buf_ = buf;
-      cnt_ = cnt;
-      pos_ = pos;
-      len_ = len;
-    };
-    auto load = [&] {
-      buf = buf_;
-      cnt = cnt_;
-      pos = pos_;
-      len = len_;
-      phantom_bits = 8 * phantom_;
-      o = out_.data();
-      cap = out_.size();
-    };
+    Hot h{in_,  n_,   start_, max_output_, lit.table.data(), dist.table.data(), lit.sub_mask, dist.sub_mask,
+          buf_, cnt_, pos_,   len_,        8 * phantom_,     out_.data(),       out_.size()};
     for (;;) {
-      if (cnt < 48) {  // one symbol needs at most 15 + 5 + 15 + 13 bits
-        if (pos + 8 <= n) {
-          refill8(in, pos, buf, cnt);
-        } else {
-          store();
-          refill();
-          load();
-        }
-      }
-      uint32_t e = lt[buf & kPrimaryMask];
-      if (e & kLink) e = lt[(e >> 16) + ((buf >> kPrimaryBits) & lsub)];
-      if (!(e & kSym)) {
-        store();
-        invalid_code("literal/length");
-      }
-      buf >>= e & 0xFF;
-      cnt -= e & 0xFF;
-      if (cnt < phantom_bits) {
-        store();
-        truncated();
-      }
-      uint32_t sym = e >> 16;
+      hot_refill(h);
+      uint32_t sym = hot_literal_or_length(h);
       if (sym < 256) {
-        if (len >= cap || len >= max_output) {
-          store();
-          reserve(1);
-          load();
-        }
-        o[len++] = uint8_t(sym);
+        hot_put_literal(h, uint8_t(sym));
         continue;
       }
-      if (sym == 256) {
-        store();
-        return;
-      }
-      sym -= 257;
-      if (sym >= 29) {
-        store();
-        fail("invalid literal/length symbol " + std::to_string(sym + 257));
-      }
-      uint32_t length = kLenBase[sym];
-      unsigned x = kLenExtra[sym];
-      length += uint32_t(buf & ((1u << x) - 1));
-      buf >>= x;
-      cnt -= x;
-      e = dt[buf & kPrimaryMask];
-      if (e & kLink) e = dt[(e >> 16) + ((buf >> kPrimaryBits) & dsub)];
-      if (!(e & kSym)) {
-        store();
-        invalid_code("distance");
-      }
-      buf >>= e & 0xFF;
-      cnt -= e & 0xFF;
-      uint32_t dsym = e >> 16;
-      if (dsym >= 30) {
-        store();
-        check();
-        fail("invalid distance symbol " + std::to_string(dsym));
-      }
-      uint32_t d = kDistBase[dsym];
-      x = kDistExtra[dsym];
-      d += uint32_t(buf & ((1u << x) - 1));
-      buf >>= x;
-      cnt -= x;
-      if (cnt < phantom_bits) {
-        store();
-        truncated();
-      }
-      if (d > len - start) {
-        store();
-        fail("distance " + std::to_string(d) + " reaches before the start of the output (" +
-             std::to_string(len - start) + " bytes so far)");
-      }
-      if (length > cap - len || cap - len - length < 8 || length > max_output - len) {
-        store();
-        reserve(length, 8);  // slack for the 8-byte chunked copy below
-        load();
-      }
-      uint8_t* dst = o + len;
-      const uint8_t* src = dst - d;
-      if (d >= length) {
-        std::memcpy(dst, src, length);
-      } else if (d >= 8) {
-        for (uint32_t k = 0; k < length; k += 8) std::memcpy(dst + k, src + k, 8);
-      } else if (d == 1) {
-        std::memset(dst, *src, length);
-      } else {
-        for (uint32_t k = 0; k < length; ++k) dst[k] = src[k];
-      }
-      len += length;
+      if (sym == 256) break;  // end of block
+      uint32_t length = hot_match_length(h, sym - 257);
+      uint32_t distance = hot_match_distance(h);
+      hot_copy_match(h, distance, length);
     }
+    hot_store(h);
+  }
+
+  AIT_HOT_INLINE void hot_store(const Hot& h) {
+    buf_ = h.buf;
+    cnt_ = h.cnt;
+    pos_ = h.pos;
+    len_ = h.len;
+  }
+  AIT_HOT_INLINE void hot_load(Hot& h) const {
+    h.buf = buf_;
+    h.cnt = cnt_;
+    h.pos = pos_;
+    h.len = len_;
+    h.phantom_bits = 8 * phantom_;
+    h.out = out_.data();
+    h.cap = out_.size();
+  }
+
+  static AIT_HOT_INLINE void hot_consume(Hot& h, unsigned k) {
+    h.buf >>= k;
+    h.cnt -= k;
+  }
+  // At least 48 bits buffered: one symbol needs at most 15 + 5 + 15 + 13.
+  AIT_HOT_INLINE void hot_refill(Hot& h) {
+    if (h.cnt >= 48) return;
+    if (h.pos + 8 <= h.n) {
+      refill8(h.in, h.pos, h.buf, h.cnt);
+    } else {
+      hot_store(h);
+      refill();
+      hot_load(h);
+    }
+  }
+
+  // The next literal/length symbol, its code consumed.
+  AIT_HOT_INLINE uint32_t hot_literal_or_length(Hot& h) {
+    uint32_t e = table_entry(h.lit, h.lit_sub, h.buf);
+    if (!(e & kSym)) {
+      hot_store(h);
+      invalid_code("literal/length");
+    }
+    hot_consume(h, e & 0xFF);
+    if (h.cnt < h.phantom_bits) {
+      hot_store(h);
+      truncated();
+    }
+    return e >> 16;
+  }
+
+  AIT_HOT_INLINE void hot_put_literal(Hot& h, uint8_t byte) {
+    if (h.len >= h.cap || h.len >= h.max_output) {
+      hot_store(h);
+      reserve(1);
+      hot_load(h);
+    }
+    h.out[h.len++] = byte;
+  }
+
+  // Match length for length symbol 257 + `sym`, its extra bits consumed.
+  AIT_HOT_INLINE uint32_t hot_match_length(Hot& h, uint32_t sym) {
+    if (sym >= 29) {
+      hot_store(h);
+      fail("invalid literal/length symbol " + std::to_string(sym + 257));
+    }
+    unsigned x = kLenExtra[sym];
+    uint32_t length = kLenBase[sym] + uint32_t(h.buf & ((1u << x) - 1));
+    hot_consume(h, x);
+    return length;
+  }
+
+  // Match distance: its code and extra bits consumed, and checked against the input's end.
+  AIT_HOT_INLINE uint32_t hot_match_distance(Hot& h) {
+    uint32_t e = table_entry(h.dist, h.dist_sub, h.buf);
+    if (!(e & kSym)) {
+      hot_store(h);
+      invalid_code("distance");
+    }
+    hot_consume(h, e & 0xFF);
+    uint32_t sym = e >> 16;
+    if (sym >= 30) {
+      hot_store(h);
+      check();
+      fail("invalid distance symbol " + std::to_string(sym));
+    }
+    unsigned x = kDistExtra[sym];
+    uint32_t distance = kDistBase[sym] + uint32_t(h.buf & ((1u << x) - 1));
+    hot_consume(h, x);
+    if (h.cnt < h.phantom_bits) {
+      hot_store(h);
+      truncated();
+    }
+    return distance;
+  }
+
+  // Copies `length` bytes from `distance` back. Overlapping copies repeat the pattern, as
+  // DEFLATE requires; reserve()'s 8 bytes of slack let the 8-byte chunks overrun the end.
+  AIT_HOT_INLINE void hot_copy_match(Hot& h, uint32_t distance, uint32_t length) {
+    if (distance > h.len - h.start) {
+      hot_store(h);
+      fail("distance " + std::to_string(distance) + " reaches before the start of the output (" +
+           std::to_string(h.len - h.start) + " bytes so far)");
+    }
+    if (length > h.cap - h.len || h.cap - h.len - length < 8 || length > h.max_output - h.len) {
+      hot_store(h);
+      reserve(length, 8);
+      hot_load(h);
+    }
+    uint8_t* dst = h.out + h.len;
+    const uint8_t* src = dst - distance;
+    if (distance >= length) {
+      std::memcpy(dst, src, length);
+    } else if (distance >= 8) {
+      for (uint32_t k = 0; k < length; k += 8) std::memcpy(dst + k, src + k, 8);
+    } else if (distance == 1) {
+      std::memset(dst, *src, length);
+    } else {
+      for (uint32_t k = 0; k < length; ++k) dst[k] = src[k];
+    }
+    h.len += length;
   }
 
   const uint8_t* in_;
@@ -514,8 +566,8 @@ private:
 };
 
 // Decodes one raw DEFLATE stream onto the end of `out`; returns the input bytes consumed.
-size_t inflate_append(const uint8_t* data, size_t n, const std::string& source,
-                      std::vector<uint8_t>& out, size_t max_output, size_t size_hint) {
+size_t inflate_append(const uint8_t* data, size_t n, const std::string& source, std::vector<uint8_t>& out,
+                      size_t max_output, size_t size_hint) {
   size_t before = out.size();
   try {
     Inflater inf(data, n, source, out, max_output);
@@ -528,102 +580,120 @@ size_t inflate_append(const uint8_t* data, size_t n, const std::string& source,
 
 }  // namespace
 
-std::vector<uint8_t> inflate_raw(const uint8_t* data, size_t n, const std::string& source,
-                                 size_t* consumed, size_t max_output) {
+std::vector<uint8_t> inflate_raw(const uint8_t* data, size_t n, const std::string& source, size_t* consumed,
+                                 size_t max_output) {
   std::vector<uint8_t> out;
   size_t used = inflate_append(data, n, source, out, max_output, 0);
   if (consumed) *consumed = used;
   return out;
 }
 
-std::vector<uint8_t> gunzip(const uint8_t* data, size_t n, const std::string& source,
-                            size_t max_output) {
+namespace {
+
+// The input at `p` does not start with the gzip magic: the whole file is not gzip, or bytes
+// other than zero padding follow the last member.
+[[noreturn]] void throw_not_gzip(const uint8_t* data, size_t n, size_t p, int member, const std::string& source) {
+  if (member > 1)
+    throw Error(source + ": trailing garbage after gzip member " + std::to_string(member - 1) + " at byte " +
+                std::to_string(p));
+  if (n < 2) throw Error(source + ": not a gzip file (" + std::to_string(n) + " bytes)");
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%02x %02x", data[0], data[1]);
+  throw Error(source + ": not a gzip file (starts with " + buf + ", expected 1f 8b)");
+}
+
+// Checks the member header that starts at `p` (magic already seen) and returns where its
+// DEFLATE data begins: past the optional extra field, name, comment and header CRC.
+size_t gzip_header_end(const uint8_t* data, size_t n, size_t p, const std::string& where) {
+  const uint8_t* h = data + p;
+  if (n - p < 10) throw Error(where + ": truncated header (" + std::to_string(n - p) + " of at least 10 bytes)");
+  if (h[2] != 8) throw Error(where + ": unsupported compression method " + std::to_string(h[2]) + " (only 8, deflate)");
+  uint8_t flg = h[3];
+  if (flg & 0xE0) throw Error(where + ": reserved header flag bits set (flags " + std::to_string(flg) + ")");
+  size_t q = p + 10;
+  if (flg & 0x04) {  // FEXTRA
+    if (n - q < 2) throw Error(where + ": truncated header (FEXTRA length)");
+    size_t xlen = load_le16(data + q);
+    q += 2;
+    if (n - q < xlen) throw Error(where + ": truncated header (FEXTRA field of " + std::to_string(xlen) + " bytes)");
+    q += xlen;
+  }
+  for (uint8_t flag : {uint8_t(0x08), uint8_t(0x10)}) {  // FNAME, FCOMMENT: zero-terminated
+    if (!(flg & flag)) continue;
+    const void* z = std::memchr(data + q, 0, n - q);
+    if (!z)
+      throw Error(where + ": truncated header (" + (flag == 0x08 ? "FNAME" : "FCOMMENT") +
+                  " field has no terminating zero)");
+    q = size_t(static_cast<const uint8_t*>(z) - data) + 1;
+  }
+  if (flg & 0x02) {  // FHCRC
+    if (n - q < 2) throw Error(where + ": truncated header (FHCRC)");
+    uint16_t stored = load_le16(data + q);
+    uint16_t computed = uint16_t(crc32(data + p, q - p) & 0xFFFF);
+    if (stored != computed)
+      throw Error(where + ": header CRC-16 mismatch (stored " + std::to_string(stored) + ", computed " +
+                  std::to_string(computed) + ")");
+    q += 2;
+  }
+  return q;
+}
+
+// The ISIZE of the last member as a capacity hint, or 0. Bounded by a multiple of the input
+// size so that a lying trailer cannot make us allocate much more than the data we were given.
+size_t gzip_size_hint(const uint8_t* data, size_t n, size_t max_output) {
+  if (n < 4) return 0;
+  uint64_t isize = load_le32(data + n - 4);
+  return isize <= uint64_t(n) * 8 && isize <= max_output ? size_t(isize) : 0;
+}
+
+// Checks the 8-byte trailer at `q` (CRC-32 and ISIZE) against the member's decoded bytes.
+void check_gzip_trailer(const uint8_t* data, size_t n, size_t q, const uint8_t* member_out, size_t member_size,
+                        const std::string& where) {
+  if (n - q < 8)
+    throw Error(where + ": truncated trailer (" + std::to_string(n - q) + " of 8 bytes of CRC-32 and ISIZE)");
+  uint32_t stored_crc = load_le32(data + q), stored_size = load_le32(data + q + 4);
+  uint32_t crc = crc32(member_out, member_size);
+  if (crc != stored_crc)
+    throw Error(where + ": CRC-32 mismatch (stored " + hex32(stored_crc) + ", computed " + hex32(crc) + ")");
+  uint32_t size = uint32_t(member_size & 0xFFFFFFFFu);
+  if (size != stored_size)
+    throw Error(where + ": ISIZE mismatch (stored " + std::to_string(stored_size) + ", decompressed " +
+                std::to_string(size) + " mod 2^32)");
+}
+
+// True when the bytes from `p` on are zero padding after the last member (not another one).
+bool only_zero_padding(const uint8_t* data, size_t n, size_t p) {
+  if (data[p] == 0x1F) return false;
+  for (size_t k = p; k < n; ++k)
+    if (data[k] != 0) return false;
+  return true;
+}
+
+}  // namespace
+
+std::vector<uint8_t> gunzip(const uint8_t* data, size_t n, const std::string& source, size_t max_output) {
   std::vector<uint8_t> out;
   size_t p = 0;
   for (int member = 1;; ++member) {
     std::string where = source + ": gzip" + (member > 1 ? " member " + std::to_string(member) : "");
-    const uint8_t* h = data + p;
-    if (!is_gzip(h, n - p)) {
-      if (member > 1)
-        throw Error(source + ": trailing garbage after gzip member " + std::to_string(member - 1) +
-                    " at byte " + std::to_string(p));
-      if (n < 2) throw Error(source + ": not a gzip file (" + std::to_string(n) + " bytes)");
-      char buf[64];
-      std::snprintf(buf, sizeof buf, "%02x %02x", h[0], h[1]);
-      throw Error(source + ": not a gzip file (starts with " + buf + ", expected 1f 8b)");
-    }
-    if (n - p < 10)
-      throw Error(where + ": truncated header (" + std::to_string(n - p) + " of at least 10 bytes)");
-    if (h[2] != 8)
-      throw Error(where + ": unsupported compression method " + std::to_string(h[2]) + " (only 8, deflate)");
-    uint8_t flg = h[3];
-    if (flg & 0xE0) throw Error(where + ": reserved header flag bits set (flags " + std::to_string(flg) + ")");
-    size_t q = p + 10;
-    if (flg & 0x04) {  // FEXTRA
-      if (n - q < 2) throw Error(where + ": truncated header (FEXTRA length)");
-      size_t xlen = load_le16(data + q);
-      q += 2;
-      if (n - q < xlen)
-        throw Error(where + ": truncated header (FEXTRA field of " + std::to_string(xlen) + " bytes)");
-      q += xlen;
-    }
-    for (uint8_t flag : {uint8_t(0x08), uint8_t(0x10)}) {  // FNAME, FCOMMENT: zero-terminated
-      if (!(flg & flag)) continue;
-      const void* z = std::memchr(data + q, 0, n - q);
-      if (!z)
-        throw Error(where + ": truncated header (" + (flag == 0x08 ? "FNAME" : "FCOMMENT") +
-                    " field has no terminating zero)");
-      q = size_t(static_cast<const uint8_t*>(z) - data) + 1;
-    }
-    if (flg & 0x02) {  // FHCRC
-      if (n - q < 2) throw Error(where + ": truncated header (FHCRC)");
-      uint16_t stored = load_le16(data + q);
-      uint16_t computed = uint16_t(crc32(data + p, q - p) & 0xFFFF);
-      if (stored != computed)
-        throw Error(where + ": header CRC-16 mismatch (stored " + std::to_string(stored) + ", computed " +
-                    std::to_string(computed) + ")");
-      q += 2;
-    }
+    if (!is_gzip(data + p, n - p)) throw_not_gzip(data, n, p, member, source);
+    size_t q = gzip_header_end(data, n, p, where);
     size_t start = out.size();
-    // ISIZE of the last member as a capacity hint, bounded by a multiple of the input size so
-    // that a lying trailer cannot make us allocate much more than the data we were given.
-    size_t hint = 0;
-    if (member == 1 && n >= 4) {
-      uint64_t isize = load_le32(data + n - 4);
-      if (isize <= uint64_t(n) * 8 && isize <= max_output) hint = size_t(isize);
-    }
-    size_t used = inflate_append(data + q, n - q, where, out, max_output, hint);
-    q += used;
-    if (n - q < 8)
-      throw Error(where + ": truncated trailer (" + std::to_string(n - q) +
-                  " of 8 bytes of CRC-32 and ISIZE)");
-    uint32_t stored_crc = load_le32(data + q), stored_size = load_le32(data + q + 4);
-    uint32_t crc = crc32(out.data() + start, out.size() - start);
-    if (crc != stored_crc)
-      throw Error(where + ": CRC-32 mismatch (stored " + hex32(stored_crc) + ", computed " + hex32(crc) + ")");
-    uint32_t size = uint32_t((out.size() - start) & 0xFFFFFFFFu);
-    if (size != stored_size)
-      throw Error(where + ": ISIZE mismatch (stored " + std::to_string(stored_size) + ", decompressed " +
-                  std::to_string(size) + " mod 2^32)");
+    size_t hint = member == 1 ? gzip_size_hint(data, n, max_output) : 0;
+    q += inflate_append(data + q, n - q, where, out, max_output, hint);
+    check_gzip_trailer(data, n, q, out.data() + start, out.size() - start, where);
     max_output -= out.size() - start;
     p = q + 8;
-    if (p == n) break;
-    if (data[p] != 0x1F) {
-      bool zeros = true;
-      for (size_t k = p; k < n && zeros; ++k) zeros = data[k] == 0;
-      if (zeros) break;  // padding
-    }
+    if (p == n || only_zero_padding(data, n, p)) break;
   }
   return out;
 }
 
-std::vector<uint8_t> zlib_decompress(const uint8_t* data, size_t n, const std::string& source,
-                                     size_t max_output) {
+std::vector<uint8_t> zlib_decompress(const uint8_t* data, size_t n, const std::string& source, size_t max_output) {
   if (n < 2) throw Error(source + ": zlib: truncated header (" + std::to_string(n) + " of 2 bytes)");
   uint8_t cmf = data[0], flg = data[1];
   if ((cmf & 0x0F) != 8)
-    throw Error(source + ": zlib: unsupported compression method " + std::to_string(cmf & 0x0F) +
-                " (only 8, deflate)");
+    throw Error(source + ": zlib: unsupported compression method " + std::to_string(cmf & 0x0F) + " (only 8, deflate)");
   if ((cmf >> 4) > 7) throw Error(source + ": zlib: invalid window size (CINFO " + std::to_string(cmf >> 4) + ")");
   if ((uint32_t(cmf) * 256 + flg) % 31 != 0) throw Error(source + ": zlib: header check bits are wrong");
   if (flg & 0x20) throw Error(source + ": zlib: preset dictionaries are not supported");
@@ -631,15 +701,13 @@ std::vector<uint8_t> zlib_decompress(const uint8_t* data, size_t n, const std::s
   std::string where = source + ": zlib";
   size_t used = inflate_append(data + 2, n - 2, where, out, max_output, 0);
   size_t q = 2 + used;
-  if (n - q < 4)
-    throw Error(where + ": truncated trailer (" + std::to_string(n - q) + " of 4 bytes of Adler-32)");
-  uint32_t stored = (uint32_t(data[q]) << 24) | (uint32_t(data[q + 1]) << 16) | (uint32_t(data[q + 2]) << 8) |
-                    uint32_t(data[q + 3]);
+  if (n - q < 4) throw Error(where + ": truncated trailer (" + std::to_string(n - q) + " of 4 bytes of Adler-32)");
+  uint32_t stored =
+      (uint32_t(data[q]) << 24) | (uint32_t(data[q + 1]) << 16) | (uint32_t(data[q + 2]) << 8) | uint32_t(data[q + 3]);
   uint32_t computed = adler32(out.data(), out.size());
   if (stored != computed)
     throw Error(where + ": Adler-32 mismatch (stored " + hex32(stored) + ", computed " + hex32(computed) + ")");
-  if (q + 4 != n)
-    throw Error(where + ": " + std::to_string(n - q - 4) + " trailing bytes after the end of the stream");
+  if (q + 4 != n) throw Error(where + ": " + std::to_string(n - q - 4) + " trailing bytes after the end of the stream");
   return out;
 }
 
@@ -682,78 +750,6 @@ std::vector<uint8_t> gzip_compress_stored(const uint8_t* data, size_t n) {
   for (int k = 0; k < 32; k += 8) out.push_back(uint8_t(c >> k));
   for (int k = 0; k < 32; k += 8) out.push_back(uint8_t(s >> k));
   return out;
-}
-
-// ------------------------------------------------------------------------------------------
-// Files
-// ------------------------------------------------------------------------------------------
-namespace {
-struct FileCloser {
-  void operator()(FILE* f) const {
-    if (f) std::fclose(f);
-  }
-};
-using FilePtr = std::unique_ptr<FILE, FileCloser>;
-}  // namespace
-
-std::vector<uint8_t> read_file(const std::string& path) {
-  FilePtr f(std::fopen(path.c_str(), "rb"));
-  if (!f) throw Error(path + ": cannot open for reading: " + std::strerror(errno));
-  std::vector<uint8_t> data;
-  struct stat st;
-  if (fstat(fileno(f.get()), &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0)
-    data.reserve(size_t(st.st_size) + 1);  // +1: the read that sees EOF needs no reallocation
-  constexpr size_t kChunk = size_t(1) << 20;
-  for (;;) {
-    size_t have = data.size();
-    size_t want = data.capacity() > have ? data.capacity() - have : kChunk;
-    data.resize(have + want);
-    size_t got = std::fread(data.data() + have, 1, want, f.get());
-    data.resize(have + got);
-    if (got < want) {
-      if (std::ferror(f.get())) throw Error(path + ": read error: " + std::strerror(errno));
-      break;
-    }
-  }
-  return data;
-}
-
-std::vector<uint8_t> read_maybe_gzip(const std::string& path) {
-  std::vector<uint8_t> data = read_file(path);
-  if (!is_gzip(data.data(), data.size())) return data;
-  return gunzip(data.data(), data.size(), path);
-}
-
-void write_file_atomic(const std::string& path, const std::vector<ByteSpan>& parts) {
-  std::string tmp = path + ".tmp." + std::to_string(long(getpid()));
-  FILE* f = std::fopen(tmp.c_str(), "wb");
-  if (!f) throw Error(path + ": cannot write (creating " + tmp + "): " + std::strerror(errno));
-  auto fail = [&](const char* what, int err) {
-    if (f) std::fclose(f);
-    std::remove(tmp.c_str());
-    throw Error(path + ": cannot write (" + what + "): " + std::strerror(err));
-  };
-  for (const ByteSpan& part : parts)
-    if (part.second && std::fwrite(part.first, 1, part.second, f) != part.second) fail("write", errno);
-  if (std::fflush(f) != 0) fail("flush", errno);
-  if (fsync(fileno(f)) != 0) fail("fsync", errno);
-  int rc = std::fclose(f);
-  f = nullptr;
-  if (rc != 0) fail("close", errno);
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) fail("rename", errno);
-  // Make the rename itself durable (best effort).
-  std::string dir = ".";
-  size_t slash = path.find_last_of('/');
-  if (slash != std::string::npos) dir = slash == 0 ? "/" : path.substr(0, slash);
-  int dfd = open(dir.c_str(), O_RDONLY);
-  if (dfd >= 0) {
-    (void)fsync(dfd);
-    close(dfd);
-  }
-}
-
-void write_file_atomic(const std::string& path, const std::vector<uint8_t>& bytes) {
-  write_file_atomic(path, std::vector<ByteSpan>{ByteSpan(bytes.data(), bytes.size())});
 }
 
 }  // namespace ait

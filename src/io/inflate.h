@@ -1,6 +1,6 @@
 // Compressed-stream and whole-file I/O: our own DEFLATE decoder (RFC 1951) with the zlib
 // (RFC 1950) and gzip (RFC 1952) wrappers, CRC-32 / Adler-32, a stored-block-only encoder for
-// the writers that need a zlib stream (PNG, npz), and whole-file read / atomic write.
+// the writers that need a zlib stream (PNG, npz), and whole-file read / atomic write (file.cpp).
 //
 // Every decoder treats its input as hostile: truncation, corrupt Huffman tables, distances
 // that reach before the start of the output, bad checksums and output past `max_output` all
@@ -27,8 +27,8 @@ uint32_t adler32(const uint8_t* data, size_t n, uint32_t prev = 1);
 
 // Raw DEFLATE stream (no wrapper). Stops after the final block; when `consumed` is given it
 // receives the number of input bytes used (the final partial byte counts as used).
-std::vector<uint8_t> inflate_raw(const uint8_t* data, size_t n, const std::string& source,
-                                 size_t* consumed = nullptr, size_t max_output = kMaxInflateOutput);
+std::vector<uint8_t> inflate_raw(const uint8_t* data, size_t n, const std::string& source, size_t* consumed = nullptr,
+                                 size_t max_output = kMaxInflateOutput);
 // gzip file contents: one or more members, each with its CRC-32 and ISIZE checked; trailing
 // zero bytes after the last member are ignored, any other trailing bytes are an error.
 std::vector<uint8_t> gunzip(const uint8_t* data, size_t n, const std::string& source,

@@ -44,8 +44,8 @@ int64_t Json::as_int(int64_t lo, int64_t hi) const {
     throw Error("JSON number " + (std::isfinite(d) ? Json(d).dump() : std::to_string(d)) + " is not an integer");
   int64_t v = int64_t(d);
   if (v < lo || v > hi)
-    throw Error("JSON number " + std::to_string(v) + " is outside [" + std::to_string(lo) + ", " +
-                std::to_string(hi) + "]");
+    throw Error("JSON number " + std::to_string(v) + " is outside [" + std::to_string(lo) + ", " + std::to_string(hi) +
+                "]");
   return v;
 }
 const std::string& Json::as_string() const {
@@ -263,8 +263,8 @@ private:
         ++col;
       }
     }
-    throw Error(source_ + ": invalid JSON at line " + std::to_string(line) + ", column " +
-                std::to_string(col) + ": " + what);
+    throw Error(source_ + ": invalid JSON at line " + std::to_string(line) + ", column " + std::to_string(col) + ": " +
+                what);
   }
   std::string describe_here() const {
     if (p_ >= end_) return "end of input";
@@ -488,9 +488,7 @@ private:
           put_utf8(cp, out);
           break;
         }
-        default:
-          p_ = esc;
-          fail("invalid escape sequence in a string");
+        default: p_ = esc; fail("invalid escape sequence in a string");
       }
     }
   }
@@ -508,8 +506,6 @@ Json Json::parse(const char* data, size_t n, const std::string& source) {
   return parser.document();
 }
 
-Json Json::parse(const std::string& text, const std::string& source) {
-  return parse(text.data(), text.size(), source);
-}
+Json Json::parse(const std::string& text, const std::string& source) { return parse(text.data(), text.size(), source); }
 
 }  // namespace ait

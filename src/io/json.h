@@ -60,7 +60,7 @@ public:
   // Arrays and objects: element count (0 for scalars).
   size_t size() const;
   const Json& operator[](size_t i) const;  // arrays; throws when out of range
-  void push_back(Json v);                   // arrays (null becomes an empty array)
+  void push_back(Json v);                  // arrays (null becomes an empty array)
 
   // Objects. find() returns nullptr when the key is absent; at() throws naming the key.
   const Json* find(const std::string& key) const;

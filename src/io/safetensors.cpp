@@ -88,9 +88,8 @@ StTensor make_tensor(const char* dtype, const char* fn, const Shape& shape, cons
 
 size_t st_dtype_size(const std::string& dtype) {
   static const std::map<std::string, size_t> sizes = {
-      {"BOOL", 1}, {"U8", 1},  {"I8", 1},  {"F8_E5M2", 1}, {"F8_E4M3", 1}, {"I16", 2},
-      {"U16", 2},  {"F16", 2}, {"BF16", 2}, {"I32", 4},    {"U32", 4},     {"F32", 4},
-      {"I64", 8},  {"U64", 8}, {"F64", 8}};
+      {"BOOL", 1}, {"U8", 1},  {"I8", 1},  {"F8_E5M2", 1}, {"F8_E4M3", 1}, {"I16", 2}, {"U16", 2}, {"F16", 2},
+      {"BF16", 2}, {"I32", 4}, {"U32", 4}, {"F32", 4},     {"I64", 8},     {"U64", 8}, {"F64", 8}};
   auto it = sizes.find(dtype);
   return it == sizes.end() ? 0 : it->second;
 }
@@ -198,8 +197,8 @@ void validate_for_write(const std::string& where, const StTensor& t) {
   int64_t n = checked_numel(t.shape);
   if (n < 0) throw Error(where + ": invalid shape " + shape_str(t.shape));
   if (t.bytes.size() != uint64_t(n) * es)
-    throw Error(where + ": " + std::to_string(t.bytes.size()) + " data bytes, but dtype " + t.dtype +
-                " and shape " + shape_str(t.shape) + " need " + std::to_string(uint64_t(n) * es));
+    throw Error(where + ": " + std::to_string(t.bytes.size()) + " data bytes, but dtype " + t.dtype + " and shape " +
+                shape_str(t.shape) + " need " + std::to_string(uint64_t(n) * es));
 }
 }  // namespace
 
@@ -220,24 +219,15 @@ namespace {
 
 // A non-negative integer JSON number no larger than 2^53 (exact in a double), or throws.
 uint64_t header_uint(const Json& v, const std::string& where, const std::string& field) {
-  if (!v.is_number())
-    throw Error(where + ": " + field + " is " + v.type_name() + ", expected a non-negative integer");
+  if (!v.is_number()) throw Error(where + ": " + field + " is " + v.type_name() + ", expected a non-negative integer");
   double d = v.as_number();
   if (!(d >= 0) || d > 9007199254740992.0 || d != std::floor(d))
     throw Error(where + ": " + field + " is " + v.dump() + ", expected a non-negative integer");
   return uint64_t(d);
 }
 
-struct Span {
-  uint64_t begin, end;
-  const std::string* name;
-};
-
-}  // namespace
-
-SafeTensors parse_safetensors(const uint8_t* data, size_t n, const std::string& source) {
-  SafeTensors st;
-  st.source = source;
+// The 8-byte little-endian header length, checked against the bytes that follow it.
+uint64_t header_length(const uint8_t* data, size_t n, const std::string& source) {
   if (n < 8)
     throw Error(source + ": not a safetensors file: " + std::to_string(n) +
                 " bytes, too short for the 8-byte header length");
@@ -246,82 +236,98 @@ SafeTensors parse_safetensors(const uint8_t* data, size_t n, const std::string& 
   if (hlen > n - 8)
     throw Error(source + ": header length " + std::to_string(hlen) + " runs past the end of the file (" +
                 std::to_string(n) + " bytes)");
-  const char* htext = reinterpret_cast<const char*>(data + 8);
-  if (hlen == 0 || htext[0] != '{')
-    throw Error(source + ": header is not a JSON object (it must start with '{')");
-  Json header = Json::parse(htext, size_t(hlen), source + " header");
+  return hlen;
+}
+
+// The JSON header (`hlen` bytes at `text`), which must be an object.
+Json parse_header(const char* text, uint64_t hlen, const std::string& source) {
+  if (hlen == 0 || text[0] != '{') throw Error(source + ": header is not a JSON object (it must start with '{')");
+  Json header = Json::parse(text, size_t(hlen), source + " header");
   if (!header.is_object()) throw Error(source + ": header is not a JSON object");
-  const uint8_t* body = data + 8 + hlen;
-  const uint64_t body_n = n - 8 - hlen;
+  return header;
+}
 
-  std::vector<Span> spans;
-  for (const auto& kv : header.as_object()) {
-    const std::string& name = kv.first;
-    const Json& entry = kv.second;
-    if (name == "__metadata__") {
-      if (!entry.is_object())
-        throw Error(source + ": __metadata__ is " + entry.type_name() + ", expected an object of strings");
-      for (const auto& m : entry.as_object()) {
-        if (!m.second.is_string())
-          throw Error(source + ": __metadata__ entry '" + m.first + "' is " + m.second.type_name() +
-                      ", expected a string");
-        st.metadata[m.first] = m.second.as_string();
-      }
-      continue;
-    }
-    std::string where = source + ": tensor '" + name + "'";
-    if (!entry.is_object())
-      throw Error(where + ": header entry is " + std::string(entry.type_name()) + ", expected an object");
-    const Json* jd = entry.find("dtype");
-    const Json* js = entry.find("shape");
-    const Json* jo = entry.find("data_offsets");
-    if (!jd) throw Error(where + ": missing \"dtype\"");
-    if (!js) throw Error(where + ": missing \"shape\"");
-    if (!jo) throw Error(where + ": missing \"data_offsets\"");
-    if (!jd->is_string()) throw Error(where + ": dtype is " + std::string(jd->type_name()) + ", expected a string");
-    const std::string& dtype = jd->as_string();
-    size_t es = st_dtype_size(dtype);
-    if (es == 0) throw Error(where + ": unknown dtype '" + dtype + "'");
-    if (!js->is_array()) throw Error(where + ": shape is " + std::string(js->type_name()) + ", expected an array");
-    Shape shape;
-    for (size_t i = 0; i < js->size(); ++i)
-      shape.push_back(int64_t(header_uint((*js)[i], where, "shape[" + std::to_string(i) + "]")));
-    if (!jo->is_array() || jo->size() != 2)
-      throw Error(where + ": data_offsets is " + jo->dump() + ", expected [begin, end]");
-    uint64_t begin = header_uint((*jo)[0], where, "data_offsets[0]");
-    uint64_t end = header_uint((*jo)[1], where, "data_offsets[1]");
-    std::string offs = "data_offsets [" + std::to_string(begin) + ", " + std::to_string(end) + "]";
-    if (begin > end) throw Error(where + ": " + offs + " end before they begin");
-    if (end > body_n)
-      throw Error(where + ": " + offs + " run past the end of the file (" + std::to_string(body_n) +
-                  " data bytes)");
-    int64_t count = checked_numel(shape);
-    if (count < 0 || uint64_t(count) > body_n)  // more elements than bytes: cannot fit
-      throw Error(where + ": shape " + shape_str(shape) + " holds more elements than the file has bytes (" +
-                  std::to_string(body_n) + " data bytes)");
-    uint64_t need = uint64_t(count) * es;
-    if (need != end - begin)
-      throw Error(where + ": dtype " + dtype + " and shape " + shape_str(shape) + " need " + std::to_string(need) +
-                  " bytes but " + offs + " hold " + std::to_string(end - begin));
-    StTensor t;
-    t.dtype = dtype;
-    t.shape = std::move(shape);
-    t.name = name;
-    t.source = source;
-    auto it = st.tensors.emplace(name, std::move(t)).first;
-    spans.push_back(Span{begin, end, &it->first});
+void read_metadata(const Json& entry, const std::string& source, std::map<std::string, std::string>& metadata) {
+  if (!entry.is_object())
+    throw Error(source + ": __metadata__ is " + entry.type_name() + ", expected an object of strings");
+  for (const auto& m : entry.as_object()) {
+    if (!m.second.is_string())
+      throw Error(source + ": __metadata__ entry '" + m.first + "' is " + m.second.type_name() + ", expected a string");
+    metadata[m.first] = m.second.as_string();
   }
+}
 
-  // The tensors must tile the data section: no overlaps, no gaps, nothing left over.
-  std::sort(spans.begin(), spans.end(), [](const Span& a, const Span& b) {
-    return a.begin != b.begin ? a.begin < b.begin : a.end < b.end;
-  });
+// One tensor's header entry; `begin` and `end` are offsets into the data section.
+struct TensorEntry {
+  std::string dtype;
+  Shape shape;
+  uint64_t begin = 0, end = 0;
+};
+
+std::string offsets_str(uint64_t begin, uint64_t end) {
+  return "data_offsets [" + std::to_string(begin) + ", " + std::to_string(end) + "]";
+}
+
+// "data_offsets": [begin, end] within the `body_n` bytes of the data section.
+void read_offsets(const Json& jo, const std::string& where, uint64_t body_n, TensorEntry& e) {
+  if (!jo.is_array() || jo.size() != 2)
+    throw Error(where + ": data_offsets is " + jo.dump() + ", expected [begin, end]");
+  e.begin = header_uint(jo[0], where, "data_offsets[0]");
+  e.end = header_uint(jo[1], where, "data_offsets[1]");
+  if (e.begin > e.end) throw Error(where + ": " + offsets_str(e.begin, e.end) + " end before they begin");
+  if (e.end > body_n)
+    throw Error(where + ": " + offsets_str(e.begin, e.end) + " run past the end of the file (" +
+                std::to_string(body_n) + " data bytes)");
+}
+
+// The byte count that dtype and shape need must be what the offsets hold. The element count
+// is bounded by the data section's size first, so the product cannot overflow.
+void check_entry_size(const TensorEntry& e, const std::string& where, uint64_t body_n) {
+  int64_t count = checked_numel(e.shape);
+  if (count < 0 || uint64_t(count) > body_n)  // more elements than bytes: cannot fit
+    throw Error(where + ": shape " + shape_str(e.shape) + " holds more elements than the file has bytes (" +
+                std::to_string(body_n) + " data bytes)");
+  uint64_t need = uint64_t(count) * st_dtype_size(e.dtype);
+  if (need != e.end - e.begin)
+    throw Error(where + ": dtype " + e.dtype + " and shape " + shape_str(e.shape) + " need " + std::to_string(need) +
+                " bytes but " + offsets_str(e.begin, e.end) + " hold " + std::to_string(e.end - e.begin));
+}
+
+// A tensor's {"dtype", "shape", "data_offsets"} entry, every field checked.
+TensorEntry read_tensor_entry(const Json& entry, const std::string& where, uint64_t body_n) {
+  if (!entry.is_object())
+    throw Error(where + ": header entry is " + std::string(entry.type_name()) + ", expected an object");
+  const Json* jd = entry.find("dtype");
+  const Json* js = entry.find("shape");
+  const Json* jo = entry.find("data_offsets");
+  if (!jd) throw Error(where + ": missing \"dtype\"");
+  if (!js) throw Error(where + ": missing \"shape\"");
+  if (!jo) throw Error(where + ": missing \"data_offsets\"");
+  TensorEntry e;
+  if (!jd->is_string()) throw Error(where + ": dtype is " + std::string(jd->type_name()) + ", expected a string");
+  e.dtype = jd->as_string();
+  if (st_dtype_size(e.dtype) == 0) throw Error(where + ": unknown dtype '" + e.dtype + "'");
+  if (!js->is_array()) throw Error(where + ": shape is " + std::string(js->type_name()) + ", expected an array");
+  for (size_t i = 0; i < js->size(); ++i)
+    e.shape.push_back(int64_t(header_uint((*js)[i], where, "shape[" + std::to_string(i) + "]")));
+  read_offsets(*jo, where, body_n, e);
+  check_entry_size(e, where, body_n);
+  return e;
+}
+
+struct Span {
+  uint64_t begin, end;
+  const std::string* name;
+};
+
+// The tensors must tile the data section: no overlaps, no gaps, nothing left over.
+void check_tiling(std::vector<Span>& spans, uint64_t body_n, const std::string& source) {
+  std::sort(spans.begin(), spans.end(),
+            [](const Span& a, const Span& b) { return a.begin != b.begin ? a.begin < b.begin : a.end < b.end; });
+  auto range = [](const Span& x) { return "[" + std::to_string(x.begin) + ", " + std::to_string(x.end) + "]"; };
   uint64_t covered = 0;
   for (size_t i = 0; i < spans.size(); ++i) {
     const Span& s = spans[i];
-    auto range = [](const Span& x) {
-      return "[" + std::to_string(x.begin) + ", " + std::to_string(x.end) + "]";
-    };
     if (s.begin < covered)
       throw Error(source + ": tensor '" + *s.name + "': data_offsets " + range(s) + " overlap tensor '" +
                   *spans[i - 1].name + "' at " + range(spans[i - 1]));
@@ -333,10 +339,37 @@ SafeTensors parse_safetensors(const uint8_t* data, size_t n, const std::string& 
   if (covered != body_n)
     throw Error(source + ": data section has " + std::to_string(body_n) + " bytes but the tensors cover " +
                 std::to_string(covered) + " (the header lies about sizes or the file has trailing bytes)");
-  for (const Span& s : spans) {
-    StTensor& t = st.tensors[*s.name];
-    t.bytes.assign(body + s.begin, body + s.end);
+}
+
+}  // namespace
+
+SafeTensors parse_safetensors(const uint8_t* data, size_t n, const std::string& source) {
+  SafeTensors st;
+  st.source = source;
+  const uint64_t hlen = header_length(data, n, source);
+  Json header = parse_header(reinterpret_cast<const char*>(data + 8), hlen, source);
+  const uint8_t* body = data + 8 + hlen;
+  const uint64_t body_n = n - 8 - hlen;
+
+  std::vector<Span> spans;
+  for (const auto& kv : header.as_object()) {
+    const std::string& name = kv.first;
+    if (name == "__metadata__") {
+      read_metadata(kv.second, source, st.metadata);
+      continue;
+    }
+    TensorEntry e = read_tensor_entry(kv.second, source + ": tensor '" + name + "'", body_n);
+    StTensor t;
+    t.dtype = std::move(e.dtype);
+    t.shape = std::move(e.shape);
+    t.name = name;
+    t.source = source;
+    auto it = st.tensors.emplace(name, std::move(t)).first;
+    spans.push_back(Span{e.begin, e.end, &it->first});
   }
+  check_tiling(spans, body_n, source);
+  // Only now, with every size checked against the file, are the tensors' bytes copied.
+  for (const Span& s : spans) st.tensors[*s.name].bytes.assign(body + s.begin, body + s.end);
   return st;
 }
 
@@ -351,8 +384,7 @@ SafeTensors read_safetensors(const std::string& path) {
 namespace {
 
 // Builds the padded header and the order in which tensor data follows it.
-std::string build_header(const SafeTensors& st, const std::string& dest,
-                         std::vector<const StTensor*>& order) {
+std::string build_header(const SafeTensors& st, const std::string& dest, std::vector<const StTensor*>& order) {
   order.clear();
   std::vector<std::pair<const std::string*, const StTensor*>> items;
   for (const auto& kv : st.tensors) {

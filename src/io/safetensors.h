@@ -29,10 +29,10 @@ struct StTensor {
   // Element count (1 for shape []); throws when the product overflows.
   int64_t numel() const;
   // Typed copies. Each checks the dtype and that the byte count matches the shape.
-  std::vector<float> f32() const;      // F32
-  std::vector<int32_t> i32() const;    // I32, or I64 with every value within int32
-  std::vector<int64_t> i64() const;    // I32 or I64
-  std::vector<uint8_t> u8() const;     // U8
+  std::vector<float> f32() const;    // F32
+  std::vector<int32_t> i32() const;  // I32, or I64 with every value within int32
+  std::vector<int64_t> i64() const;  // I32 or I64
+  std::vector<uint8_t> u8() const;   // U8
   // "<source>: tensor '<name>'" for messages.
   std::string where() const;
 

@@ -48,7 +48,7 @@ if ! "$CXX" -fsanitize=fuzzer,address,undefined "$probe.cpp" -o "$probe" 2>"$pro
 fi
 
 # The parsers the targets exercise and what they pull in (kept to the I/O layer: no model code).
-lib_srcs=(apps/convert io/image io/npy io/dataset io/safetensors io/json io/inflate io/idx)
+lib_srcs=(apps/convert io/image io/npy io/dataset io/safetensors io/json io/inflate io/file io/idx)
 flags=(-std=c++17 -g -O1 -fno-omit-frame-pointer -fno-sanitize-recover=undefined -I"$root/src")
 
 newest_header=$(ls -t "$root"/src/*/*.h | head -1)
