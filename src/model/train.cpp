@@ -362,6 +362,7 @@ void resume_from(const TrainOptions& opt, AdamW& adam, int64_t* start_epoch, dou
 
 // The progress line of step s of an epoch, and its metrics line when it is due.
 struct StepLog {
+  StepLog(const TrainOptions& o, const Schedule& s) : opt(o), sched(s) {}
   const TrainOptions& opt;
   const Schedule& sched;
   std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
