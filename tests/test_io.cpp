@@ -841,6 +841,33 @@ TEST(IoTest, IdxHostile) {
   expect_error([] { read_idx("/nonexistent/t10k-labels-idx1-ubyte.gz"); }, {"/nonexistent/t10k-labels-idx1-ubyte.gz"});
 }
 
+// A gzip file whose IDX header announces 6 bytes but whose stream holds 600 more, followed by a
+// corrupt block (type 3). Reading only what the header announces (plus one byte) must report the
+// trailing data and never reach the corrupt block; decoding the whole stream would fail there.
+TEST(IoTest, IdxGzipDecodesOnlyWhatTheHeaderAnnounces) {
+  std::vector<uint8_t> payload = idx_bytes(0x08, {2, 3}, 6);
+  payload.resize(payload.size() + 600, 7);
+  std::vector<uint8_t> stored = deflate_stored(payload.data(), payload.size());
+  stored[0] = 0x00;                  // the stored block is not the final one...
+  stored.push_back(0x07);            // ...and the next has BFINAL = 1, BTYPE = 3 (invalid)
+  std::vector<uint8_t> gz = {0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255};
+  gz.insert(gz.end(), stored.begin(), stored.end());
+  gz.resize(gz.size() + 8, 0);  // a trailer the full decoder would never reach
+  TempDir dir;
+  write_raw(dir.file("bomb-idx1-ubyte.gz"), gz);
+  expect_error([&] { read_idx(dir.file("bomb-idx1-ubyte.gz")); }, {"bomb-idx1-ubyte.gz", "trailing bytes"});
+  // The prefix decoder itself: the first bytes, fewer when the stream is shorter, CRCs checked.
+  std::vector<uint8_t> zeros(1 << 20, 0), whole = gzip_compress_stored(zeros.data(), zeros.size());
+  EXPECT_EQ(gunzip_prefix(whole.data(), whole.size(), "z", 1000).size(), 1000u);
+  EXPECT_EQ(gunzip_prefix(whole.data(), whole.size(), "z", 5u << 20).size(), zeros.size());
+  whole[whole.size() - 8] ^= 1;  // CRC
+  expect_error([&] { gunzip_prefix(whole.data(), whole.size(), "z", 5u << 20); }, {"z", "CRC"});
+  // A header that announces more than its compressed size can hold is refused at once.
+  std::vector<uint8_t> big = idx_bytes(0x08, {60000, 28, 28}, 10), big_gz = gzip_compress_stored(big.data(), big.size());
+  write_raw(dir.file("big-idx3-ubyte.gz"), big_gz);
+  expect_error([&] { read_idx(dir.file("big-idx3-ubyte.gz")); }, {"big-idx3-ubyte.gz", "more than"});
+}
+
 TEST(IoTest, FashionMnistTestLabels) {
   const std::string path = "/usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz";
   if (!file_exists(path)) GTEST_SKIP() << path << " not present";

@@ -76,8 +76,37 @@ IdxArray parse_idx(const uint8_t* data, size_t n, const std::string& source) {
   return out;
 }
 
+namespace {
+// The bytes an IDX file must hold according to its header (4-byte magic, big-endian dims, one
+// byte per element); SIZE_MAX when the header is incomplete or the count does not fit.
+size_t idx_expected_size(const std::vector<uint8_t>& head) {
+  if (head.size() < 4) return SIZE_MAX;
+  const size_t header = 4 + 4 * size_t(head[3]);
+  if (head.size() < header) return SIZE_MAX;
+  uint64_t count = 1;
+  for (size_t i = 4; i < header; i += 4) {
+    uint64_t d = (uint64_t(head[i]) << 24) | (uint64_t(head[i + 1]) << 16) | (uint64_t(head[i + 2]) << 8) | head[i + 3];
+    if (d != 0 && count > (UINT64_MAX - header) / d) return SIZE_MAX;
+    count *= d;
+  }
+  return count + header > SIZE_MAX / 2 ? SIZE_MAX : size_t(count + header);
+}
+}  // namespace
+
 IdxArray read_idx(const std::string& path) {
-  std::vector<uint8_t> bytes = read_maybe_gzip(path);
+  std::vector<uint8_t> raw = read_file(path);
+  if (!is_gzip(raw.data(), raw.size())) return parse_idx(raw.data(), raw.size(), path);
+  // Decode the header first, then exactly what it announces plus one byte (a longer stream is
+  // refused as trailing data): a small compressed file cannot make us decode gigabytes.
+  std::vector<uint8_t> head = gunzip_prefix(raw.data(), raw.size(), path, 4);
+  if (head.size() >= 4) head = gunzip_prefix(raw.data(), raw.size(), path, 4 + 4 * size_t(head[3]));
+  const size_t want = idx_expected_size(head);
+  if (want == SIZE_MAX) return parse_idx(head.data(), head.size(), path);  // names what is wrong
+  // DEFLATE expands at most 1032:1, so a file this small cannot hold that much.
+  if (want / 1032 > raw.size())
+    throw Error(path + ": the IDX header announces " + std::to_string(want) + " bytes, more than " +
+                std::to_string(raw.size()) + " compressed bytes can hold");
+  std::vector<uint8_t> bytes = gunzip_prefix(raw.data(), raw.size(), path, want + 1);
   return parse_idx(bytes.data(), bytes.size(), path);
 }
 

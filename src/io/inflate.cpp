@@ -213,16 +213,42 @@ const FixedTables& fixed_tables() {
 // ------------------------------------------------------------------------------------------
 // The decoder
 // ------------------------------------------------------------------------------------------
+// Thrown by reserve() in prefix mode when the output would pass max_output: decoding stops there.
+struct LimitReached {};
+
 class Inflater {
 public:
-  Inflater(const uint8_t* in, size_t n, const std::string& source, std::vector<uint8_t>& out, size_t max_output)
-      : in_(in), n_(n), source_(source), out_(out), len_(out.size()), start_(out.size()), max_output_(max_output) {}
+  // With `prefix_goal` set, decoding stops (LimitReached) at the first block boundary with at
+  // least that many bytes out, or where a step would pass max_output.
+  Inflater(const uint8_t* in, size_t n, const std::string& source, std::vector<uint8_t>& out, size_t max_output,
+           size_t prefix_goal = SIZE_MAX)
+      : in_(in),
+        n_(n),
+        source_(source),
+        out_(out),
+        len_(out.size()),
+        start_(out.size()),
+        max_output_(max_output),
+        prefix_goal_(prefix_goal) {}
+
+  // As run(), but in prefix mode: true when decoding stopped at max_output (the output then
+  // holds what was decoded before the step that would have passed it).
+  bool run_prefix(size_t* consumed) {
+    try {
+      *consumed = run(0);
+      return false;
+    } catch (const LimitReached&) {
+      out_.resize(len_);
+      return true;
+    }
+  }
 
   // Decodes one DEFLATE stream, appending to `out`. Returns the input bytes consumed.
   size_t run(size_t size_hint) {
     if (size_hint > 0 && size_hint <= max_output_ && out_.size() < len_ + size_hint) out_.resize(len_ + size_hint);
     bool final = false;
     while (!final) {
+      if (len_ >= prefix_goal_) throw LimitReached{};
       final = bits(1) != 0;
       uint32_t type = bits(2);
       if (type == 0) {
@@ -304,6 +330,7 @@ private:
 
   // Makes room for k more output bytes plus `slack` scratch bytes past them.
   void reserve(size_t k, size_t slack = 0) {
+    if ((k > max_output_ || len_ > max_output_ - k) && prefix_goal_ != SIZE_MAX) throw LimitReached{};
     if (k > max_output_ || len_ > max_output_ - k)
       throw Error(source_ + ": decompressed data exceeds the limit of " + std::to_string(max_output_) + " bytes");
     if (len_ + k + slack <= out_.size()) return;
@@ -558,6 +585,7 @@ private:
   size_t len_;    // bytes of out_ in use (out_.size() is the capacity while decoding)
   size_t start_;  // where this stream's output begins (matches may not reach before it)
   size_t max_output_;
+  size_t prefix_goal_;
   size_t pos_ = 0;      // next input byte to load into the bit buffer
   uint64_t buf_ = 0;    // bit buffer, least significant bit first
   unsigned cnt_ = 0;    // valid bits in buf_
@@ -686,6 +714,27 @@ std::vector<uint8_t> gunzip(const uint8_t* data, size_t n, const std::string& so
     p = q + 8;
     if (p == n || only_zero_padding(data, n, p)) break;
   }
+  return out;
+}
+
+std::vector<uint8_t> gunzip_prefix(const uint8_t* data, size_t n, const std::string& source, size_t limit) {
+  // Decoding stops at the first block boundary past `limit`, or before a step (a match of up to
+  // 258 bytes, a stored block of up to 65535) that would pass limit + 64 KiB.
+  const size_t cap = limit > SIZE_MAX - 65536 ? SIZE_MAX - 1 : limit + 65536;
+  std::vector<uint8_t> out;
+  size_t p = 0;
+  for (int member = 1;; ++member) {
+    std::string where = source + ": gzip" + (member > 1 ? " member " + std::to_string(member) : "");
+    if (!is_gzip(data + p, n - p)) throw_not_gzip(data, n, p, member, source);
+    size_t q = gzip_header_end(data, n, p, where), start = out.size(), used = 0;
+    Inflater inf(data + q, n - q, where, out, cap, limit);  // (both count every member's output)
+    if (inf.run_prefix(&used) || out.size() >= limit) break;  // enough (the rest is not decoded)
+    q += used;
+    check_gzip_trailer(data, n, q, out.data() + start, out.size() - start, where);
+    p = q + 8;
+    if (p == n || only_zero_padding(data, n, p)) break;
+  }
+  if (out.size() > limit) out.resize(limit);
   return out;
 }
 

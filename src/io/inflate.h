@@ -33,6 +33,10 @@ std::vector<uint8_t> inflate_raw(const uint8_t* data, size_t n, const std::strin
 // zero bytes after the last member are ignored, any other trailing bytes are an error.
 std::vector<uint8_t> gunzip(const uint8_t* data, size_t n, const std::string& source,
                             size_t max_output = kMaxInflateOutput);
+// The first `limit` bytes of a gzip file's contents (all of them when it holds fewer, with every
+// member's CRC checked), decoding little more than `limit` bytes: for formats whose header says
+// how much data follows, so that a small file cannot make the reader decode gigabytes.
+std::vector<uint8_t> gunzip_prefix(const uint8_t* data, size_t n, const std::string& source, size_t limit);
 // zlib stream: header checked (no preset dictionary), Adler-32 checked, nothing may follow.
 std::vector<uint8_t> zlib_decompress(const uint8_t* data, size_t n, const std::string& source,
                                      size_t max_output = kMaxInflateOutput);
