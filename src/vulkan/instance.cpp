@@ -3,32 +3,18 @@
 #include "vulkan/vk_runtime.h"
 
 #include <dlfcn.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
-#include <algorithm>
-#include <cerrno>
-#include <cinttypes>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <fstream>
-#include <sstream>
+#include <mutex>
 
-#include "core/tensor.h"  // ait::Error
+#include "core/error.h"
 
 // Vulkan structs are initialised as `T x{sType}` (the rest zeroed), the usual idiom.
 #pragma GCC diagnostic ignored "-Wmissing-field-initializers"
 
 namespace ait {
-
-struct EmbeddedShader {
-  const char* name;
-  const uint32_t* words;
-  size_t size_words;
-};
-extern const EmbeddedShader kShaders[];
-extern const size_t kShaderCount;
 
 namespace vk {
 
@@ -69,14 +55,6 @@ void check(VkResult r, const char* what) {
 }
 
 namespace {
-
-std::string mib(uint64_t bytes) {
-  char buf[64];
-  snprintf(buf, sizeof buf, "%.1f", static_cast<double>(bytes) / (1024.0 * 1024.0));
-  return buf;
-}
-
-VkDeviceSize round_up(VkDeviceSize x, VkDeviceSize a) { return (x + a - 1) / a * a; }
 
 std::string version_str(uint32_t v) {
   return std::to_string(VK_API_VERSION_MAJOR(v)) + "." + std::to_string(VK_API_VERSION_MINOR(v)) + "." +
