@@ -10,44 +10,22 @@
 
 #include "core/rng.h"
 #include "core/tensor.h"  // ait::Error
+#include "vulkan/vk_kernel_util.h"
 #include "vulkan/vk_runtime.h"
-// The shader modes (valid C++ and GLSL), beside the shaders that read them.
-#include "../../shaders/modes.h"
 
 namespace ait {
 
-namespace {
+using namespace vkk;
 
-constexpr uint32_t kWG = 256;  // WG_SIZE in shaders/common.glsl
-
-// binary.comp takes ait::BinaryOp as its OP.
-static_assert(AIT_BINARY_ADD == int(BinaryOp::Add) && AIT_BINARY_SUB == int(BinaryOp::Sub) &&
-                  AIT_BINARY_MUL == int(BinaryOp::Mul) && AIT_BINARY_DIV == int(BinaryOp::Div),
-              "shaders/modes.h and BinaryOp disagree");
-
-uint64_t groups_for(uint64_t n, uint64_t per) { return (n + per - 1) / per; }
-
-[[noreturn]] void bad(const char* kernel, const std::string& why) {
-  throw Error(std::string("vulkan ") + kernel + ": " + why);
+namespace vkk {
+vk::BindRange span_bind(vk::Context& ctx, const Buffer& b, const char* kernel, uint64_t first, uint64_t count,
+                        uint32_t* rel) {
+  const uint64_t align = ctx.limits().storage_align / 4;  // storage_align is at least 4 bytes
+  uint64_t start = first / align * align;
+  *rel = static_cast<uint32_t>(first - start);
+  return ctx.bind(b, kernel, static_cast<size_t>(start), static_cast<size_t>(first + count - start));
 }
-
-// 32-bit index/count argument check (every bound range is < 2^32 bytes, so valid values fit).
-uint32_t u32(int64_t v, const char* kernel, const char* what) {
-  if (v < 0 || v > static_cast<int64_t>(UINT32_MAX))
-    bad(kernel, std::string(what) + " = " + std::to_string(v) + " is out of range");
-  return static_cast<uint32_t>(v);
-}
-
-void need(const Buffer& b, uint64_t elems, const char* kernel, const char* what) {
-  if (b.size < elems)
-    bad(kernel, std::string(what) + " holds " + std::to_string(b.size) + " elements, needs " + std::to_string(elems));
-}
-
-struct PcBase {
-  uint32_t bx = 0, by = 0, bz = 0;
-};
-
-}  // namespace
+}  // namespace vkk
 
 std::string VulkanKernels::name() const {
   const DeviceInfo& d = ctx_->info();
@@ -302,18 +280,6 @@ void VulkanKernels::permute(const Buffer& x, Buffer& y, int rank, const int64_t*
                  groups_for(vec4 ? total / 4 : total, kWG));
 }
 
-namespace {
-// Binds the span [first, first + count) of a buffer starting at an aligned element at or
-// before `first`; *rel receives first's index inside the binding.
-vk::BindRange span_bind(vk::Context& ctx, const Buffer& b, const char* kernel, uint64_t first, uint64_t count,
-                        uint32_t* rel) {
-  const uint64_t align = ctx.limits().storage_align / 4;  // storage_align is at least 4 bytes
-  uint64_t start = first / align * align;
-  *rel = static_cast<uint32_t>(first - start);
-  return ctx.bind(b, kernel, static_cast<size_t>(start), static_cast<size_t>(first + count - start));
-}
-}  // namespace
-
 void VulkanKernels::copy_blocks(const Buffer& src, size_t src_off, int64_t src_stride, Buffer& dst, size_t dst_off,
                                 int64_t dst_stride, int64_t outer, int64_t inner, bool accumulate) {
   const char* k = "copy_blocks";
@@ -401,272 +367,6 @@ void VulkanKernels::reduce_sum(const Buffer& x, Buffer& y, int64_t outer, int64_
 
 void VulkanKernels::count_positive(const Buffer& x, Buffer& y, int64_t outer, int64_t n, int64_t inner) {
   reduce_impl("count_positive", x, y, outer, n, inner, 1.0f, true);
-}
-
-// ---- matmul ----
-
-// The tile table of shaders/matmul.comp. Shared memory = 2 (double buffer) * K step * (M + N) * 4.
-// The names are the ones AIT_VK_MATMUL_LARGE_TILE, the tests and the tools use.
-const std::vector<VulkanKernels::MatmulTile>& VulkanKernels::matmul_tiles() {
-  static const std::vector<MatmulTile> tiles = {
-      // name                 tile M  N    K step  per thread M x N
-      {"matmul64", 64, 64, 16, 4, 4},            // 256 threads, 16 KiB
-      {"matmul128", 128, 128, 8, 8, 8},          // 256 threads, 16 KiB
-      {"matmul128x64", 128, 64, 8, 8, 4},        // 256 threads, 12 KiB
-      {"matmul128x64t128", 128, 64, 16, 8, 8},   // 128 threads, 24 KiB
-      {"matmul128x64t128k8", 128, 64, 8, 8, 8},  // 128 threads, 12 KiB (devices with 16 KiB)
-      // Not chosen automatically; candidates for AIT_VK_MATMUL_LARGE_TILE on other GPUs. On the
-      // H200, at each tile's best split, both were 0-10% slower than matmul128x64t128 at every
-      // AiT-Small shape (and that tile with a K step of 32, in 48 KiB, 20-30% slower).
-      {"matmul64x128t128", 64, 128, 16, 8, 8},  // 128 threads, 24 KiB
-      {"matmul64x64t64", 64, 64, 16, 8, 8},     // 64 threads, 16 KiB
-  };
-  return tiles;
-}
-
-namespace {
-// The tiles the automatic choice uses (VulkanKernels::choose_matmul_tile).
-constexpr const char* kSmallTile = "matmul64";                  // small or thin products
-constexpr const char* kCpuLargeTile = "matmul128";              // large products on a CPU-type device
-constexpr const char* kGpuLargeTile = "matmul128x64t128";       // large products on a GPU
-constexpr const char* kGpuLargeTile16K = "matmul128x64t128k8";  // the same where 16 KiB is all there is
-
-const VulkanKernels::MatmulTile* find_matmul_tile(const std::string& name) {
-  for (const auto& t : VulkanKernels::matmul_tiles())
-    if (name == t.name) return &t;
-  return nullptr;
-}
-
-std::string matmul_tile_names() {
-  std::string s;
-  for (const auto& t : VulkanKernels::matmul_tiles()) s += (s.empty() ? "" : ", ") + std::string(t.name);
-  return s;
-}
-}  // namespace
-
-const VulkanKernels::MatmulTile& VulkanKernels::matmul_tile(const std::string& name) {
-  const MatmulTile* t = find_matmul_tile(name);
-  if (!t) throw Error("vulkan matmul: no tile named '" + name + "' (the tiles: " + matmul_tile_names() + ")");
-  return *t;
-}
-
-void VulkanKernels::require_shared_memory(const MatmulTile& tile, uint32_t have, const std::string& device) {
-  if (tile.shared_bytes() > have)
-    throw Error(std::string("vulkan matmul: tile ") + tile.name + " needs " + std::to_string(tile.shared_bytes()) +
-                " bytes of shared memory, " + device + " has " + std::to_string(have));
-}
-
-// (The constructor's only work is this choice, so it is defined here.)
-VulkanKernels::VulkanKernels(vk::Context* ctx) : ctx_(ctx) {
-  // The tile for large products on a GPU (see choose_matmul_tile()): the measured best where the
-  // device has its shared memory, else its twin with half the K step, unless the environment
-  // variable AIT_VK_MATMUL_LARGE_TILE names another tile of matmul_tiles() (for comparing whole
-  // training steps).
-  const MatmulTile& best = matmul_tile(kGpuLargeTile);
-  large_tile_ = best.shared_bytes() <= ctx_->limits().max_shared_memory ? &best : &matmul_tile(kGpuLargeTile16K);
-  if (const char* env = std::getenv("AIT_VK_MATMUL_LARGE_TILE"); env && *env) {
-    large_tile_ = find_matmul_tile(env);
-    if (!large_tile_)
-      throw Error(std::string("AIT_VK_MATMUL_LARGE_TILE=") + env +
-                  ": no such matmul tile (the tiles: " + matmul_tile_names() + ")");
-  }
-}
-
-void VulkanKernels::set_matmul_tile(const std::string& name) {
-  forced_tile_ = name.empty() ? nullptr : &matmul_tile(name);
-}
-
-// The automatic choice, measured on an NVIDIA H200 at the AiT-Small shapes
-// (tools/ait-vk-matmul-bench.cpp, docs/gpu-h200.md): the 128 x 64 tile of 128 threads with 8 x 8
-// outputs each (kGpuLargeTile) beats the 256-thread tiles at every shape, by 2% (mlp1) to 22% at
-// each one's best split. It is the choice for products of at least 128 x 64 on a GPU: K step 16
-// where the device offers the 24 KiB of shared memory, else K step 8 (kGpuLargeTile16K; see the
-// constructor, which also reads AIT_VK_MATMUL_LARGE_TILE). A CPU-type device (lavapipe) runs the
-// 256-thread 128 x 128 tile (kCpuLargeTile) faster, once it makes at least 64 workgroups. Other
-// products take the 64 x 64 tile (kSmallTile), which leaves fewer workgroups idle. Any tile may
-// then be split along K (split_k_pieces).
-const VulkanKernels::MatmulTile& VulkanKernels::choose_matmul_tile(uint64_t M, uint64_t N, uint64_t batch) const {
-  if (forced_tile_) return *forced_tile_;
-  if (ctx_->info().type != "cpu" && M >= 128 && N >= 64) return *large_tile_;
-  static const MatmulTile& cpu_large = matmul_tile(kCpuLargeTile);
-  static const MatmulTile& small = matmul_tile(kSmallTile);
-  const bool big = M >= cpu_large.tile_m && N >= cpu_large.tile_n &&
-                   groups_for(M, cpu_large.tile_m) * groups_for(N, cpu_large.tile_n) * batch >= 64;
-  return big ? cpu_large : small;
-}
-
-namespace {
-// Push constants of matmul.comp and matmul_reduce.comp.
-struct MatmulPc {
-  PcBase base;
-  uint32_t M, N, K, lda, ldb, ldc, stride_a, stride_b, stride_c, off_a, off_b, off_c;
-  float alpha, beta;
-  uint32_t k_len, splits, split_stride_c;
-};
-struct MatmulReducePc {
-  PcBase base;
-  uint32_t M, N, batch, splits, ldc, stride_c, off_c;
-  float alpha, beta;
-};
-
-// The elements an operand [batch][rows, cols] with leading dimension ld reaches from its offset.
-uint64_t operand_span(uint64_t batch, uint64_t stride, uint64_t rows, uint64_t ld, uint64_t cols) {
-  if (rows == 0 || cols == 0) return 0;
-  return (batch - 1) * stride + (rows - 1) * ld + cols;
-}
-
-// The operands' reach in elements and the column counts of A and B as stored.
-struct MatmulExtents {
-  uint64_t span_a, span_b, span_c, a_cols, b_cols;
-};
-
-// Checks the arguments of a non-empty product against each other and the buffers.
-MatmulExtents check_matmul(const Buffer& a, const Buffer& b, const Buffer& c, const MatmulArgs& g, const char* k) {
-  const uint64_t B = static_cast<uint64_t>(g.batch), M = static_cast<uint64_t>(g.M), N = static_cast<uint64_t>(g.N),
-                 K = static_cast<uint64_t>(g.K);
-  const uint64_t a_rows = g.trans_a ? K : M, a_cols = g.trans_a ? M : K;
-  const uint64_t b_rows = g.trans_b ? N : K, b_cols = g.trans_b ? K : N;
-  // (A leading dimension only matters when there is more than one row.)
-  if (K > 0 && a_rows > 1 && static_cast<uint64_t>(g.lda) < a_cols) bad(k, "lda smaller than the row length of A");
-  if (K > 0 && b_rows > 1 && static_cast<uint64_t>(g.ldb) < b_cols) bad(k, "ldb smaller than the row length of B");
-  if (M > 1 && static_cast<uint64_t>(g.ldc) < N) bad(k, "ldc smaller than N");
-  MatmulExtents e{operand_span(B, static_cast<uint64_t>(g.stride_a), a_rows, static_cast<uint64_t>(g.lda), a_cols),
-                  operand_span(B, static_cast<uint64_t>(g.stride_b), b_rows, static_cast<uint64_t>(g.ldb), b_cols),
-                  operand_span(B, static_cast<uint64_t>(g.stride_c), M, static_cast<uint64_t>(g.ldc), N), a_cols,
-                  b_cols};
-  need(a, static_cast<uint64_t>(g.off_a) + e.span_a, k, "A");
-  need(b, static_cast<uint64_t>(g.off_b) + e.span_b, k, "B");
-  need(c, static_cast<uint64_t>(g.off_c) + e.span_c, k, "C");
-  if (g.bias) need(*g.bias, N, k, "bias");
-  return e;
-}
-
-// The push constants without split-K; the offsets are filled in when the operands are bound.
-MatmulPc matmul_push(const MatmulArgs& g, const char* k) {
-  MatmulPc pc{};
-  pc.M = u32(g.M, k, "M");
-  pc.N = u32(g.N, k, "N");
-  pc.K = u32(g.K, k, "K");
-  pc.lda = u32(g.lda, k, "lda");
-  pc.ldb = u32(g.ldb, k, "ldb");
-  pc.ldc = u32(g.ldc, k, "ldc");
-  pc.stride_a = u32(g.stride_a, k, "stride_a");
-  pc.stride_b = u32(g.stride_b, k, "stride_b");
-  pc.stride_c = u32(g.stride_c, k, "stride_c");
-  pc.alpha = g.alpha;
-  pc.beta = g.beta;
-  pc.k_len = pc.K;
-  pc.splits = 1;
-  pc.split_stride_c = 0;
-  return pc;
-}
-
-// vec4 loads need every row start of the operand 16-byte aligned inside the binding and the
-// contiguous dimension a multiple of 4 (a vec4 never straddles the edge).
-bool vec4_loads_ok(uint32_t off, uint64_t ld, uint64_t stride, uint64_t contiguous, uint64_t batch) {
-  return off % 4 == 0 && ld % 4 == 0 && (batch == 1 || stride % 4 == 0) && contiguous % 4 == 0;
-}
-
-// The bound operands of one product and the flags of its pipeline.
-struct MatmulOperands {
-  vk::BindRange a, b, c, bias;
-  bool vec_a = false, vec_b = false;
-};
-
-// Split-K: how many pieces of K (each k_len long, set in pc) the product runs in; 1 for none.
-// `requested`: 0 automatic, else at most that many. The partial products [pieces, batch, M, N]
-// must fit the scratch cap (elements).
-uint64_t split_k_pieces(uint64_t requested, uint64_t tiles, uint64_t B, uint64_t M, uint64_t N, uint64_t K,
-                        uint64_t scratch_cap, MatmulPc& pc) {
-  uint64_t splits = requested;
-  if (splits == 0) {
-    splits = 1;
-    // Split-K when the output has too few tiles to fill a GPU but K is long (weight gradients:
-    // small M x N, K = batch x tokens): about 640 workgroups (a few per compute unit on a large
-    // GPU) with K pieces of at least 256. On the H200 with 128 x 64 tiles and K = 4096 this picks
-    // 3 splits for 216 and 288 tiles (measured best: 3 and 4, the latter 3% faster) and 9 for 72
-    // (best measured: 8); 384 tiles run fastest unsplit.
-    if (tiles < 384 && K >= 1024) splits = std::min<uint64_t>({groups_for(640, tiles), K / 256, 64});
-  }
-  while (splits > 1 && splits * B * M * N > scratch_cap) splits /= 2;
-  if (K == 0 || splits <= 1) return 1;
-  // Pieces a multiple of 32 long (of every tile's K step, so only the last piece has a partial
-  // step); this may leave fewer pieces than asked for.
-  const uint64_t k_len = (groups_for(K, splits) + 31) / 32 * 32;
-  pc.k_len = static_cast<uint32_t>(k_len);
-  return groups_for(K, k_len);
-}
-
-vk::Pipeline& matmul_pipeline(vk::Context& ctx, const VulkanKernels::MatmulTile& t, const MatmulArgs& g,
-                              const MatmulOperands& ops, bool bias) {
-  std::vector<uint32_t> spec(AIT_MATMUL_SPEC_COUNT);
-  spec[AIT_MATMUL_SPEC_TRANS_A] = g.trans_a ? 1u : 0u;
-  spec[AIT_MATMUL_SPEC_TRANS_B] = g.trans_b ? 1u : 0u;
-  spec[AIT_MATMUL_SPEC_VEC_A] = ops.vec_a ? 1u : 0u;
-  spec[AIT_MATMUL_SPEC_VEC_B] = ops.vec_b ? 1u : 0u;
-  spec[AIT_MATMUL_SPEC_HAS_BIAS] = bias ? 1u : 0u;
-  spec[AIT_MATMUL_SPEC_TILE_M] = t.tile_m;
-  spec[AIT_MATMUL_SPEC_TILE_N] = t.tile_n;
-  spec[AIT_MATMUL_SPEC_TILE_K] = t.tile_k;
-  spec[AIT_MATMUL_SPEC_THREADS] = t.threads();
-  spec[AIT_MATMUL_SPEC_THREADS_N] = t.threads_n();
-  return ctx.pipeline("matmul", 4, sizeof(MatmulPc), spec);
-}
-
-// Split-K: partial products into scratch [splits, batch, M, N] (alpha 1, beta 0), then
-// matmul_reduce.comp adds them in a fixed order (deterministic) and applies alpha, beta and bias.
-void dispatch_split_k(vk::Context& ctx, const VulkanKernels::MatmulTile& t, const MatmulArgs& g,
-                      const MatmulOperands& ops, const MatmulPc& pc, uint64_t splits, const char* k) {
-  const uint64_t B = static_cast<uint64_t>(g.batch), mn = static_cast<uint64_t>(g.M) * static_cast<uint64_t>(g.N);
-  BufferPtr scratch = ctx.alloc(static_cast<size_t>(splits * B * mn));
-  MatmulPc part = pc;
-  part.ldc = pc.N;
-  part.stride_c = u32(static_cast<int64_t>(mn), k, "M * N");
-  part.off_c = 0;
-  part.alpha = 1.0f;
-  part.beta = 0.0f;
-  part.splits = static_cast<uint32_t>(splits);
-  part.split_stride_c = u32(static_cast<int64_t>(B * mn), k, "batch * M * N");
-  ctx.dispatch(k, matmul_pipeline(ctx, t, g, ops, false), {ops.a, ops.b, ctx.bind(*scratch, k), ctx.dummy()}, &part,
-               sizeof part, groups_for(pc.N, t.tile_n), groups_for(pc.M, t.tile_m), B * splits);
-  MatmulReducePc pr{
-      {},       pc.M,     pc.N,   static_cast<uint32_t>(B), static_cast<uint32_t>(splits), pc.ldc, pc.stride_c,
-      pc.off_c, pc.alpha, pc.beta};
-  auto& reduce = ctx.pipeline("matmul_reduce", 3, sizeof pr, {g.bias ? 1u : 0u});
-  ctx.dispatch(k, reduce, {ctx.bind(*scratch, k), ops.c, ops.bias}, &pr, sizeof pr, groups_for(B * mn, kWG));
-}
-}  // namespace
-
-void VulkanKernels::matmul(const Buffer& a, const Buffer& b, Buffer& c, const MatmulArgs& g) {
-  const char* k = "matmul";
-  if (g.batch < 0 || g.M < 0 || g.N < 0 || g.K < 0) bad(k, "negative dimension");
-  if (g.lda < 0 || g.ldb < 0 || g.ldc < 0 || g.stride_a < 0 || g.stride_b < 0 || g.stride_c < 0 || g.off_a < 0 ||
-      g.off_b < 0 || g.off_c < 0)
-    bad(k, "negative stride or offset");
-  if (g.batch == 0 || g.M == 0 || g.N == 0) return;
-  const MatmulExtents e = check_matmul(a, b, c, g, k);
-  MatmulPc pc = matmul_push(g, k);
-  const uint64_t B = static_cast<uint64_t>(g.batch), M = pc.M, N = pc.N;
-  MatmulOperands ops;
-  ops.a = e.span_a ? span_bind(*ctx_, a, k, static_cast<uint64_t>(g.off_a), e.span_a, &pc.off_a) : ctx_->dummy();
-  ops.b = e.span_b ? span_bind(*ctx_, b, k, static_cast<uint64_t>(g.off_b), e.span_b, &pc.off_b) : ctx_->dummy();
-  ops.c = span_bind(*ctx_, c, k, static_cast<uint64_t>(g.off_c), e.span_c, &pc.off_c);
-  ops.bias = g.bias ? ctx_->bind(*g.bias, k, 0, N) : ctx_->dummy();
-  ops.vec_a = e.span_a && vec4_loads_ok(pc.off_a, pc.lda, pc.stride_a, e.a_cols, B);
-  ops.vec_b = e.span_b && vec4_loads_ok(pc.off_b, pc.ldb, pc.stride_b, e.b_cols, B);
-
-  const MatmulTile& tile = choose_matmul_tile(M, N, B);
-  require_shared_memory(tile, ctx_->limits().max_shared_memory, ctx_->info().name);
-  const uint64_t tiles = groups_for(M, tile.tile_m) * groups_for(N, tile.tile_n) * B;
-  const uint64_t scratch_cap = std::min<uint64_t>(uint64_t(64) << 20, ctx_->max_binding_elems());  // elements
-  const uint64_t requested = matmul_splits_ > 0 ? static_cast<uint64_t>(matmul_splits_) : 0;
-  const uint64_t splits = split_k_pieces(requested, tiles, B, M, N, pc.K, scratch_cap, pc);
-  if (splits > 1) {
-    dispatch_split_k(*ctx_, tile, g, ops, pc, splits, k);
-    return;
-  }
-  ctx_->dispatch(k, matmul_pipeline(*ctx_, tile, g, ops, g.bias != nullptr), {ops.a, ops.b, ops.c, ops.bias}, &pc,
-                 sizeof pc, groups_for(N, tile.tile_n), groups_for(M, tile.tile_m), B);
 }
 
 // ---- row-wise ----
