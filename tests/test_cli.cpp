@@ -99,13 +99,22 @@ TEST(CliParser, NumbersAreParsedInOnePlace) {
   EXPECT_EQ(err("100", n), "(no error)");
   EXPECT_EQ(err("12abc", n), "option --n: '12abc' is not an integer");
   EXPECT_EQ(err("1.5", n), "option --n: '1.5' is not an integer");
-  EXPECT_EQ(err("99999999999999999999", n), "option --n: '99999999999999999999' is not an integer");
+  EXPECT_EQ(err("99999999999999999999", n), "option --n: 99999999999999999999 is out of range (must be in [1, 100])");
+  EXPECT_EQ(err("-99999999999999999999", n), "option --n: -99999999999999999999 is out of range (must be in [1, 100])");
   EXPECT_EQ(err("0", n), "option --n: 0 is out of range (must be in [1, 100])");
   EXPECT_EQ(err("", n), "option --n: '' is not an integer");
   EXPECT_EQ(err("2.5e-3", x), "(no error)");
   EXPECT_EQ(err("nan", x), "option --x: 'nan' is not a finite number");
   EXPECT_EQ(err("1e999", x), "option --x: '1e999' is not a finite number");
   EXPECT_EQ(err("0.1x", x), "option --x: '0.1x' is not a finite number");
+  auto lr = [](const cli::Args& a) { a.real("x", 0, 0, 10, /*above_lo=*/true); };
+  EXPECT_EQ(err("-1", lr), "option --x: -1 is out of range (must be above 0 and at most 10)");
+  EXPECT_EQ(err("0", lr), "option --x: 0 is out of range (must be above 0 and at most 10)");
+  EXPECT_EQ(err("10.5", lr), "option --x: 10.5 is out of range (must be above 0 and at most 10)");
+  EXPECT_EQ(err("inf", lr), "option --x: 'inf' is not a finite number");
+  EXPECT_EQ(err("10", lr), "(no error)");
+  EXPECT_EQ(err("-3", [](const cli::Args& a) { a.real("x", 0, 0, HUGE_VAL); }),
+            "option --x: -3 is out of range (must be at least 0)");
   cli::Args a(kDemo, {"w", "--in", "f", "--x", "2.5e-3", "--n", "42"});
   EXPECT_DOUBLE_EQ(a.real("x", 0), 2.5e-3);
   EXPECT_EQ(a.integer("n", 0, 1, 100), 42);
@@ -280,4 +289,115 @@ TEST(CliPrograms, PredictMemoryEvalUpdateMatchesEvaluate) {
   for (size_t i = 0; i < 23; ++i) differ += std::abs(update[i].probability - frozen[i].probability);
   EXPECT_GT(differ, 0.0) << "the committed memory changed nothing";
   std::filesystem::remove_all(dir);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Numbers, checkpoints and resumed runs that the programs refuse
+
+namespace {
+
+// A small dataset and a checkpoint that fits it, in `dir`.
+struct Files {
+  std::string data, ckpt;
+};
+Files small_files(const std::string& dir) {
+  Files f;
+  f.data = test::write_quadrant_dataset(dir, 12, 4);
+  Config c = test::micro_config(0);
+  c.image_height = c.image_width = 12, c.num_classes = 4;
+  f.ckpt = dir + "/model.safetensors";
+  AiT(c, cpu(), 3).save(f.ckpt);
+  return f;
+}
+
+}  // namespace
+
+// Every numeric option out of its range is a usage error (status 2) naming the option, and the
+// command writes nothing.
+TEST(CliPrograms, NumericOptionsAreRangeChecked) {
+  const std::string dir = fresh_tmpdir("cli_numbers");
+  const Files f = small_files(dir);
+  const std::string train = "train --device cpu --data " + f.data + " --out " + dir + "/run ";
+  const std::string model = "--checkpoint " + f.ckpt + " --data " + f.data + " --device cpu ";
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {train + "--lr nan", "option --lr: 'nan' is not a finite number"},
+      {train + "--lr inf", "option --lr: 'inf' is not a finite number"},
+      {train + "--lr -1", "option --lr: -1 is out of range (must be above 0 and at most 3.40282e+38)"},
+      {train + "--lr 1e39", "option --lr: 1e39 is out of range"},
+      {train + "--weight-decay nan", "option --weight-decay: 'nan' is not a finite number"},
+      {train + "--weight-decay -0.1", "option --weight-decay: -0.1 is out of range"},
+      {train + "--batch-size 99999999999999999999",
+       "option --batch-size: 99999999999999999999 is out of range (must be in [1, 16777216])"},
+      {train + "--batch-size 100000000", "option --batch-size: 100000000 is out of range"},
+      {train + "--epochs 0", "option --epochs: 0 is out of range"},
+      {train + "--set hopfield_beta=nan",
+       "option --set hopfield_beta=nan: config key 'hopfield_beta' must be a finite"},
+      {train + "--set write_dropout=-inf", "config key 'write_dropout' must be a finite number"},
+      {"eval " + model + "--batch-size 0", "option --batch-size: 0 is out of range (must be in [1, 16777216])"},
+      {"predict " + model + "--count -1", "option --count: -1 is out of range (must be at least 1)"},
+      {"predict " + model + "--batch-size 0", "option --batch-size: 0 is out of range"},
+      {"viz " + model + "--out " + dir + "/viz --count 0", "option --count: 0 is out of range"},
+      {"dump --device cpu --checkpoint " + f.ckpt + " --batch b --out " + dir + "/d.safetensors --lr -1",
+       "option --lr: -1 is out of range"},
+  };
+  for (const auto& [args, want] : cases) {
+    std::string out;
+    EXPECT_EQ(run_program("ait", args, &out), 2) << args << "\n" << out;
+    EXPECT_TRUE(contains(out, want)) << "want: " << want << "\n" << out;
+  }
+  EXPECT_FALSE(std::filesystem::exists(dir + "/run"));
+  EXPECT_FALSE(std::filesystem::exists(dir + "/viz"));
+  // A config value out of range is an error in the model's config (status 1), naming the key.
+  std::string out;
+  EXPECT_EQ(run_program("ait", train + "--set depth=1000000000", &out), 1) << out;
+  EXPECT_TRUE(contains(out, "key 'depth' is 1000000000, outside its range [1, 1024]")) << out;
+  EXPECT_FALSE(std::filesystem::exists(dir + "/run"));
+}
+
+// A checkpoint whose data_std is 0 used to evaluate to NaN with status 0; it is refused, naming
+// the file and the key, and so is a data_mean that is not a number.
+TEST(CliPrograms, CheckpointNormalisationIsRefused) {
+  const std::string dir = fresh_tmpdir("cli_norm");
+  const Files f = small_files(dir);
+  for (const auto& [key, value] : {std::make_pair("data_std", "[0]"), std::make_pair("data_mean", "[\"x\"]")}) {
+    SafeTensors st = read_safetensors(f.ckpt);
+    st.metadata["data_mean"] = "[0.5]";
+    st.metadata["data_std"] = "[0.25]";
+    st.metadata[key] = value;
+    const std::string bad = dir + "/bad.safetensors";
+    write_safetensors(bad, st);
+    std::string out;
+    EXPECT_EQ(run_program("ait", "eval --device cpu --checkpoint " + bad + " --data " + f.data, &out), 1) << out;
+    EXPECT_TRUE(contains(out, bad + ": __metadata__ " + key + "[0] is ")) << out;
+    EXPECT_FALSE(contains(out, "accuracy")) << out;
+  }
+}
+
+// --resume continues a run with its own config: --model, --config and --set may not change it.
+TEST(CliPrograms, ResumeRefusesOptionsThatChangeTheConfig) {
+  const std::string dir = fresh_tmpdir("cli_resume");
+  const std::string data = test::write_quadrant_dataset(dir, 16, 5);
+  const std::string run = dir + "/run";
+  const std::string shape = "--set dim=16 --set heads=2 --set head_dim=8 --set mlp_dim=32 --set bottleneck=16 ";
+  const std::string base = "train --device cpu --data " + data + " --out " + run + " --epochs 1 ";
+  std::string out;
+  ASSERT_EQ(run_program("ait", base + shape, &out), 0) << out;
+  const std::vector<std::uintmax_t> sizes = {std::filesystem::file_size(run + "/metrics.jsonl")};
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"--set dim=32", "option --set dim=32 contradicts the config of the run in --resume " + run +
+                           ": key 'dim' would be 32 against the run's 16"},
+      {"--model base", "option --model base contradicts the config of the run in --resume " + run +
+                           ": key 'dim' would be 768 against the run's 16"},
+      {"--model tiny", "key 'dim' would be 128 against the run's 16"},
+  };
+  for (const auto& [extra, want] : cases) {
+    EXPECT_EQ(run_program("ait", base + "--resume " + run + " " + extra, &out), 2) << extra << "\n" << out;
+    EXPECT_TRUE(contains(out, want)) << "want: " << want << "\n" << out;
+    EXPECT_FALSE(contains(out, "parameters")) << "the run started:\n" << out;
+  }
+  // Restating the run's options, or none, continues it (here: nothing left to train).
+  EXPECT_EQ(run_program("ait", base + shape + "--resume " + run, &out), 0) << out;
+  EXPECT_EQ(run_program("ait", base + "--resume " + run, &out), 0) << out;
+  EXPECT_FALSE(contains(out, "tiny")) << "the log names a preset the run is not:\n" << out;
+  EXPECT_EQ(std::filesystem::file_size(run + "/metrics.jsonl"), sizes[0]);
 }

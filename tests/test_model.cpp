@@ -183,3 +183,181 @@ TEST(Checkpoint, RoundTripAndRejections) {
   expect_error([](SafeTensors& st) { st.metadata["config"] = "{\"dim\": 12, \"bogus\": 1}"; },
                "unknown config key 'bogus'");
 }
+
+// ------------------------------------------------------------------ hostile checkpoints
+
+namespace {
+
+// A checkpoint file of the given metadata and tensors, as an attacker could write it.
+std::string write_checkpoint(const std::string& path, const std::map<std::string, std::string>& metadata,
+                             const std::map<std::string, StTensor>& tensors = {}) {
+  SafeTensors st;
+  st.metadata = metadata;
+  for (const auto& [name, t] : tensors) st.add(name, t);
+  write_safetensors(path, st);
+  return path;
+}
+
+std::map<std::string, std::string> ait_metadata(const std::string& config) {
+  return {{"format", "ait"}, {"version", "1"}, {"config", config}};
+}
+
+// The AiT::load error for `path`, which must name the file.
+std::string load_error(const std::string& path) {
+  const std::string e = error_of([&] { AiT::load(path, cpu()); });
+  EXPECT_NE(e.find(path), std::string::npos) << "the message names no file: " << e;
+  return e;
+}
+
+bool has(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
+
+}  // namespace
+
+// The audit's 461-byte file: a config of a billion layers and one small tensor. The config is
+// refused by its range before any model is built.
+TEST(Checkpoint, ConfigOutOfRangeIsRefusedBeforeBuilding) {
+  const std::string dir = test_tmpdir();
+  const std::map<std::string, StTensor> one = {{"head.proj.bias", StTensor::from_f32({2}, {0, 0})}};
+  struct Case {
+    std::string config, want;
+  };
+  const std::vector<Case> cases = {
+      {R"({"depth": 1000000000})", "key 'depth' is 1000000000, outside its range [1, 1024]"},
+      {R"({"channels": 4294967296})", "key 'channels' is 4294967296, outside its range [1, 65536]"},
+      {R"({"patch_size": 65536, "image_height": 65536, "image_width": 65536})",
+       "key 'image_height' is 65536, outside its range [1, 16384]"},
+      {R"({"patch_size": 1, "image_height": 512, "image_width": 512})",
+       "key 'patch_size' is 1: the model would have 262144 tokens per image, more than the limit of 65536"},
+      {R"({"dim": 65536, "mlp_dim": 65536, "depth": 1024})", "more than the limit of 4294967296"},
+      {R"({"dim": -3})", "key 'dim' is -3, outside its range [1, 65536]"},
+      {R"({"heads": 1e300})", "key 'heads' is 1.0000000000000001e+300, outside its range [1, 1024]"},
+      {R"({"hopfield_beta": 1e308})", "key 'hopfield_beta' is 1e+308, outside its range [0, 10000]"},
+      {R"({"write_dropout": 1})", "key 'write_dropout' is 1, outside its range [0, 1)"},
+      {R"({"bottleneck": 0.5})", "config key 'bottleneck' must be an integer, not 0.5"},
+  };
+  for (const Case& c : cases) {
+    const std::string path = write_checkpoint(dir + "/hostile.safetensors", ait_metadata(c.config), one);
+    const std::string e = load_error(path);
+    EXPECT_TRUE(has(e, c.want)) << "want: " << c.want << "\ngot:  " << e;
+  }
+}
+
+// A valid config that asks for more values than the file's tensors hold is refused on the sizes
+// alone; one that fits the bytes still needs every tensor by name, dtype and shape.
+TEST(Checkpoint, TensorTableIsCheckedAgainstTheFileSize) {
+  const std::string dir = test_tmpdir();
+  Config big;  // tiny's defaults with 1000 layers: 2.5e8 values, 1 GB of float32
+  big.depth = 1000;
+  const std::string path = write_checkpoint(dir + "/big.safetensors", ait_metadata(big.to_json().dump()),
+                                            {{"head.proj.bias", StTensor::from_f32({10}, std::vector<float>(10))}});
+  const std::string e = load_error(path);
+  EXPECT_TRUE(has(e, "the config needs " + std::to_string(big.stored_values()) + " F32 values (" +
+                         std::to_string(big.stored_values() * 4) +
+                         " bytes), the file's tensors hold 40 bytes; "
+                         "tensor 'patch_embed.norm_in.weight' is missing"))
+      << e;
+  // The same total in one wrong tensor: the names decide.
+  Config c = micro_config(0);
+  const std::string blob =
+      write_checkpoint(dir + "/blob.safetensors", ait_metadata(c.to_json().dump()),
+                       {{"blob", StTensor::from_f32({c.stored_values()}, std::vector<float>(c.stored_values()))}});
+  EXPECT_TRUE(has(load_error(blob), ": tensor 'patch_embed.norm_in.weight' is missing")) << load_error(blob);
+}
+
+// checkpoint_tensors() (computed, nothing allocated) lists what the constructor builds, in the
+// same order, and stored_values() is the sum of their sizes.
+TEST(Checkpoint, TensorListMatchesTheModel) {
+  Config deep = micro_config(0);
+  deep.depth = 3, deep.heads = 3, deep.memory_heads = 1;
+  for (const Config& c : {micro_config(0), micro_config(5), deep}) {
+    AiT model(c, cpu(), 1);
+    std::vector<std::pair<std::string, Shape>> built;
+    for (auto& [name, t] : model.params()) built.push_back({name, t.shape()});
+    for (const Tensor& g : model.memory()) built.push_back({g.name(), g.shape()});
+    EXPECT_EQ(checkpoint_tensors(c), built);
+    int64_t total = 0;
+    for (auto& [name, shape] : built) total += numel(shape);
+    EXPECT_EQ(c.stored_values(), total);
+  }
+}
+
+// data_mean / data_std must be one finite number per channel, a std above 0 (it divides the
+// pixels); each refusal names the file and the key.
+TEST(Checkpoint, NormalisationIsChecked) {
+  const std::string dir = test_tmpdir(), good = dir + "/good.safetensors";
+  AiT model(micro_config(0), cpu(), 4);
+  model.save(good);
+  struct Case {
+    std::string key, value, want;
+  };
+  const std::vector<Case> cases = {
+      {"data_std", "[0]", "__metadata__ data_std[0] is 0; it must be a finite number above 0"},
+      {"data_std", "[-0.5]", "data_std[0] is -0.5; it must be a finite number above 0"},
+      {"data_std", "[1e39]", "; it must be a finite number above 0"},   // no float
+      {"data_std", "[1e-45]", "; it must be a finite number above 0"},  // 1/std is no float
+      {"data_mean", "[\"x\"]", "__metadata__ data_mean[0] is a string, not a number"},
+      {"data_mean", "[0.1, 0.2]", "__metadata__ data_mean must be a JSON array of 1 number(s), one per channel"},
+      {"data_mean", "{}", "__metadata__ data_mean must be a JSON array"},
+      {"data_mean", "[NaN]", "__metadata__ data_mean"},
+  };
+  for (const Case& c : cases) {
+    SafeTensors st = read_safetensors(good);
+    st.metadata["data_mean"] = "[0.5]";
+    st.metadata["data_std"] = "[0.25]";
+    st.metadata[c.key] = c.value;
+    const std::string bad = dir + "/bad.safetensors";
+    write_safetensors(bad, st);
+    const std::string e = load_error(bad);
+    EXPECT_TRUE(has(e, c.want)) << "want: " << c.want << "\ngot:  " << e;
+  }
+  SafeTensors st = read_safetensors(good);
+  st.metadata["data_std"] = "[0.25]";
+  write_safetensors(dir + "/half.safetensors", st);
+  EXPECT_TRUE(has(load_error(dir + "/half.safetensors"), "data_std without data_mean"));
+}
+
+// Every key refuses NaN and values just outside its range, naming the key; the edges are fine.
+TEST(Model, ConfigValidationRanges) {
+  struct Edge {
+    const char* key;
+    double below, above;  // the nearest refused values
+    double lo, hi;        // accepted edges (each alone keeps the config valid)
+  };
+  const std::vector<Edge> edges = {
+      {"channels", 0, 65537, 1, 65536},
+      {"question_dim", -1, 65537, 0, 65536},
+      {"dim", 0, 65537, 1, 4096},
+      {"depth", 0, 1025, 1, 1024},
+      {"heads", 0, 1025, 1, 1024},
+      {"head_dim", 0, 65537, 1, 65536},
+      {"mlp_dim", 0, 65537, 1, 65536},
+      {"num_classes", 0, 65537, 1, 65536},
+      {"memory_slots", 0, 65537, 1, 65536},
+      {"memory_dim", 0, 65537, 1, 1024},
+      {"memory_heads", 0, 1025, 1, 1024},
+      {"bottleneck", 0, 1073741825, 1, 1073741824},
+      {"hopfield_beta", -1e-9, 10000.001, 0, 1e4},
+      {"balance_coef", -1e-9, 10000.001, 0, 1e4},
+      {"write_dropout", -1e-9, 1, 0, 0.999},
+      {"memory_momentum", 0, 1, 1e-9, 0.999999},
+  };
+  for (const Edge& e : edges) {
+    for (double v : {e.below, e.above, std::nan("")}) {
+      Config c;
+      Json j = Json::object();
+      j.set(e.key, v);
+      const std::string err = error_of([&] {
+        if (std::isnan(v)) c.set(e.key, "nan");
+        else c.update(j, "test");
+        c.validate();
+      });
+      EXPECT_TRUE(has(err, std::string("'") + e.key + "'")) << e.key << " = " << v << ": " << err;
+    }
+    for (double v : {e.lo, e.hi}) {
+      Config c;
+      Json j = Json::object();
+      j.set(e.key, v);
+      EXPECT_EQ(error_of([&] { c.update(j, "test"), c.validate(); }), "(no error)") << e.key << " = " << v;
+    }
+  }
+}

@@ -20,6 +20,7 @@
 #include "apps/model_options.h"
 #include "io/dataset.h"
 #include "model/model.h"
+#include "model/options.h"
 #include "model/train.h"
 
 using namespace ait;
@@ -158,11 +159,16 @@ void print_report(const Tallies& by) {
 
 int report(const cli::Args& a) {
   const std::string checkpoint = a.get("checkpoint"), data = a.get("data");
-  const int64_t batch = a.integer("batch-size", 256, 1);
+  const int64_t batch = a.integer("batch-size", 256, 1, TrainLimits::kMaxBatchSize);
   const MemoryEval mode = memory_eval_from(a);
   AiT model = AiT::load(checkpoint, device_from(a));
   Dataset ds = load_dataset(data);
   check_fits(model.config(), ds, checkpoint, data);
+  try {
+    check_batch_fits(model.config(), batch, ds.n, false, "--batch-size");
+  } catch (const OptionError& e) {
+    a.fail(e.what());
+  }
   std::vector<int> type, sub;
   question_kinds(ds, data, type, sub);
   const Tallies by = run_model(model, ds, batch, mode, type, sub);

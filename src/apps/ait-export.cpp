@@ -7,6 +7,7 @@
 #include "apps/cli.h"
 #include "apps/export.h"
 #include "io/inflate.h"
+#include "model/options.h"
 
 namespace {
 
@@ -33,8 +34,13 @@ int cmd_import_authors(const ait::cli::Args& a) {
 
 int cmd_logits(const ait::cli::Args& a) {
   int64_t n = 0, classes = 0;
-  std::vector<float> l = ait::checkpoint_logits(a.get("checkpoint"), a.get("data"), a.integer("limit", 0, 0),
-                                                a.integer("batch-size", 64, 1), &n, &classes);
+  std::vector<float> l;
+  try {
+    l = ait::checkpoint_logits(a.get("checkpoint"), a.get("data"), a.integer("limit", 0, 0),
+                               a.integer("batch-size", 64, 1, ait::TrainLimits::kMaxBatchSize), &n, &classes);
+  } catch (const ait::OptionError& e) {
+    a.fail(e.what());  // the batch does not fit in memory: a usage error
+  }
   ait::write_file_atomic(a.get("out"), ait::npy_f32({n, classes}, l));
   std::printf("%s: logits [%lld, %lld]\n", a.get("out").c_str(), (long long)n, (long long)classes);
   return 0;

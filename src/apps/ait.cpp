@@ -1,6 +1,7 @@
 // The `ait` command: train, eval, predict, info, dump, convert, devices, viz, plot. Each
 // command's options are declared once, in kCommands below; `ait COMMAND --help` prints them.
 #include <algorithm>
+#include <cfloat>
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -13,6 +14,7 @@
 #include "io/dataset.h"
 #include "io/safetensors.h"
 #include "model/model.h"
+#include "model/options.h"
 #include "model/train.h"
 #include "vulkan/device.h"
 
@@ -32,29 +34,57 @@ std::string class_name(const Dataset& ds, int64_t c) {
 // ------------------------------------------------------------------------------------------
 // train, eval, predict
 
+// --model as given; without it a fresh run is `tiny` and a resumed one names the run's own
+// preset ("" when its config is none: validate_train_options then compares nothing).
+std::string model_name(const cli::Args& a) {
+  if (a.has("model") || !a.has("resume")) return a.choice("model", Config::preset_names(), "tiny");
+  const Config run = AiT::read_config(a.get("resume") + "/model.safetensors");
+  std::fprintf(stderr, "ait train: resuming %s with its config %s\n", a.get("resume").c_str(),
+               run.to_json().dump().c_str());
+  return run.matching_preset();
+}
+
+// Ranges from model/options.h: the library checks the same TrainOptions again (and whether the
+// batch fits); its OptionError is a usage error here too.
 int cmd_train(const cli::Args& a) {
+  using L = TrainLimits;
   TrainOptions o;
   o.data = a.get("data");
   o.val = a.get("val");
-  o.model = a.choice("model", Config::preset_names(), "tiny");
+  o.model = model_name(a);
   o.config_json = a.get("config");
   o.overrides = a.all("set");
-  o.epochs = a.integer("epochs", 1, 1);
-  o.batch_size = a.integer("batch-size", 64, 1);
-  o.lr = float(a.real("lr", 1e-3));
-  o.warmup = a.integer("warmup", -1, -1);
-  o.weight_decay = float(a.real("weight-decay", 0.01));
+  o.epochs = a.integer("epochs", 1, 1, L::kMaxEpochs);
+  o.batch_size = a.integer("batch-size", 64, 1, L::kMaxBatchSize);
+  o.lr = float(a.real("lr", 1e-3, 0, FLT_MAX, true));
+  o.warmup = a.integer("warmup", -1, -1, L::kMaxSteps);
+  o.weight_decay = float(a.real("weight-decay", 0.01, 0, L::kMaxWeightDecay));
   o.seed = a.integer("seed", 0, 0);
   o.augment = a.has("augment");
   o.memory_eval = memory_eval_from(a);
-  o.limit_train = a.integer("limit", 0, 0);
-  o.log_every = a.integer("log-every", 50, 1);
-  o.stop_after_epochs = a.integer("stop-after", 0, 0);
+  o.limit_train = a.integer("limit", 0, 0, L::kMaxSteps);
+  o.log_every = a.integer("log-every", 50, 1, L::kMaxSteps);
+  o.stop_after_epochs = a.integer("stop-after", 0, 0, L::kMaxEpochs);
   o.out = a.get("out");
   o.resume = a.get("resume");
-  double best = train(o, device_from(a));
+  double best = 0;
+  try {
+    best = train(o, device_from(a));
+  } catch (const OptionError& e) {
+    a.fail(e.what());
+  }
   std::printf("best validation accuracy: %.4f\n", best);
   return 0;
+}
+
+// An inference command's batch (--batch-size, or --count for viz) of at most `rows` images must
+// fit the memory estimate.
+void require_batch_fits(const cli::Args& a, const AiT& model, const std::string& option, int64_t batch, int64_t rows) {
+  try {
+    check_batch_fits(model.config(), batch, rows, false, "--" + option);
+  } catch (const OptionError& e) {
+    a.fail(e.what());
+  }
 }
 
 void print_confusion(const EvalResult& r, const Dataset& ds, int64_t classes) {
@@ -70,10 +100,11 @@ void print_confusion(const EvalResult& r, const Dataset& ds, int64_t classes) {
 
 int cmd_eval(const cli::Args& a) {
   const std::string data = a.get("data");
-  const int64_t batch = a.integer("batch-size", 256, 1);
+  const int64_t batch = a.integer("batch-size", 256, 1, TrainLimits::kMaxBatchSize);
   const MemoryEval mode = memory_eval_from(a);
   AiT model = AiT::load(a.get("checkpoint"), device_from(a));
   Dataset ds = load_dataset(data);
+  require_batch_fits(a, model, "batch-size", batch, ds.n);
   EvalResult r = evaluate(model, ds, batch, mode, true);
   std::printf("%s: accuracy %.4f (%lld/%lld), cross-entropy %.4f\n", data.c_str(), r.accuracy(), ll(r.correct), ll(r.n),
               r.ce);
@@ -86,13 +117,14 @@ int cmd_eval(const cli::Args& a) {
 int cmd_predict(const cli::Args& a) {
   const std::string data = a.get("data");
   int64_t count = a.integer("count", 10, 1);
-  const int64_t start = a.integer("start", 0, 0), batch = a.integer("batch-size", 256, 1);
+  const int64_t start = a.integer("start", 0, 0), batch = a.integer("batch-size", 256, 1, TrainLimits::kMaxBatchSize);
   const MemoryEval mode = memory_eval_from(a);
   AiT model = AiT::load(a.get("checkpoint"), device_from(a));
   Dataset ds = load_dataset(data);
   if (start >= ds.n)
     throw Error("--start " + std::to_string(start) + " is outside " + data + "'s " + std::to_string(ds.n) + " images");
   count = std::min(count, ds.n - start);
+  require_batch_fits(a, model, "batch-size", batch, count);
   const int64_t C = model.config().num_classes;
   const bool write = mode == MemoryEval::Update;
   NoGradScope no_grad;
@@ -153,9 +185,9 @@ int cmd_dump(const cli::Args& a) {
   o.checkpoint = a.get("checkpoint");
   o.batch = a.get("batch");
   o.out = a.get("out");
-  o.train_steps = a.integer("train-steps", 0, 0);
-  o.lr = float(a.real("lr", 1e-4));
-  o.weight_decay = float(a.real("weight-decay", 0.01));
+  o.train_steps = a.integer("train-steps", 0, 0, TrainLimits::kMaxEpochs);
+  o.lr = float(a.real("lr", 1e-4, 0, FLT_MAX, true));
+  o.weight_decay = float(a.real("weight-decay", 0.01, 0, TrainLimits::kMaxWeightDecay));
   dump(o, device_from(a));
   std::printf("wrote %s\n", o.out.c_str());
   return 0;
@@ -167,9 +199,10 @@ int cmd_devices(const cli::Args&) {
 }
 
 int cmd_viz(const cli::Args& a) {
-  const int64_t count = a.integer("count", 4, 1), start = a.integer("start", 0, 0);
+  const int64_t count = a.integer("count", 4, 1, TrainLimits::kMaxBatchSize), start = a.integer("start", 0, 0);
   AiT model = AiT::load(a.get("checkpoint"), device_from(a));
   Dataset ds = load_dataset(a.get("data"));
+  require_batch_fits(a, model, "count", count, ds.n);  // the pictures come from one batch of --count images
   for (const std::string& f : write_viz(model, ds, a.get("out"), start, count)) std::printf("wrote %s\n", f.c_str());
   return 0;
 }

@@ -149,8 +149,8 @@ int64_t Args::integer(const std::string& name, int64_t fallback, int64_t lo, int
   char* end = nullptr;
   errno = 0;
   const long long v = std::strtoll(text.c_str(), &end, 10);
-  if (text.empty() || *end != '\0' || errno == ERANGE) fail("option --" + name + ": '" + text + "' is not an integer");
-  if (v < lo || v > hi) {
+  if (text.empty() || *end != '\0') fail("option --" + name + ": '" + text + "' is not an integer");
+  if (errno == ERANGE || v < lo || v > hi) {  // ERANGE: a whole number beyond 64 bits, out of any range
     std::string range = lo == INT64_MIN   ? "at most " + std::to_string(hi)
                         : hi == INT64_MAX ? "at least " + std::to_string(lo)
                                           : "in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]";
@@ -159,14 +159,25 @@ int64_t Args::integer(const std::string& name, int64_t fallback, int64_t lo, int
   return v;
 }
 
-double Args::real(const std::string& name, double fallback) const {
+double Args::real(const std::string& name, double fallback, double lo, double hi, bool above_lo) const {
   if (!has(name)) return fallback;
   const std::string text = get(name);
   char* end = nullptr;
   errno = 0;
   const double v = std::strtod(text.c_str(), &end);
-  if (text.empty() || *end != '\0' || errno == ERANGE || !std::isfinite(v))
+  if (text.empty() || *end != '\0' || !std::isfinite(v) || (errno == ERANGE && std::fabs(v) > 1))
     fail("option --" + name + ": '" + text + "' is not a finite number");
+  if (!((above_lo ? v > lo : v >= lo) && v <= hi)) {  // written so that NaN would fail too
+    auto num = [](double x) {
+      char buf[32];
+      std::snprintf(buf, sizeof buf, "%g", x);
+      return std::string(buf);
+    };
+    std::string range = (above_lo ? "above " : "at least ") + num(lo);
+    if (lo == -HUGE_VAL) range = "at most " + num(hi);
+    else if (hi != HUGE_VAL) range += " and at most " + num(hi);
+    fail("option --" + name + ": " + text + " is out of range (must be " + range + ")");
+  }
   return v;
 }
 

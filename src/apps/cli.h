@@ -4,6 +4,7 @@
 // it. Exit statuses: 0 success (and --help), 1 an error in the work itself (a bad file, a
 // model that does not fit), 2 a usage error (unknown or repeated option, missing or bad value).
 #pragma once
+#include <cmath>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -69,8 +70,10 @@ public:
   const std::vector<std::string>& positionals() const { return positionals_; }
   // A decimal integer in [lo, hi]; anything else is a UsageError naming the option and text.
   int64_t integer(const std::string& name, int64_t fallback, int64_t lo = INT64_MIN, int64_t hi = INT64_MAX) const;
-  // A finite decimal number.
-  double real(const std::string& name, double fallback) const;
+  // A finite decimal number in [lo, hi], or in (lo, hi] when `above_lo`; anything else is a
+  // UsageError naming the option and text.
+  double real(const std::string& name, double fallback, double lo = -HUGE_VAL, double hi = HUGE_VAL,
+              bool above_lo = false) const;
   // One of `choices`.
   std::string choice(const std::string& name, const std::vector<std::string>& choices,
                      const std::string& fallback) const;

@@ -12,6 +12,7 @@
 #include "io/dataset.h"
 #include "io/inflate.h"
 #include "io/json.h"
+#include "model/options.h"
 #include "model/train.h"
 
 namespace ait {
@@ -372,6 +373,7 @@ std::vector<float> checkpoint_logits(const std::string& checkpoint, const std::s
   Dataset ds = load_dataset(dataset);
   int64_t n = limit > 0 ? std::min(limit, ds.n) : ds.n;
   if (batch_size < 1) throw Error("batch size must be at least 1");
+  check_batch_fits(model.config(), batch_size, n, false, "--batch-size");
   std::vector<float> out;
   for (int64_t s = 0; s < n; s += batch_size) {
     std::vector<int64_t> idx;

@@ -1,4 +1,5 @@
-// Model configuration: presets, JSON and `--set key=value` overrides, validation.
+// Model configuration: presets, JSON and `--set key=value` overrides, validation against the
+// ranges of docs/spec.md §1 (chosen so that no size derived from a valid config overflows).
 #include <cmath>
 #include <cstdlib>
 #include <functional>
@@ -8,28 +9,50 @@
 namespace ait {
 
 namespace {
+
+constexpr int64_t kMaxWidth = int64_t(1) << 16;  // channels, widths, classes, memory slots
+constexpr int64_t kMaxSide = int64_t(1) << 14;   // image sides and the patch side
+constexpr int64_t kMaxCount = 1024;              // depth, heads, write heads
+constexpr int64_t kMaxBottleneck = int64_t(1) << 30;
+
 struct Field {
   const char* name;
   std::function<double(const Config&)> get;
   std::function<void(Config&, double)> put;
   bool integer;
+  double lo, hi;  // the accepted range, inclusive unless the flags below say otherwise
+  bool lo_open = false, hi_open = false;
 };
 
 const std::vector<Field>& fields() {
-#define INT_FIELD(n)                                                                                                   \
-  Field {                                                                                                              \
-#n, [](const Config& c) { return double(c.n); }, [](Config & c, double v) { c.n = static_cast<int64_t>(v); }, true \
+#define INT_FIELD(n, lo, hi)                                                                                      \
+  Field {                                                                                                         \
+#n, [](const Config& c) { return double(c.n); }, [](Config & c, double v) { c.n = int64_t(v); }, true, lo, hi \
   }
-#define REAL_FIELD(n)                                                                     \
-  Field {                                                                                 \
-#n, [](const Config& c) { return c.n; }, [](Config & c, double v) { c.n = v; }, false \
+#define REAL_FIELD(n, lo, hi, lo_open, hi_open)                                                                     \
+  Field {                                                                                                           \
+#n, [](const Config& c) { return c.n; }, [](Config & c, double v) { c.n = v; }, false, lo, hi, lo_open, hi_open \
   }
   static const std::vector<Field> f = {
-      INT_FIELD(channels),         INT_FIELD(image_height),  INT_FIELD(image_width),    INT_FIELD(patch_size),
-      INT_FIELD(question_dim),     INT_FIELD(dim),           INT_FIELD(depth),          INT_FIELD(heads),
-      INT_FIELD(head_dim),         INT_FIELD(mlp_dim),       INT_FIELD(num_classes),    INT_FIELD(memory_slots),
-      INT_FIELD(memory_dim),       INT_FIELD(memory_heads),  INT_FIELD(bottleneck),     REAL_FIELD(hopfield_beta),
-      REAL_FIELD(memory_momentum), REAL_FIELD(balance_coef), REAL_FIELD(write_dropout),
+      INT_FIELD(channels, 1, kMaxWidth),
+      INT_FIELD(image_height, 1, kMaxSide),
+      INT_FIELD(image_width, 1, kMaxSide),
+      INT_FIELD(patch_size, 1, kMaxSide),
+      INT_FIELD(question_dim, 0, kMaxWidth),
+      INT_FIELD(dim, 1, kMaxWidth),
+      INT_FIELD(depth, 1, kMaxCount),
+      INT_FIELD(heads, 1, kMaxCount),
+      INT_FIELD(head_dim, 1, kMaxWidth),
+      INT_FIELD(mlp_dim, 1, kMaxWidth),
+      INT_FIELD(num_classes, 1, kMaxWidth),
+      INT_FIELD(memory_slots, 1, kMaxWidth),
+      INT_FIELD(memory_dim, 1, kMaxWidth),
+      INT_FIELD(memory_heads, 1, kMaxCount),
+      INT_FIELD(bottleneck, 1, kMaxBottleneck),
+      REAL_FIELD(hopfield_beta, 0, 1e4, false, false),
+      REAL_FIELD(memory_momentum, 0, 1, true, true),
+      REAL_FIELD(balance_coef, 0, 1e4, false, false),
+      REAL_FIELD(write_dropout, 0, 1, false, true),
   };
 #undef INT_FIELD
 #undef REAL_FIELD
@@ -44,11 +67,46 @@ const Field& field(const std::string& key, const std::string& source) {
   throw Error(source + ": unknown config key '" + key + "' (known: " + known + ")");
 }
 
+std::string number_str(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.17g", v);
+  return buf;
+}
+
+std::string range_str(const Field& f) {
+  return std::string(f.lo_open ? "(" : "[") + number_str(f.lo) + ", " + number_str(f.hi) + (f.hi_open ? ")" : "]");
+}
+
+bool in_range(const Field& f, double v) {  // false for NaN
+  return (f.lo_open ? v > f.lo : v >= f.lo) && (f.hi_open ? v < f.hi : v <= f.hi);
+}
+
+Error out_of_range(const std::string& source, const Field& f, double v) {
+  return Error(source + ": key '" + f.name + "' is " + number_str(v) + ", outside its range " + range_str(f));
+}
+
+// Stores v after checking that it is a finite number (a whole one for an integer key) whose
+// conversion is defined; the range itself is validate()'s business, except for an integer too
+// large to convert.
 void put(Config& c, const Field& f, double v, const std::string& source) {
-  if (f.integer && (v != static_cast<double>(static_cast<int64_t>(v)) || std::fabs(v) > 1e15))
-    throw Error(source + ": config key '" + f.name + "' must be an integer");
+  if (!std::isfinite(v)) throw Error(source + ": config key '" + f.name + "' must be a finite number");
+  if (f.integer && v != std::trunc(v))
+    throw Error(source + ": config key '" + f.name + "' must be an integer, not " + number_str(v));
+  if (f.integer && std::fabs(v) > 9e15) throw out_of_range(source, f, v);
   f.put(c, v);
 }
+
+// a·b and a + b for non-negative counts, saturating at kSaturated instead of overflowing.
+constexpr int64_t kSaturated = INT64_MAX;
+int64_t mul(int64_t a, int64_t b) {
+  int64_t r;
+  return __builtin_mul_overflow(a, b, &r) ? kSaturated : r;
+}
+int64_t add(int64_t a, int64_t b) {
+  int64_t r;
+  return __builtin_add_overflow(a, b, &r) ? kSaturated : r;
+}
+
 }  // namespace
 
 Json Config::to_json() const {
@@ -72,25 +130,59 @@ void Config::set(const std::string& key, const std::string& value) {
   char* end = nullptr;
   double v = std::strtod(value.c_str(), &end);
   if (value.empty() || *end != '\0') throw Error("--set " + key + "=" + value + ": not a number");
-  put(*this, f, v, "--set " + key);
+  put(*this, f, v, "--set " + key + "=" + value);
 }
 
-void Config::validate() const {
-  auto bad = [](const std::string& key, const std::string& why) { return Error("config: " + key + " " + why); };
+std::vector<std::string> Config::keys() {
+  std::vector<std::string> out;
+  for (const Field& f : fields()) out.push_back(f.name);
+  return out;
+}
+
+double Config::value(const std::string& key) const { return field(key, "config").get(*this); }
+
+std::vector<std::string> Config::differences(const Config& other) const {
+  std::vector<std::string> out;
+  for (const Field& f : fields())
+    if (f.get(*this) != f.get(other)) out.push_back(f.name);
+  return out;
+}
+
+int64_t Config::stored_values() const {
+  if (patch_size < 1) return kSaturated;  // not a config validate() lets through
+  const int64_t D = dim, P = mul(mul(patch_size, patch_size), channels), I = mul(heads, head_dim),
+                Wm = mul(memory_heads, memory_dim), m = memory_dim, F = mlp_dim;
+  const int64_t T = add((image_height / patch_size) * (image_width / patch_size), question_dim > 0 ? 1 : 0);
+  int64_t n = add(add(mul(2, P), mul(P, D)), mul(3, D));  // patch embedding
+  if (question_dim > 0) n = add(n, add(add(mul(2, question_dim), mul(question_dim, D)), mul(3, D)));
+  int64_t layer = add(mul(mul(3, I), D), add(mul(D, I), D));  // attention (with its norm below)
+  layer = add(layer, add(mul(2, mul(F, D)), add(F, D)));      // fc1, fc2
+  layer = add(layer, mul(7, D));                              // attn_norm, gwl_norm, ffn_norm, read bias
+  layer = add(layer, add(mul(Wm, m), mul(2, mul(Wm, D))));    // write q, k, v
+  layer = add(layer, add(mul(m, Wm), mul(2, m)));             // write out, write norm
+  layer = add(layer, add(mul(D, m), mul(memory_slots, m)));   // read weight, memory γ
+  n = add(n, mul(depth, layer));
+  const int64_t TD = mul(T, D);
+  return add(n, add(mul(2, TD), add(mul(num_classes, TD), num_classes)));  // head
+}
+
+void Config::validate(const std::string& source) const {
+  auto bad = [&](const std::string& key, const std::string& why) {
+    return Error(source + ": key '" + key + "' " + why);
+  };
   for (const Field& f : fields()) {
-    double v = f.get(*this);
-    std::string k = f.name;
-    if (k == "question_dim" || k == "balance_coef" || k == "write_dropout" || k == "hopfield_beta") {
-      if (v < 0) throw bad(k, "must not be negative");
-    } else if (v <= 0) {
-      throw bad(k, "must be positive");
-    }
+    const double v = f.get(*this);
+    if (!in_range(f, v)) throw out_of_range(source, f, v);
   }
   if (image_height % patch_size || image_width % patch_size)
-    throw bad("patch_size", std::to_string(patch_size) + " does not divide the image size " +
+    throw bad("patch_size", "is " + std::to_string(patch_size) + ", which does not divide the image size " +
                                 std::to_string(image_height) + "x" + std::to_string(image_width));
-  if (memory_momentum >= 1.0) throw bad("memory_momentum", "must be below 1");
-  if (write_dropout >= 1.0) throw bad("write_dropout", "must be below 1");
+  if (tokens() > kMaxTokens)
+    throw bad("patch_size", "is " + std::to_string(patch_size) + ": the model would have " + std::to_string(tokens()) +
+                                " tokens per image, more than the limit of " + std::to_string(kMaxTokens));
+  if (stored_values() > kMaxStoredValues)
+    throw Error(source + ": the config needs " + std::to_string(stored_values()) +
+                " parameter and memory values, more than the limit of " + std::to_string(kMaxStoredValues));
 }
 
 Config Config::preset(const std::string& name) {
@@ -117,5 +209,18 @@ Config Config::preset(const std::string& name) {
 }
 
 std::vector<std::string> Config::preset_names() { return {"tiny", "coordination", "small", "medium", "base"}; }
+
+Config Config::with_data_keys_of(const Config& data) const {
+  Config c = *this;
+  c.channels = data.channels, c.image_height = data.image_height, c.image_width = data.image_width;
+  c.question_dim = data.question_dim, c.num_classes = data.num_classes;
+  return c;
+}
+
+std::string Config::matching_preset() const {
+  for (const std::string& name : preset_names())
+    if (preset(name).with_data_keys_of(*this).differences(*this).empty()) return name;
+  return "";
+}
 
 }  // namespace ait

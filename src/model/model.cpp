@@ -235,7 +235,48 @@ void AiT::save(const std::string& path) const {
   write_safetensors(path, st);  // temporary file + rename
 }
 
+std::vector<std::pair<std::string, Shape>> checkpoint_tensors(const Config& c) {
+  std::vector<std::pair<std::string, Shape>> out;
+  auto linear = [&](const std::string& prefix, int64_t n_out, int64_t n_in, bool bias) {
+    out.push_back({prefix + ".weight", {n_out, n_in}});
+    if (bias) out.push_back({prefix + ".bias", {n_out}});
+  };
+  auto norm = [&](const std::string& prefix, int64_t n) {
+    out.push_back({prefix + ".weight", {n}});
+    out.push_back({prefix + ".bias", {n}});
+  };
+  const int64_t D = c.dim, pf = c.patch_features(), inner = c.heads * c.head_dim, wm = c.memory_heads * c.memory_dim;
+  norm("patch_embed.norm_in", pf);
+  linear("patch_embed.proj", D, pf, true);
+  norm("patch_embed.norm_out", D);
+  if (c.question_dim > 0) {
+    norm("question_embed.norm_in", c.question_dim);
+    linear("question_embed.proj", D, c.question_dim, true);
+    norm("question_embed.norm_out", D);
+  }
+  for (int64_t i = 0; i < c.depth; ++i) {
+    norm(L(i, "attn_norm"), D);
+    linear(L(i, "attn.qkv"), 3 * inner, D, false);
+    linear(L(i, "attn.out"), D, inner, true);
+    norm(L(i, "gwl_norm"), D);
+    linear(L(i, "gwl.fc1"), c.mlp_dim, D, true);
+    linear(L(i, "gwl.fc2"), D, c.mlp_dim, true);
+    norm(L(i, "gwl.ffn_norm"), D);
+    linear(L(i, "gwl.write.q"), wm, c.memory_dim, false);
+    linear(L(i, "gwl.write.k"), wm, D, false);
+    linear(L(i, "gwl.write.v"), wm, D, false);
+    linear(L(i, "gwl.write.out"), c.memory_dim, wm, false);
+    norm(L(i, "gwl.write.norm"), c.memory_dim);
+    linear(L(i, "gwl.read"), D, c.memory_dim, true);
+  }
+  norm("head.norm", c.tokens() * D);
+  linear("head.proj", c.num_classes, c.tokens() * D, true);
+  for (int64_t i = 0; i < c.depth; ++i) out.push_back({L(i, "gwl.memory"), {c.memory_slots, c.memory_dim}});
+  return out;
+}
+
 namespace {
+
 Config config_of(const SafeTensors& st) {
   auto meta = [&](const std::string& key) -> const std::string& {
     auto it = st.metadata.find(key);
@@ -248,40 +289,84 @@ Config config_of(const SafeTensors& st) {
     throw Error(st.source + ": unknown checkpoint version '" + meta("version") + "' (this build reads 1)");
   Config c;
   c.update(Json::parse(meta("config"), st.source + " config"), st.source + " config");
-  c.validate();
+  c.validate(st.source + " config");
   return c;
 }
+
+// The first tensor of the config that the file lacks or holds with another dtype or shape, or
+// the first tensor the config does not have; "" when the tables agree.
+std::string table_mismatch(const SafeTensors& st, const Config& c) {
+  std::map<std::string, Shape> want;
+  for (auto& [name, shape] : checkpoint_tensors(c)) {
+    if (!st.has(name)) return "tensor '" + name + "' is missing";
+    const StTensor& s = st.get(name);
+    if (s.dtype != "F32") return "tensor '" + name + "' has dtype " + s.dtype + ", expected F32";
+    if (s.shape != shape)
+      return "tensor '" + name + "' has shape " + shape_str(s.shape) + ", the config needs " + shape_str(shape);
+    want[name] = shape;
+  }
+  for (auto& [name, s] : st.tensors)
+    if (!want.count(name)) return "unexpected tensor '" + name + "' (not part of this config)";
+  return "";
+}
+
+// The file's tensors against those the config implies, and the values the config needs against
+// the bytes the file holds, before the model is built: a small file with a large config is
+// refused without allocating anything of that size. (The config's ranges bound the table.)
+void check_tensor_table(const SafeTensors& st, const Config& c) {
+  uint64_t file_bytes = 0;
+  for (const auto& [name, t] : st.tensors) file_bytes += t.bytes.size();
+  const uint64_t need = uint64_t(c.stored_values()) * sizeof(float);
+  const std::string problem = table_mismatch(st, c);
+  if (need > file_bytes)
+    throw Error(st.source + ": the config needs " + std::to_string(c.stored_values()) + " F32 values (" +
+                std::to_string(need) + " bytes), the file's tensors hold " + std::to_string(file_bytes) + " bytes" +
+                (problem.empty() ? "" : "; " + problem));
+  if (!problem.empty()) throw Error(st.source + ": " + problem);
+}
+
+// __metadata__ `key` (data_mean or data_std): a JSON array of one number per channel, each
+// finite as a float; a std must also be positive with a finite inverse (it divides the pixels).
+std::vector<float> normalisation(const SafeTensors& st, const std::string& key, int64_t channels) {
+  const std::string where = st.source + ": __metadata__ " + key;
+  const Json j = Json::parse(st.metadata.at(key), where);
+  if (!j.is_array() || j.size() != static_cast<size_t>(channels))
+    throw Error(where + " must be a JSON array of " + std::to_string(channels) + " number(s), one per channel");
+  std::vector<float> out;
+  for (size_t i = 0; i < j.size(); ++i) {
+    const std::string item = where + "[" + std::to_string(i) + "]";
+    if (!j[i].is_number()) throw Error(item + " is " + Json::type_name(j[i].type()) + ", not a number");
+    const double v = j[i].as_number();
+    const float f = static_cast<float>(std::isfinite(v) && std::fabs(v) <= 3.4e38 ? v : NAN);
+    const bool is_std = key == "data_std";
+    if (!std::isfinite(f) || (is_std && !(f > 0 && std::isfinite(1.0f / f))))
+      throw Error(item + " is " + j[i].dump() + "; it must be a finite " +
+                  (is_std ? "number above 0 (it divides the pixels)" : "number"));
+    out.push_back(f);
+  }
+  return out;
+}
+
 }  // namespace
 
 Config AiT::read_config(const std::string& path) { return config_of(read_safetensors(path)); }
 
 AiT AiT::load(const std::string& path, Kernels& dev) {
   SafeTensors st = read_safetensors(path);
-  AiT model(config_of(st), dev, 0);
-  std::map<std::string, Tensor*> want;
-  for (auto& [name, t] : model.params_) want[name] = &t;
-  for (Tensor& g : model.memory_) want[g.name()] = &g;
-  for (auto& [name, t] : want) {
-    if (!st.has(name)) throw Error(path + ": tensor '" + name + "' is missing");
-    const StTensor& s = st.get(name);
-    if (s.dtype != "F32") throw Error(path + ": tensor '" + name + "' has dtype " + s.dtype + ", expected F32");
-    if (s.shape != t->shape())
-      throw Error(path + ": tensor '" + name + "' has shape " + shape_str(s.shape) + ", the config needs " +
-                  shape_str(t->shape()));
-    t->copy_from(s.f32());
-  }
-  for (auto& [name, s] : st.tensors)
-    if (!want.count(name)) throw Error(path + ": unexpected tensor '" + name + "' (not part of this config)");
-  if (st.metadata.count("data_mean") && st.metadata.count("data_std")) {
-    Json m = Json::parse(st.metadata.at("data_mean"), path + " data_mean"),
-         d = Json::parse(st.metadata.at("data_std"), path + " data_std");
-    if (m.size() != static_cast<size_t>(model.config().channels) || d.size() != m.size())
-      throw Error(path + ": data_mean/data_std must have one value per channel");
-    for (size_t i = 0; i < m.size(); ++i) {
-      model.data_mean.push_back(static_cast<float>(m[i].as_number()));
-      model.data_std.push_back(static_cast<float>(d[i].as_number()));
-    }
-  }
+  const Config cfg = config_of(st);
+  check_tensor_table(st, cfg);
+  const bool has_mean = st.metadata.count("data_mean") != 0, has_std = st.metadata.count("data_std") != 0;
+  if (has_mean != has_std)
+    throw Error(path + ": __metadata__ has " +
+                (has_mean ? "data_mean without data_std" : "data_std without data_mean"));
+  std::vector<float> means, stds;
+  if (has_mean)
+    means = normalisation(st, "data_mean", cfg.channels), stds = normalisation(st, "data_std", cfg.channels);
+  AiT model(cfg, dev, 0);
+  for (auto& [name, t] : model.params_) t.copy_from(st.get(name).f32());
+  for (Tensor& g : model.memory_) g.copy_from(st.get(g.name()).f32());
+  model.data_mean = std::move(means);
+  model.data_std = std::move(stds);
   return model;
 }
 

@@ -4,6 +4,7 @@
 #pragma once
 #include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/rng.h"
@@ -13,7 +14,11 @@
 namespace ait {
 
 // Spec section 1. Every key can be set by name (--set key=value, a JSON file, a checkpoint).
+// validate() holds every key to a range (spec §1) so that the sizes below cannot overflow.
 struct Config {
+  static constexpr int64_t kMaxTokens = int64_t(1) << 16;        // T, tokens per image
+  static constexpr int64_t kMaxStoredValues = int64_t(1) << 32;  // parameters + memory, all layers
+
   int64_t channels = 1, image_height = 28, image_width = 28, patch_size = 4, question_dim = 0;
   int64_t dim = 128, depth = 2, heads = 4, head_dim = 32, mlp_dim = 256, num_classes = 10;
   int64_t memory_slots = 16, memory_dim = 32, memory_heads = 4, bottleneck = 128;
@@ -27,10 +32,25 @@ struct Config {
   // Keys absent from `j` keep their current value; an unknown key or bad value throws naming it.
   void update(const Json& j, const std::string& source);
   void set(const std::string& key, const std::string& value);  // one `key=value` override
-  void validate() const;                                       // throws naming the bad key
-  static Config preset(const std::string& name);               // tiny, coordination, small, medium, base
+  // Throws "<source>: key 'K' ..." naming the first key outside its range (or the limit hit).
+  void validate(const std::string& source = "config") const;
+  // Parameter and memory values a checkpoint of this config stores (saturates instead of
+  // overflowing, so it can be called on an unchecked config).
+  int64_t stored_values() const;
+  static std::vector<std::string> keys();  // the 19 keys, in spec order
+  double value(const std::string& key) const;
+  std::vector<std::string> differences(const Config& other) const;  // keys whose values differ
+  // This config with the keys a training dataset sets (C, H, W, q, K) taken from `data`.
+  Config with_data_keys_of(const Config& data) const;
+  // The preset that, given this config's data keys, is this config; "" when none is.
+  std::string matching_preset() const;
+  static Config preset(const std::string& name);  // tiny, coordination, small, medium, base
   static std::vector<std::string> preset_names();
 };
+
+// Every tensor a checkpoint of `c` holds, in spec §6 order (parameters, then each layer's memory
+// γ), computed without allocating anything; `c` must be valid.
+std::vector<std::pair<std::string, Shape>> checkpoint_tensors(const Config& c);
 
 enum class MemoryEval { Frozen, Update };
 

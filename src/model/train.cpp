@@ -394,6 +394,7 @@ struct StepLog {
 }  // namespace
 
 double train(const TrainOptions& opt, Kernels& dev) {
+  validate_train_options(opt);
   Dataset train_ds = load_training_data(opt);
   Dataset val_ds = load_dataset(opt.val.empty() ? opt.data : opt.val);
   if (opt.batch_size < 1) throw Error("--batch-size must be at least 1");

@@ -67,6 +67,11 @@ struct TrainOptions {
   bool augment = false;
   MemoryEval memory_eval = MemoryEval::Frozen;
 };
+// Checks every option against its range (model/options.h), a resumed run against the --model,
+// --config and --set that would change its config, and the batch against the memory budget
+// (0: the physical memory), before a run reads data or writes anything; throws OptionError
+// naming the option (src/model/options.cpp). train() calls it first.
+void validate_train_options(const TrainOptions& opt, uint64_t memory_budget = 0);
 // Returns the best validation accuracy.
 double train(const TrainOptions& opt, Kernels& dev);
 

@@ -49,7 +49,9 @@ fi
 
 # The parsers the targets exercise and what they pull in (kept to the I/O layer: no model code).
 lib_srcs=(apps/convert io/image io/npy io/dataset io/safetensors io/json io/inflate io/file io/idx)
-flags=(-std=c++17 -g -O1 -fno-omit-frame-pointer -fno-sanitize-recover=undefined -I"$root/src")
+# fuzz_checkpoint alone also links the model and the CPU tensor backend it runs on.
+model_srcs=(core/tensor core/ops cpu/cpu_kernels cpu/gemm cpu/threadpool model/config model/model)
+flags=(-std=c++17 -g -O1 -fno-omit-frame-pointer -fno-sanitize-recover=undefined -pthread -I"$root/src")
 
 newest_header=$(ls -t "$root"/src/*/*.h | head -1)
 compile() {  # src obj
@@ -61,28 +63,34 @@ compile() {  # src obj
 }
 export -f compile 2>/dev/null || true
 
-pids=()
-fail=0
-for s in "${lib_srcs[@]}"; do
-  compile "$root/src/$s.cpp" "$out/obj/${s//\//_}.o" &
-  pids+=($!)
-  if [ ${#pids[@]} -ge "$jobs" ]; then wait "${pids[0]}" || fail=1; pids=("${pids[@]:1}"); fi
-done
-for p in "${pids[@]}"; do wait "$p" || fail=1; done
-[ $fail -eq 0 ] || { echo "fuzz: library build failed" >&2; exit 2; }
-objs=()
-for s in "${lib_srcs[@]}"; do objs+=("$out/obj/${s//\//_}.o"); done
-
 targets=()
 if [ $# -gt 0 ]; then
   for t in "$@"; do t=${t#fuzz_}; t=${t%.cpp}; targets+=("fuzz_$t"); done
 else
   for f in "$root"/tools/fuzz/fuzz_*.cpp; do targets+=("$(basename "$f" .cpp)"); done
 fi
+all_srcs=("${lib_srcs[@]}")
+case " ${targets[*]} " in *" fuzz_checkpoint "*) all_srcs+=("${model_srcs[@]}");; esac
+
+pids=()
+fail=0
+for s in "${all_srcs[@]}"; do
+  compile "$root/src/$s.cpp" "$out/obj/${s//\//_}.o" &
+  pids+=($!)
+  if [ ${#pids[@]} -ge "$jobs" ]; then wait "${pids[0]}" || fail=1; pids=("${pids[@]:1}"); fi
+done
+for p in "${pids[@]}"; do wait "$p" || fail=1; done
+[ $fail -eq 0 ] || { echo "fuzz: library build failed" >&2; exit 2; }
+objs_of() {  # target: the objects it links
+  local s list=("${lib_srcs[@]}")
+  [ "$1" = fuzz_checkpoint ] && list+=("${model_srcs[@]}")
+  for s in "${list[@]}"; do echo "$out/obj/${s//\//_}.o"; done
+}
 
 for t in "${targets[@]}"; do
   src="$root/tools/fuzz/$t.cpp"
   [ -f "$src" ] || { echo "fuzz: no such target $src" >&2; exit 2; }
+  mapfile -t objs < <(objs_of "$t")
   bin="$out/bin/$t"
   need=0
   [ -f "$bin" ] && [ ! "$src" -nt "$bin" ] || need=1
@@ -104,12 +112,17 @@ for t in "${targets[@]}"; do
   mkdir -p "$corpus" "$arts"
   seeds=()
   [ -d "$root/tests/fuzz_regressions/$name" ] && seeds+=("$root/tests/fuzz_regressions/$name")
+  len=$max_len
+  if [ "$t" = fuzz_checkpoint ]; then  # seeded with the golden checkpoints, which are larger
+    cp -n "$root"/tests/golden/*.ckpt.safetensors "$corpus/" 2>/dev/null || true
+    len=$(( max_len > 65536 ? max_len : 65536 ))
+  fi
   before=$(ls "$arts" | wc -l)
   log="$out/$t.log"
   echo "fuzz: running $t for ${secs}s (log: $log)"
   rc=0
   ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1} UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1} \
-    nice -n "$nice_n" "$out/bin/$t" -max_total_time="$secs" -max_len="$max_len" -rss_limit_mb="$rss_mb" \
+    nice -n "$nice_n" "$out/bin/$t" -max_total_time="$secs" -max_len="$len" -rss_limit_mb="$rss_mb" \
     -timeout=25 -print_final_stats=1 -artifact_prefix="$arts/" "$corpus" "${seeds[@]}" >"$log" 2>&1 || rc=$?
   execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | tail -1 | grep -o '[0-9]*$' || true)
   [ -n "$execs" ] || execs=$(grep -o '^#[0-9]*' "$log" | tail -1 | tr -d '#' || true)
