@@ -168,7 +168,8 @@ RunDir::RunDir(const std::string& dir) : dir_(dir) {
   generation_ = committed_generation(dir);
   removed_ = remove_stale_temporaries(dir);
   remove_uncommitted_folders();
-  if (generation_ > 0) publish_names(committed_names(dir), true);  // a run killed after a commit may not have
+  // A run killed between its first commit and the links to it left them to be made here.
+  if (generation_ > 0) publish_names(committed_names(dir), true);
 }
 
 RunDir::~RunDir() {
