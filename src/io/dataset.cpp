@@ -158,7 +158,11 @@ Dataset dataset_from_safetensors(SafeTensors st) {
   return ds;
 }
 
-Dataset load_dataset(const std::string& path) { return dataset_from_safetensors(read_safetensors(path)); }
+Dataset load_dataset(const std::string& path) {
+  Dataset ds = dataset_from_safetensors(read_safetensors(path));
+  ds.path = path;
+  return ds;
+}
 
 SafeTensors dataset_to_safetensors(const Dataset& ds) {
   SafeTensors st;

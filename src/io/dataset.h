@@ -22,6 +22,7 @@ struct Dataset {
   std::vector<std::string> classes;
   std::vector<float> mean, std;  // per channel, over pixel values / 255
   std::string source;            // free text: where the data came from
+  std::string path;              // the file load_dataset read it from (empty when made in memory)
 };
 
 // Checks everything load_dataset checks, on a dataset in memory; messages start with `where`.

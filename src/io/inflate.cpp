@@ -727,7 +727,7 @@ std::vector<uint8_t> gunzip_prefix(const uint8_t* data, size_t n, const std::str
     std::string where = source + ": gzip" + (member > 1 ? " member " + std::to_string(member) : "");
     if (!is_gzip(data + p, n - p)) throw_not_gzip(data, n, p, member, source);
     size_t q = gzip_header_end(data, n, p, where), start = out.size(), used = 0;
-    Inflater inf(data + q, n - q, where, out, cap, limit);  // (both count every member's output)
+    Inflater inf(data + q, n - q, where, out, cap, limit);    // (both count every member's output)
     if (inf.run_prefix(&used) || out.size() >= limit) break;  // enough (the rest is not decoded)
     q += used;
     check_gzip_trailer(data, n, q, out.data() + start, out.size() - start, where);

@@ -14,6 +14,7 @@
 #include "core/ops.h"
 #include "io/inflate.h"
 #include "io/safetensors.h"
+#include "model/run_dir.h"
 
 namespace ait {
 
@@ -156,6 +157,12 @@ void check_fits(const AiT& model, const Dataset& ds, const std::string& what) {
                   " is outside the model's " + std::to_string(c.num_classes) + " classes");
 }
 
+// What messages about a dataset name: its file, else (made in memory) its description.
+std::string name_of(const Dataset& ds) {
+  if (!ds.path.empty()) return ds.path;
+  return ds.source.empty() ? "evaluation data" : "evaluation data (" + ds.source + ")";
+}
+
 std::string fmt_time(double s) {
   char buf[32];
   int t = static_cast<int>(s + 0.5);
@@ -187,7 +194,7 @@ private:
 }  // namespace
 
 EvalResult evaluate(AiT& model, const Dataset& ds, int64_t batch_size, MemoryEval mode, bool progress) {
-  check_fits(model, ds, ds.source.empty() ? "evaluation data" : ds.source);
+  check_fits(model, ds, name_of(ds));
   NoGradScope no_grad;
   EvalResult r;
   const int64_t C = model.config().num_classes;
@@ -234,8 +241,8 @@ Dataset load_training_data(const TrainOptions& opt) {
 
 // The run's configuration: the resumed checkpoint's, or the preset with the dataset's geometry,
 // then the JSON file's keys and the --set overrides.
-Config run_config(const TrainOptions& opt, const Dataset& train_ds) {
-  if (!opt.resume.empty()) return AiT::read_config(opt.resume + "/model.safetensors");
+Config run_config(const TrainOptions& opt, const Dataset& train_ds, const CommittedRun& resumed) {
+  if (!opt.resume.empty()) return AiT::read_config(resumed.model);
   Config cfg = Config::preset(opt.model);
   cfg.channels = train_ds.channels;
   cfg.image_height = train_ds.height;
@@ -314,47 +321,27 @@ void train_step(AiT& model, AdamW& adam, const Batch& b, const std::vector<int32
   totals.seen += b.size;
 }
 
-// The run directory: checkpoints, optimizer state and metrics of a training run.
-class RunDir {
-public:
-  RunDir(const TrainOptions& opt, bool resumed) : opt_(opt) {
-    std::filesystem::create_directories(opt.out);
-    metrics_.open(opt.out + "/metrics.jsonl", resumed ? std::ios::app : std::ios::trunc);
-    if (!metrics_) throw Error(opt.out + "/metrics.jsonl: cannot open for writing");
-  }
-  void log(const Json& j) {
-    metrics_ << j.dump() << "\n";
-    metrics_.flush();
-  }
-  // Checkpoint after an epoch (each file: temporary name, then rename), and the best one.
-  void save(const AiT& model, const AdamW& adam, int64_t epoch, double accuracy, double* best) {
-    model.save(opt_.out + "/model.safetensors");
-    if (accuracy > *best) {
-      *best = accuracy;
-      model.save(opt_.out + "/best.safetensors");
-    }
-    SafeTensors st;
-    adam.save_state(st);
-    st.add("epoch", StTensor::from_i64({}, {epoch}));
-    st.add("seed", StTensor::from_i64({}, {opt_.seed}));
-    st.add("best_accuracy", StTensor::from_f32({}, {static_cast<float>(*best)}));
-    st.metadata["format"] = "ait-train-state";
-    st.metadata["note"] =
-        "AdamW moments and step; the data position is the epoch (shuffles derive from seed and epoch)";
-    write_safetensors(opt_.out + "/train_state.safetensors", st);
-  }
-
-private:
-  const TrainOptions& opt_;
-  std::ofstream metrics_;
-};
+// train_state.safetensors (spec §8): the optimizer state and where the run stands.
+SafeTensors train_state_of(const AdamW& adam, int64_t epoch, int64_t seed, double best) {
+  SafeTensors st;
+  adam.save_state(st);
+  st.add("epoch", StTensor::from_i64({}, {epoch}));
+  st.add("seed", StTensor::from_i64({}, {seed}));
+  st.add("best_accuracy", StTensor::from_f32({}, {static_cast<float>(best)}));
+  st.metadata["format"] = "ait-train-state";
+  st.metadata["note"] = "AdamW moments and step; the data position is the epoch (shuffles derive from seed and epoch)";
+  return st;
+}
 
 // Where a resumed run left off: its optimizer state, the next epoch and the best accuracy.
-void resume_from(const TrainOptions& opt, AdamW& adam, int64_t* start_epoch, double* best) {
-  SafeTensors st = read_safetensors(opt.resume + "/train_state.safetensors");
+void resume_from(const TrainOptions& opt, const CommittedRun& run, AdamW& adam, int64_t* start_epoch, double* best) {
+  SafeTensors st = read_safetensors(run.train_state);
   adam.load_state(st);
   *start_epoch = st.get("epoch").i64().at(0);
   *best = st.get("best_accuracy").f32().at(0);
+  if (*start_epoch != run.epoch)
+    throw Error(run.train_state + ": records epoch " + std::to_string(*start_epoch) +
+                ", but its checkpoint is of epoch " + std::to_string(run.epoch));
   if (st.get("seed").i64().at(0) != opt.seed)
     throw Error("--resume " + opt.resume + ": the run used --seed " + std::to_string(st.get("seed").i64().at(0)) +
                 ", not " + std::to_string(opt.seed));
@@ -400,9 +387,10 @@ double train(const TrainOptions& opt, Kernels& dev) {
   if (opt.batch_size < 1) throw Error("--batch-size must be at least 1");
   if (opt.epochs < 1) throw Error("--epochs must be at least 1");
   if (opt.out.empty()) throw Error("--out DIR is required");
-  const Config cfg = run_config(opt, train_ds);
-  AiT model = opt.resume.empty() ? AiT(cfg, dev, static_cast<uint64_t>(opt.seed))
-                                 : AiT::load(opt.resume + "/model.safetensors", dev);
+  RunDir dir(opt.out);  // locked from here on; the committed files change only at the next commit
+  const CommittedRun resumed = opt.resume.empty() ? CommittedRun{} : read_committed_run(opt.resume);
+  const Config cfg = run_config(opt, train_ds, resumed);
+  AiT model = opt.resume.empty() ? AiT(cfg, dev, static_cast<uint64_t>(opt.seed)) : AiT::load(resumed.model, dev);
   if (model.data_mean.empty()) model.data_mean = train_ds.mean, model.data_std = train_ds.std;
   check_fits(model, train_ds, opt.data);
   check_fits(model, val_ds, opt.val.empty() ? opt.data : opt.val);
@@ -410,10 +398,15 @@ double train(const TrainOptions& opt, Kernels& dev) {
   const Schedule sched = schedule_of(opt, train_ds.n);
   int64_t start_epoch = 0;
   double best = -1;
-  if (!opt.resume.empty()) resume_from(opt, adam, &start_epoch, &best);
-  RunDir dir(opt, start_epoch > 0);
+  if (!opt.resume.empty()) {
+    resume_from(opt, resumed, adam, &start_epoch, &best);
+    dir.continue_from(resumed);
+  }
+  for (const std::string& name : dir.removed())
+    std::fprintf(stderr, "ait train: removed %s/%s, left by a run that was stopped\n", opt.out.c_str(), name.c_str());
   std::fprintf(stderr, "ait train: %s, %lld parameters, %lld train / %lld val images, %lld steps/epoch, device %s\n",
-               opt.model.c_str(), static_cast<long long>(model.parameter_count()), static_cast<long long>(train_ds.n),
+               opt.resume.empty() ? opt.model.c_str() : ("the run in " + opt.resume).c_str(),
+               static_cast<long long>(model.parameter_count()), static_cast<long long>(train_ds.n),
                static_cast<long long>(val_ds.n), static_cast<long long>(sched.steps_per_epoch), dev.name().c_str());
 
   StepLog log{opt, sched};
@@ -446,7 +439,10 @@ double train(const TrainOptions& opt, Kernels& dev) {
     j.set("images_per_s", totals.seen / epoch_s);
     j.set("seconds", epoch_s);
     dir.log(j);
-    dir.save(model, adam, epoch + 1, ev.accuracy(), &best);
+    const double accuracy = static_cast<float>(ev.accuracy());  // as train_state keeps it: resumed runs compare alike
+    const bool improved = accuracy > best;
+    if (improved) best = accuracy;
+    dir.commit(epoch + 1, model, improved, train_state_of(adam, epoch + 1, opt.seed, best));
     if (opt.stop_after_epochs > 0 && epoch + 1 - start_epoch >= opt.stop_after_epochs) break;
   }
   return best;

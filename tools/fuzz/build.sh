@@ -48,7 +48,7 @@ if ! "$CXX" -fsanitize=fuzzer,address,undefined "$probe.cpp" -o "$probe" 2>"$pro
 fi
 
 # The parsers the targets exercise and what they pull in (kept to the I/O layer: no model code).
-lib_srcs=(apps/convert io/image io/npy io/dataset io/safetensors io/json io/inflate io/file io/idx)
+lib_srcs=(apps/convert io/image io/npy io/dataset io/safetensors io/json io/inflate io/whole_file io/idx)
 # fuzz_checkpoint alone also links the model and the CPU tensor backend it runs on.
 model_srcs=(core/tensor core/ops cpu/cpu_kernels cpu/gemm cpu/threadpool model/config model/model)
 flags=(-std=c++17 -g -O1 -fno-omit-frame-pointer -fno-sanitize-recover=undefined -pthread -I"$root/src")
