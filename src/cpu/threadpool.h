@@ -37,12 +37,18 @@ private:
 
 // The process-wide pool: AIT_THREADS workers (default: all cores).
 ThreadPool& pool();
-// Replace the process-wide pool (tests compare 1 and 2 threads).
+// Replace the process-wide pool with one of `threads` workers (at least 1). Tests use it to run
+// the same computation at several thread counts; call it only while no kernel is running.
 void set_num_threads(int threads);
 int num_threads();
 
 // Static split of [0, n) into contiguous ranges, one per pool task; ranges shorter than `grain`
 // items are merged so that tiny loops run on one thread.
 void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t begin, int64_t end)>& fn);
+
+// For tests: while `grain` > 0, parallel_for uses it in place of every caller's grain, so that
+// even small inputs are spread over all threads (1: as finely as possible). 0 restores the
+// callers' grains. Results must not change either way (docs/spec.md §10).
+void set_grain_override(int64_t grain);
 
 }  // namespace ait
