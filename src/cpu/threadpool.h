@@ -1,6 +1,7 @@
 // A small fixed thread pool shared by the GEMM and the large elementwise / row-wise kernels.
 // Work is split statically (chunk i always goes to the same worker), so results never depend
-// on scheduling: the same thread count gives bit-identical output.
+// on scheduling. The kernels are written so that they do not depend on the split either: any
+// thread count gives bit-identical output (docs/spec.md §10).
 #pragma once
 #include <condition_variable>
 #include <cstdint>
