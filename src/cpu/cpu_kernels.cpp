@@ -1,6 +1,10 @@
 // The CPU backend of the op table (kernels.h). Loops are split statically over rows or
-// elements with parallel_for, and every sum runs in a fixed order inside one task, so the
-// output never depends on thread scheduling or, except for GEMM blocking, on thread count.
+// elements with parallel_for; threads only decide who computes which outputs. Every output
+// element (a row's statistics, a column's sum over rows) is computed by one task, in an order
+// that depends on the sizes alone, and this file is compiled without floating-point contraction
+// (CMakeLists.txt; fused multiply-adds only where written, madd below), so an element rounds the
+// same in a loop's vector body and in its scalar remainder wherever the chunk boundaries fall. Results are therefore
+// the same bits for any thread count (docs/spec.md §10; tests/test_threads.cpp).
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -81,6 +85,17 @@ inline float row_max(const float* x, int64_t n, float scale) {
   return m;
 }
 
+// a*b + c as one fused operation where the build targets hardware FMA. This file is compiled
+// without contraction (CMakeLists.txt), so the fusion is spelled out: the vector body and the
+// scalar remainder of a loop then both use it, and the polynomials below keep the FMA's speed.
+inline float madd(float a, float b, float c) {
+#ifdef __FMA__
+  return __builtin_fmaf(a, b, c);
+#else
+  return a * b + c;
+#endif
+}
+
 // exp and erf written so that loops over them vectorise (libm's calls do not). exp: Cody-Waite
 // range reduction and a degree-6 polynomial (Cephes' expf coefficients), within 2 ulp for
 // x in [-87, 88], clamped outside. erf: the Chebyshev erfc fit of Numerical Recipes (fractional
@@ -89,16 +104,16 @@ inline float exp_fast(float x) {
   // The integer part is taken by truncating a positive number (no floor call, which the
   // compiler will not vectorise under strict IEEE flags); NaN is carried through by a select.
   float xc = x == x ? std::min(std::max(x, -87.0f), 88.0f) : 0.0f;
-  int32_t ni = static_cast<int32_t>(xc * 1.44269504088896341f + 128.5f) - 128;
+  int32_t ni = static_cast<int32_t>(madd(xc, 1.44269504088896341f, 128.5f)) - 128;
   float n = static_cast<float>(ni);
-  float r = xc - n * 0.693359375f + n * 2.12194440e-4f;
+  float r = madd(n, 2.12194440e-4f, madd(n, -0.693359375f, xc));
   float p = 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  p = p * r * r + r + 1.0f;
+  p = madd(p, r, 1.3981999507e-3f);
+  p = madd(p, r, 8.3334519073e-3f);
+  p = madd(p, r, 4.1665795894e-2f);
+  p = madd(p, r, 1.6666665459e-1f);
+  p = madd(p, r, 5.0000001201e-1f);
+  p = madd(p * r, r, r) + 1.0f;
   int32_t bits = (ni + 127) << 23;
   float scale;
   std::memcpy(&scale, &bits, 4);
@@ -106,17 +121,18 @@ inline float exp_fast(float x) {
 }
 inline float erf_fast(float x) {
   float z = std::fabs(x);
-  float t = 1.0f / (1.0f + 0.5f * z);
-  float poly =
-      -1.26551223f +
-      t * (1.00002368f +
-           t * (0.37409196f +
-                t * (0.09678418f +
-                     t * (-0.18628806f +
-                          t * (0.27886807f +
-                               t * (-1.13520398f + t * (1.48851587f + t * (-0.82215223f + t * 0.17087277f))))))));
-  float erfc = t * exp_fast(-z * z + poly);
-  float r = 1.0f - erfc;
+  float t = 1.0f / madd(0.5f, z, 1.0f);
+  // The erfc fit's polynomial in t, Horner steps written out (a loop here stops vectorisation).
+  float poly = madd(0.17087277f, t, -0.82215223f);
+  poly = madd(poly, t, 1.48851587f);
+  poly = madd(poly, t, -1.13520398f);
+  poly = madd(poly, t, 0.27886807f);
+  poly = madd(poly, t, -0.18628806f);
+  poly = madd(poly, t, 0.09678418f);
+  poly = madd(poly, t, 0.37409196f);
+  poly = madd(poly, t, 1.00002368f);
+  poly = madd(poly, t, -1.26551223f);
+  float r = madd(-t, exp_fast(madd(-z, z, poly)), 1.0f);  // 1 - erfc
   return x < 0 ? -r : r;
 }
 
@@ -206,7 +222,7 @@ public:
         float v = px[i];
         float cdf = 0.5f * (1.0f + erf_fast(v * 0.70710678118654752f));
         float pdf = 0.39894228040143268f * exp_fast(-0.5f * v * v);
-        po[i] = pd[i] * (cdf + v * pdf);
+        po[i] = pd[i] * madd(v, pdf, cdf);
       }
     });
   }
@@ -533,7 +549,7 @@ public:
 private:
   static void softmax_row(const float* x, float* y, int64_t n, float scale) {
     float mx = row_max(x, n, scale);
-    for (int64_t j = 0; j < n; ++j) y[j] = exp_fast(scale * x[j] - mx);
+    for (int64_t j = 0; j < n; ++j) y[j] = exp_fast(madd(scale, x[j], -mx));
     float s = lane_sum(n, [&](int64_t j) { return y[j]; });
     float inv = 1.0f / s;
     for (int64_t j = 0; j < n; ++j) y[j] *= inv;

@@ -1,6 +1,7 @@
 #include "cpu/threadpool.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <memory>
 #include <string>
@@ -9,7 +10,8 @@ namespace ait {
 
 namespace {
 thread_local bool t_inside_pool = false;
-}
+std::atomic<int64_t> g_grain_override{0};
+}  // namespace
 
 ThreadPool::ThreadPool(int threads) : nthreads_(std::max(1, threads)) {
   for (int i = 1; i < nthreads_; ++i) workers_.emplace_back(&ThreadPool::worker, this, i);
@@ -87,6 +89,7 @@ int num_threads() { return pool().size(); }
 void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) {
   if (n <= 0) return;
   int tasks = num_threads();
+  if (int64_t forced = g_grain_override.load(std::memory_order_relaxed)) grain = forced;
   if (grain < 1) grain = 1;
   int64_t useful = std::max<int64_t>(1, n / grain);
   if (tasks == 1 || useful == 1) {
@@ -100,5 +103,7 @@ void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, in
     if (begin < end) fn(begin, end);
   });
 }
+
+void set_grain_override(int64_t grain) { g_grain_override.store(std::max<int64_t>(0, grain)); }
 
 }  // namespace ait
