@@ -17,20 +17,9 @@
 
 using namespace ait;
 using test::fresh_tmpdir;
+using test::run_program;
 
 namespace {
-
-// Runs build/PROGRAM ARGS; returns the exit status, stdout + stderr in *output.
-int run_program(const std::string& program, const std::string& args, std::string* output) {
-  std::string cmd = std::string(AIT_BINARY_DIR) + "/" + program + " " + args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  std::string out;
-  char buf[512];
-  while (p && fgets(buf, sizeof buf, p)) out += buf;
-  int status = p ? pclose(p) : -1;
-  if (output) *output = out;
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
 
 bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
 

@@ -21,6 +21,7 @@
 namespace fs = std::filesystem;
 using namespace ait;
 using test::error_of;
+using test::run_program;
 
 namespace {
 
@@ -94,19 +95,6 @@ std::vector<uint8_t> filter_rows(const std::vector<uint8_t>& px, int w, int h, i
     }
   }
   return raw;
-}
-
-// Runs build/ait-convert (or another program there) with `args`; returns its exit status and
-// puts stdout + stderr into *output.
-int run_program(const std::string& program, const std::string& args, std::string* output) {
-  std::string cmd = std::string(AIT_BINARY_DIR) + "/" + program + " " + args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  std::string out;
-  char buf[512];
-  while (p && fgets(buf, sizeof buf, p)) out += buf;
-  int status = p ? pclose(p) : -1;
-  if (output) *output = out;
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
 // Names of the entries of `dir`, sorted.

@@ -35,25 +35,8 @@ const bool g_kill_hook_cleared = [] {
   return true;
 }();
 
-struct Outcome {
-  bool killed = false;  // ended by SIGKILL
-  int exit_code = -1;   // when it exited
-  std::string output;   // stdout and stderr
-};
-
 // Runs `env ait args` through the shell, capturing its output.
-Outcome run_ait(const std::string& env, const std::string& args) {
-  const std::string cmd = env + " " + std::string(AIT_BINARY_DIR) + "/ait " + args + " 2>&1";
-  Outcome o;
-  FILE* p = popen(cmd.c_str(), "r");
-  char buf[512];
-  while (p && fgets(buf, sizeof buf, p)) o.output += buf;
-  const int status = p ? pclose(p) : -1;
-  // A shell that does not exec its last command reports a signal as 128 + its number.
-  o.killed = (WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) || (WIFEXITED(status) && WEXITSTATUS(status) == 137);
-  o.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return o;
-}
+ProgramRun run_ait(const std::string& env, const std::string& args) { return run_built_program("ait", args, env); }
 
 // A micro AiT on 24 quadrant images in batches of 8: 3 steps per epoch, a step line each.
 std::string run_args(const std::string& data, const std::string& out, int epochs) {
@@ -141,14 +124,14 @@ std::vector<std::string> split(const std::string& text) {
 // and the continued run leaves no temporaries or stale folders.
 TEST(Crash, KilledBeforeEachDiskStepResumesToTheSameBits) {
   const std::string dir = test_tmpdir(), data = write_quadrant_dataset(dir, 24, 11), straight = dir + "/straight";
-  Outcome s = run_ait("", run_args(data, straight, 2));
+  ProgramRun s = run_ait("", run_args(data, straight, 2));
   ASSERT_EQ(s.exit_code, 0) << s.output;
   const std::vector<std::string> want_metrics = metrics_without_timings(straight + "/metrics.jsonl");
   ASSERT_EQ(want_metrics.size(), 8u);  // 3 step lines and an epoch line per epoch
   int points = 0;
   for (int n = 1; n <= 200 && !points; ++n) {
     const std::string run = fresh_tmpdir("killed");
-    Outcome k = run_ait("AIT_TEST_KILL_AT=" + std::to_string(n), run_args(data, run, 2));
+    ProgramRun k = run_ait("AIT_TEST_KILL_AT=" + std::to_string(n), run_args(data, run, 2));
     if (!k.killed) {
       ASSERT_EQ(k.exit_code, 0) << k.output;
       points = n - 1;
@@ -163,11 +146,11 @@ TEST(Crash, KilledBeforeEachDiskStepResumesToTheSameBits) {
       EXPECT_EQ(metrics_without_timings(run + "/metrics.jsonl"), lines_through_epoch(want_metrics, c.epoch)) << where;
     } else {
       EXPECT_FALSE(fs::exists(run + "/model.safetensors")) << where;
-      Outcome r = run_ait("", run_args(data, run, 2) + " --resume " + run);
+      ProgramRun r = run_ait("", run_args(data, run, 2) + " --resume " + run);
       EXPECT_EQ(r.exit_code, 1) << where << "\n" << r.output;
       EXPECT_NE(r.output.find(run + ": no committed checkpoint"), std::string::npos) << where << "\n" << r.output;
     }
-    Outcome r = run_ait("", run_args(data, run, 2) + (committed ? " --resume " + run : ""));
+    ProgramRun r = run_ait("", run_args(data, run, 2) + (committed ? " --resume " + run : ""));
     ASSERT_EQ(r.exit_code, 0) << where << "\n" << r.output;
     for (const char* f : {"/model.safetensors", "/best.safetensors", "/train_state.safetensors"})
       EXPECT_EQ(bytes_of(run + f), bytes_of(straight + f)) << where << ": " << f;
@@ -193,7 +176,7 @@ TEST(Crash, SecondTrainIntoOneDirectoryIsRefused) {
     locked = std::getline(f, text) && text == pid;
     if (!locked) std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
-  Outcome second = run_ait("", run_args(data, run, 1));
+  ProgramRun second = run_ait("", run_args(data, run, 1));
   kill(first, SIGKILL);
   int status = 0;
   waitpid(first, &status, 0);
@@ -203,7 +186,7 @@ TEST(Crash, SecondTrainIntoOneDirectoryIsRefused) {
       << second.output;
   EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) << "the first train ended before it was killed";
 
-  Outcome third = run_ait("", run_args(data, run, 1));
+  ProgramRun third = run_ait("", run_args(data, run, 1));
   EXPECT_EQ(third.exit_code, 0) << third.output;
   EXPECT_EQ(read_committed_run(run).epoch, 1);
 }

@@ -33,18 +33,6 @@ std::vector<std::string> read_lines(const std::string& path) {
   return lines;
 }
 
-// Runs the ait binary; returns exit code and captures stderr+stdout.
-int run_ait(const std::string& args, std::string* output) {
-  std::string cmd = std::string(AIT_BINARY_DIR) + "/ait " + args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  std::string out;
-  char buf[512];
-  while (p && fgets(buf, sizeof buf, p)) out += buf;
-  int status = p ? pclose(p) : -1;
-  if (output) *output = out;
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
 }  // namespace
 
 TEST(Train, LearnsAndResumesBitIdentically) {
@@ -84,20 +72,23 @@ TEST(Cli, BadInputGivesOneClearError) {
   std::string out;
 
   // A model whose patch size does not divide the images.
-  EXPECT_EQ(run_ait("train --data " + data + " --set patch_size=5 --out " + dir + "/r1 --device cpu", &out), 1);
+  EXPECT_EQ(run_program("ait", "train --data " + data + " --set patch_size=5 --out " + dir + "/r1 --device cpu", &out),
+            1);
   EXPECT_NE(out.find("patch_size"), std::string::npos) << out;
 
   // A label outside the model's classes (the dataset reader rejects it first, naming the file).
   SafeTensors st = dataset_to_safetensors(ds);
   st.metadata["classes"] = "[\"a\",\"b\",\"c\"]";
   write_safetensors(dir + "/badlabel.safetensors", st);
-  EXPECT_EQ(run_ait("train --data " + dir + "/badlabel.safetensors --out " + dir + "/r2 --device cpu", &out), 1);
+  EXPECT_EQ(run_program("ait", "train --data " + dir + "/badlabel.safetensors --out " + dir + "/r2 --device cpu", &out),
+            1);
   EXPECT_NE(out.find("badlabel.safetensors"), std::string::npos) << out;
   EXPECT_NE(out.find("label"), std::string::npos) << out;
 
   // Truncated checkpoint: the header claims more bytes than the file has.
   ASSERT_EQ(
-      run_ait(
+      run_program(
+          "ait",
           "train --data " + data +
               " --set dim=16 --set heads=2 --set head_dim=8 --set mlp_dim=32 --set bottleneck=16 --epochs 1 --out " +
               dir + "/r3 --device cpu",
@@ -108,7 +99,8 @@ TEST(Cli, BadInputGivesOneClearError) {
   auto size = fs::file_size(ckpt);
   fs::copy_file(ckpt, dir + "/trunc.safetensors");
   fs::resize_file(dir + "/trunc.safetensors", size / 2);
-  EXPECT_EQ(run_ait("eval --checkpoint " + dir + "/trunc.safetensors --data " + data + " --device cpu", &out), 1);
+  EXPECT_EQ(
+      run_program("ait", "eval --checkpoint " + dir + "/trunc.safetensors --data " + data + " --device cpu", &out), 1);
   EXPECT_NE(out.find("trunc.safetensors"), std::string::npos) << out;
 
   // A checkpoint whose images do not fit the data.
@@ -116,17 +108,18 @@ TEST(Cli, BadInputGivesOneClearError) {
   wide.width = 8, wide.height = 8;
   wide.images.resize(4 * 64);
   save_dataset(dir + "/small.safetensors", wide);
-  EXPECT_EQ(run_ait("eval --checkpoint " + ckpt + " --data " + dir + "/small.safetensors --device cpu", &out), 1);
+  EXPECT_EQ(
+      run_program("ait", "eval --checkpoint " + ckpt + " --data " + dir + "/small.safetensors --device cpu", &out), 1);
   EXPECT_NE(out.find("model expects 1x12x12"), std::string::npos) << out;
 
   // Good eval works and prints accuracy + confusion matrix.
-  EXPECT_EQ(run_ait("eval --checkpoint " + ckpt + " --data " + data + " --device cpu", &out), 0) << out;
+  EXPECT_EQ(run_program("ait", "eval --checkpoint " + ckpt + " --data " + data + " --device cpu", &out), 0) << out;
   EXPECT_NE(out.find("confusion matrix"), std::string::npos);
 
   // Unknown options and missing required ones name the option (usage errors: status 2).
-  EXPECT_EQ(run_ait("eval --checkpoint " + ckpt + " --data " + data + " --bogus 1", &out), 2);
+  EXPECT_EQ(run_program("ait", "eval --checkpoint " + ckpt + " --data " + data + " --bogus 1", &out), 2);
   EXPECT_NE(out.find("--bogus"), std::string::npos);
-  EXPECT_EQ(run_ait("dump --checkpoint " + ckpt, &out), 2);
+  EXPECT_EQ(run_program("ait", "dump --checkpoint " + ckpt, &out), 2);
   EXPECT_NE(out.find("--batch"), std::string::npos);
 
   // A dump onto a missing directory fails cleanly and leaves no temporary file behind.
@@ -134,9 +127,10 @@ TEST(Cli, BadInputGivesOneClearError) {
   batch.add("images", StTensor::from_f32({1, 1, 12, 12}, std::vector<float>(144, 0.5f)));
   batch.add("labels", StTensor::from_i64({1}, {7}));
   write_safetensors(dir + "/batch.safetensors", batch);
-  EXPECT_EQ(run_ait("dump --checkpoint " + ckpt + " --batch " + dir + "/batch.safetensors --out " + dir +
-                        "/d.safetensors --device cpu",
-                    &out),
+  EXPECT_EQ(run_program("ait",
+                        "dump --checkpoint " + ckpt + " --batch " + dir + "/batch.safetensors --out " + dir +
+                            "/d.safetensors --device cpu",
+                        &out),
             1);
   EXPECT_NE(out.find("label 7"), std::string::npos) << out;
   EXPECT_FALSE(fs::exists(dir + "/d.safetensors"));
@@ -149,9 +143,10 @@ TEST(Cli, BadInputGivesOneClearError) {
   batch.add("images", StTensor::from_f32({1, 1, 12, 12}, px));
   batch.add("labels", StTensor::from_i64({1}, {1}));
   write_safetensors(dir + "/nan.safetensors", batch);
-  EXPECT_EQ(run_ait("dump --checkpoint " + ckpt + " --batch " + dir + "/nan.safetensors --out " + dir +
-                        "/d.safetensors --device cpu",
-                    &out),
+  EXPECT_EQ(run_program("ait",
+                        "dump --checkpoint " + ckpt + " --batch " + dir + "/nan.safetensors --out " + dir +
+                            "/d.safetensors --device cpu",
+                        &out),
             1);
   EXPECT_NE(out.find("NaN"), std::string::npos) << out;
 }

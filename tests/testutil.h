@@ -3,12 +3,14 @@
 // training runs.
 #pragma once
 #include <gtest/gtest.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
 #include <cmath>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -30,6 +32,33 @@
 #include "vulkan/device.h"
 
 namespace ait::test {
+
+// One run of a program of this build (`AIT_BINARY_DIR/program args`, through the shell, with
+// `env` assignments before it): its exit status (-1 when it did not exit), whether SIGKILL stopped
+// it, and its stdout and stderr together.
+struct ProgramRun {
+  int exit_code = -1;
+  bool killed = false;
+  std::string output;
+};
+inline ProgramRun run_built_program(const std::string& program, const std::string& args, const std::string& env = "") {
+  const std::string cmd = env + " " + std::string(AIT_BINARY_DIR) + "/" + program + " " + args + " 2>&1";
+  ProgramRun r;
+  FILE* p = popen(cmd.c_str(), "r");
+  char buf[512];
+  while (p && fgets(buf, sizeof buf, p)) r.output += buf;
+  const int status = p ? pclose(p) : -1;
+  // A shell that does not exec its last command reports a signal as 128 + its number.
+  r.killed = (WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) || (WIFEXITED(status) && WEXITSTATUS(status) == 137);
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+// The same, for tests that want the status and the output apart.
+inline int run_program(const std::string& program, const std::string& args, std::string* output) {
+  ProgramRun r = run_built_program(program, args);
+  if (output) *output = r.output;
+  return r.exit_code;
+}
 
 inline std::vector<float> random_values(int64_t n, uint64_t seed, float lo = -1.0f, float hi = 1.0f) {
   Rng rng(seed);

@@ -14,6 +14,7 @@
 #include "io/dataset.h"
 #include "io/safetensors.h"
 #include "model/model.h"
+#include "model/run_dir.h"
 #include "model/options.h"
 #include "model/train.h"
 #include "vulkan/device.h"
@@ -38,7 +39,7 @@ std::string class_name(const Dataset& ds, int64_t c) {
 // preset ("" when its config is none: validate_train_options then compares nothing).
 std::string model_name(const cli::Args& a) {
   if (a.has("model") || !a.has("resume")) return a.choice("model", Config::preset_names(), "tiny");
-  const Config run = AiT::read_config(a.get("resume") + "/model.safetensors");
+  const Config run = AiT::read_config(read_committed_run(a.get("resume")).model);
   std::fprintf(stderr, "ait train: resuming %s with its config %s\n", a.get("resume").c_str(),
                run.to_json().dump().c_str());
   return run.matching_preset();
