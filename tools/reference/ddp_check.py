@@ -6,7 +6,7 @@ batch 32 for 3 steps in float64, then `ait` on the written run, then the step ti
 
 Exit status 0 when every check passes. Everything is written under a temporary folder.
 """
-import json, os, re, shutil, socket, subprocess, sys, tempfile
+import json, math, os, re, shutil, socket, subprocess, sys, tempfile
 
 import torch
 
@@ -55,8 +55,14 @@ def train(replicas, args):
                    LOCAL_WORLD_SIZE=str(replicas), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
         procs.append(subprocess.Popen([sys.executable, os.path.join(here, "train_ddp.py")] + args, env=env,
                                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
-    outputs = [p.communicate()[0] for p in procs]
-    if any(p.returncode for p in procs):
+    try:
+        outputs = [p.communicate(timeout=600)[0] for p in procs]
+    except subprocess.TimeoutExpired:
+        for p in procs:
+            p.kill()
+        outputs = [p.communicate()[0] for p in procs]
+        outputs.append("(stopped after 600 s)")
+    if any(p.returncode for p in procs) or "(stopped after 600 s)" in outputs:
         sys.exit("ddp_check: train_ddp.py " + " ".join(args) + " failed:\n" + "\n".join(outputs))
     return json.loads([line for line in outputs[0].splitlines() if line.startswith('{"replicas"')][-1])
 
@@ -89,7 +95,7 @@ def equivalence(work, data, start):
     local, _ = compare_traces(f"{work}/local.rec", f"{work}/one.rec")
     print(f"  (for contrast, each replica writing from its own shard: memory differs by {local['memory']:.3e},"
           f" parameters by {local['param']:.3e})")
-    check("the contrast run differs (memory)", 1e-6 / max(local["memory"], 1e-300), 1)
+    check("per-shard writing differs (1e-6 / its memory difference)", 1e-6 / max(local["memory"], 1e-300), 1)
 
 
 def against_ait(work, ait, data):
@@ -112,12 +118,18 @@ def against_ait(work, ait, data):
     check("ait dump eval.logits vs reference logits (relative)", rel(dumped["eval.logits"].double(), logits), 1e-5)
     out = subprocess.run([ait, "eval", "--checkpoint", model_path, "--data", data], capture_output=True, text=True)
     m = re.search(r"cross-entropy ([0-9.]+)", out.stdout)
-    check("ait eval cross-entropy vs reference (printed to 4 decimals)", abs(float(m.group(1)) - ce) if m else 1e9, 1e-4)
+    err = abs(float(m.group(1)) - ce) if m else math.inf
+    check("ait eval cross-entropy vs reference (printed to 4 decimals)", err, 1e-4)
     out = subprocess.run([ait, "train", "--resume", f"{work}/two", "--out", f"{work}/two", "--data", data,
                           "--epochs", "2", "--batch-size", "32", "--seed", "0"], capture_output=True, text=True)
     if out.returncode:
         print(out.stdout + out.stderr)
     check("ait train --resume continues the run (exit status)", out.returncode, 0)
+    train(2, ["--data", data, "--resume", f"{work}/two", "--out", f"{work}/two", "--epochs", "3",
+              "--batch-size", "32", "--seed", "0"])
+    with open(f"{work}/two/current/checkpoint.json") as f:
+        epoch = json.load(f)["epoch"]
+    check("train_ddp.py --resume of ait's run commits epoch 3", abs(epoch - 3), 0)
 
 
 def timing(work):
@@ -130,9 +142,10 @@ def timing(work):
                    "memory_heads": 4, "bottleneck": 64}, f)
     args = ["--data", data, "--config", cfg, "--batch-size", "64", "--max-steps", "8", "--no-checkpoint",
             "--out", f"{work}/time"]
-    one, two = train(1, args), train(2, args)
-    print(f"  1 process (2 threads):           {one['step_ms']:8.1f} ms/step")
-    print(f"  2 gloo replicas (1 thread each): {two['step_ms']:8.1f} ms/step")
+    one, one2, two = train(1, args + ["--threads", "1"]), train(1, args + ["--threads", "2"]), train(2, args)
+    print(f"  1 process, 1 thread:             {one['step_ms']:8.1f} ms/step")
+    print(f"  1 process, 2 threads:            {one2['step_ms']:8.1f} ms/step")
+    print(f"  2 gloo replicas, 1 thread each:  {two['step_ms']:8.1f} ms/step")
 
 
 def main():

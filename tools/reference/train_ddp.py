@@ -154,7 +154,8 @@ def save_train_state(model, opt, path, epoch, seed, best, step):
     for name, p in model.named_parameters():
         st = opt.state.get(p, {})
         for key, moment in (("m", "exp_avg"), ("v", "exp_avg_sq")):
-            tensors[f"adam.{key}.{name}"] = st[moment].float() if moment in st else torch.zeros_like(p, dtype=torch.float32)
+            zeros = torch.zeros_like(p, dtype=torch.float32)  # never stepped, or no gradient (spec 8)
+            tensors[f"adam.{key}.{name}"] = st[moment].float() if moment in st else zeros
     ref.save_safetensors(path, tensors, {"format": "ait-train-state", "note": "written by train_ddp.py"})
 
 
@@ -212,7 +213,8 @@ def commit(out, files, epoch):
 def read_run(run):
     """The committed model, train state and metrics lines of an ait run directory."""
     folder = os.path.join(run, "current") if os.path.islink(os.path.join(run, "current")) else run
-    lines = open(os.path.join(folder, "metrics.jsonl")).read() if os.path.exists(os.path.join(folder, "metrics.jsonl")) else ""
+    metrics = os.path.join(folder, "metrics.jsonl")
+    lines = open(metrics).read() if os.path.exists(metrics) else ""
     return os.path.join(folder, "model.safetensors"), os.path.join(folder, "train_state.safetensors"), lines
 
 # ---------------------------------------------------------------- training
@@ -427,6 +429,7 @@ def main(argv=None):
         print(json.dumps({"replicas": world, "global_batch": args.batch_size, "steps": len(ctx["step_times"]),
                           "step_ms": 1000 * sum(times) / max(len(times), 1), "dtype": args.dtype}), flush=True)
     if world > 1:
+        dist.barrier()  # leave together: a gloo peer that closes its sockets first can leave the other spinning
         dist.destroy_process_group()
 
 
