@@ -81,18 +81,28 @@ def compare_traces(one, two):
     return worst, a["step_losses"]
 
 
-def equivalence(work, data, start):
-    print("2 gloo replicas x batch 16 vs 1 process x batch 32, 3 steps, float64:")
-    common = ["--data", data, "--checkpoint", start, "--epochs", "1", "--batch-size", "32", "--dtype", "float64",
-              "--lr", "3e-3", "--seed", "0"]
-    train(1, common + ["--out", f"{work}/one", "--record", f"{work}/one.rec"])
-    train(2, common + ["--out", f"{work}/two", "--record", f"{work}/two.rec"])
-    worst, losses = compare_traces(f"{work}/two.rec", f"{work}/one.rec")
-    check(f"steps recorded ({len(losses)})", abs(len(losses) - 3), 0)
+def compare_runs(work, common, tag, title):
+    print(title)
+    train(1, common + ["--out", f"{work}/{tag}1", "--record", f"{work}/{tag}1.rec"])
+    train(2, common + ["--out", f"{work}/{tag}2", "--record", f"{work}/{tag}2.rec"])
+    worst, losses = compare_traces(f"{work}/{tag}2.rec", f"{work}/{tag}1.rec")
     for group, err in sorted(worst.items()):
         check(f"{group} (worst tensor, relative)", err, 1e-10)
-    train(2, common + ["--out", f"{work}/local", "--record", f"{work}/local.rec", "--local-write"])
-    local, _ = compare_traces(f"{work}/local.rec", f"{work}/one.rec")
+    return losses
+
+
+def equivalence(work, data, start):
+    common = ["--data", data, "--checkpoint", start, "--epochs", "1", "--dtype", "float64", "--lr", "3e-3",
+              "--seed", "0"]
+    losses = compare_runs(work, common + ["--batch-size", "32"], "even",
+                          "2 gloo replicas x batch 16 vs 1 process x batch 32, 3 steps, float64:")
+    check(f"steps recorded ({len(losses)})", abs(len(losses) - 3), 0)
+    losses = compare_runs(work, common + ["--batch-size", "27"], "odd",
+                          "uneven shards: global batch 27 (14 + 13), the last 15 (8 + 7), 4 steps:")
+    check(f"steps recorded ({len(losses)})", abs(len(losses) - 4), 0)
+    train(2, common + ["--batch-size", "32", "--out", f"{work}/local", "--record", f"{work}/local.rec",
+                       "--local-write"])
+    local, _ = compare_traces(f"{work}/local.rec", f"{work}/even1.rec")
     print(f"  (for contrast, each replica writing from its own shard: memory differs by {local['memory']:.3e},"
           f" parameters by {local['param']:.3e})")
     check("per-shard writing differs (1e-6 / its memory difference)", 1e-6 / max(local["memory"], 1e-300), 1)
@@ -100,7 +110,7 @@ def equivalence(work, data, start):
 
 def against_ait(work, ait, data):
     print("ait on the run written by 2 replicas:")
-    model_path = f"{work}/two/model.safetensors"
+    model_path = f"{work}/even2/model.safetensors"
     model = ref.load_checkpoint(model_path).double()
     _, meta = ref.load_safetensors(model_path)
     norm = json.loads(meta["data_mean"]), json.loads(meta["data_std"])
@@ -120,14 +130,14 @@ def against_ait(work, ait, data):
     m = re.search(r"cross-entropy ([0-9.]+)", out.stdout)
     err = abs(float(m.group(1)) - ce) if m else math.inf
     check("ait eval cross-entropy vs reference (printed to 4 decimals)", err, 1e-4)
-    out = subprocess.run([ait, "train", "--resume", f"{work}/two", "--out", f"{work}/two", "--data", data,
+    out = subprocess.run([ait, "train", "--resume", f"{work}/even2", "--out", f"{work}/even2", "--data", data,
                           "--epochs", "2", "--batch-size", "32", "--seed", "0"], capture_output=True, text=True)
     if out.returncode:
         print(out.stdout + out.stderr)
     check("ait train --resume continues the run (exit status)", out.returncode, 0)
-    train(2, ["--data", data, "--resume", f"{work}/two", "--out", f"{work}/two", "--epochs", "3",
+    train(2, ["--data", data, "--resume", f"{work}/even2", "--out", f"{work}/even2", "--epochs", "3",
               "--batch-size", "32", "--seed", "0"])
-    with open(f"{work}/two/current/checkpoint.json") as f:
+    with open(f"{work}/even2/current/checkpoint.json") as f:
         epoch = json.load(f)["epoch"]
     check("train_ddp.py --resume of ait's run commits epoch 3", abs(epoch - 3), 0)
 

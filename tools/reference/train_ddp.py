@@ -189,9 +189,10 @@ def commit(out, files, epoch):
     for name, write in files:
         path = os.path.join(out, folder, name)
         write(path + ".tmp")
-        os.replace(path + ".tmp", path)
-        with open(path, "rb") as f:
+        with open(path + ".tmp", "rb") as f:
             data = f.read()
+            os.fsync(f.fileno())
+        os.replace(path + ".tmp", path)
         manifest.append({"name": name, "size": len(data), "crc32": zlib.crc32(data)})
     doc = {"format": "ait-run-checkpoint", "version": 1, "epoch": epoch, "files": manifest}
     fsync_write(os.path.join(out, folder, "checkpoint.json"), (json.dumps(doc) + "\n").encode())
@@ -434,4 +435,7 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except (OSError, ValueError, KeyError) as err:  # bad files or options: one line, no traceback
+        sys.exit(f"train_ddp.py: error: {err}")
