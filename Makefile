@@ -38,6 +38,7 @@ bench: build
 
 crosscheck: build
 	tools/reference/crosscheck.sh $(BUILD)
+	tools/reference/ddp_check.sh $(BUILD)
 
 # libFuzzer targets (tools/fuzz/fuzz_*.cpp) with ASan + UBSan, each run FUZZ_SECONDS.
 FUZZ_SECONDS ?= 60
