@@ -156,6 +156,24 @@ TEST(CApi, MemoryModes) {
   }
 }
 
+// The Vulkan backend (lavapipe in CI) through the C interface: the CPU's logits within float
+// rounding, and the same classes.
+TEST(CApi, PredictOnVulkan) {
+  if (!vulkan_device()) return;
+  const int B = 3;
+  const std::vector<uint8_t> px = random_pixels(size_t(B) * 3 * 8 * 12, 11);
+  const std::vector<float> q = random_values(B * 5, 12);
+  const std::vector<float> want = expected_logits(kQuestionCkpt, px, q, B, {0, 0, 0}, {1, 1, 1});
+  Handle h(kQuestionCkpt, "vulkan");
+  ASSERT_NE(h.model, nullptr);
+  std::vector<float> logits(size_t(B) * 4);
+  ASSERT_EQ(ait_predict(h.model, B, px.data(), px.size(), q.data(), q.size(), logits.data(), logits.size(), nullptr, 0),
+            AIT_OK)
+      << ait_last_error();
+  EXPECT_LE(rel_error(logits, want), 1e-5);
+  expect_no_validation_messages();
+}
+
 // Handles on several threads at once give what one thread alone gives.
 TEST(CApi, HandlesOnSeveralThreads) {
   const int B = 4, kThreads = 3;
@@ -185,14 +203,14 @@ TEST(CApi, ReadImagePngAndPgm) {
   const std::vector<uint8_t> grey = random_pixels(H * W, 6), rgb = random_pixels(H * W * 3, 7);
   const std::string dir = test_tmpdir();
   write_file_atomic(dir + "/g.png", encode_png(grey.data(), W, H, 1));
-  write_file_atomic(dir + "/c.PNG", encode_png(rgb.data(), W, H, 3));
+  write_file_atomic(dir + "/c.image", encode_png(rgb.data(), W, H, 3));  // PNG by content, not name
   const std::string header = "P5\n5 3\n255\n";
   std::vector<uint8_t> pgm(header.begin(), header.end());
   pgm.insert(pgm.end(), grey.begin(), grey.end());
   write_file_atomic(dir + "/g.pgm", pgm);
 
   std::vector<uint8_t> out(size_t(3 * H * W));
-  ASSERT_EQ(ait_read_image((dir + "/c.PNG").c_str(), 3, H, W, out.data(), out.size()), AIT_OK) << ait_last_error();
+  ASSERT_EQ(ait_read_image((dir + "/c.image").c_str(), 3, H, W, out.data(), out.size()), AIT_OK) << ait_last_error();
   for (int c = 0; c < 3; ++c)
     for (int p = 0; p < H * W; ++p) ASSERT_EQ(out[size_t(c * H * W + p)], rgb[size_t(p * 3 + c)]) << c << " " << p;
   for (const char* name : {"/g.png", "/g.pgm"}) {  // grey into three channels: repeated

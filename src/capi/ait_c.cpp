@@ -3,6 +3,7 @@
 // nothing is thrown across the C boundary.
 #include "ait.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
@@ -166,9 +167,10 @@ void to_chw(const ait::Image& im, int channels, uint8_t* chw) {
       chw[size_t(c) * plane + p] = im.pixels[p * size_t(im.channels) + size_t(im.channels == 1 ? 0 : c)];
 }
 
-bool ends_with_png(std::string path) {
-  for (char& ch : path) ch = char(std::tolower(static_cast<unsigned char>(ch)));
-  return path.size() >= 4 && path.compare(path.size() - 4, 4, ".png") == 0;
+// PNG by its signature, whatever the file is called; anything else goes to the PNM decoder.
+bool is_png(const std::vector<uint8_t>& bytes) {
+  static const uint8_t kSignature[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+  return bytes.size() >= 8 && std::equal(kSignature, kSignature + 8, bytes.begin());
 }
 
 }  // namespace
@@ -250,7 +252,7 @@ ait_status ait_read_image(const char* path, int channels, int height, int width,
             "chw_size is " + std::to_string(chw_size) + ", expected channels*height*width = " +
                 std::to_string(size_t(channels) * size_t(height) * size_t(width)));
     const std::vector<uint8_t> bytes = ait::read_file(path);
-    const ait::Image im = ends_with_png(path) ? ait::decode_png(bytes, path) : ait::decode_pnm(bytes, path);
+    const ait::Image im = is_png(bytes) ? ait::decode_png(bytes, path) : ait::decode_pnm(bytes, path);
     if (im.height != height || im.width != width || (im.channels == 3 && channels == 1))
       fail(AIT_ERROR_SHAPE, std::string(path) + ": image is " + std::to_string(im.channels) + "x" +
                                 std::to_string(im.height) + "x" + std::to_string(im.width) + " (CxHxW), expected " +
