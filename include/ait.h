@@ -72,8 +72,11 @@ AIT_EXPORT ait_status ait_open(const char* checkpoint, const char* device, ait_m
 /* Frees the handle; NULL is ignored. */
 AIT_EXPORT void ait_close(ait_model* model);
 
+/* The checkpoint's configuration (see ait_config). */
 AIT_EXPORT ait_status ait_get_config(const ait_model* model, ait_config* config);
 
+/* AIT_MEMORY_UPDATE keeps each batch's memory writes in the handle (never in the file), so the
+ * results of later calls depend on earlier ones; AIT_MEMORY_FROZEN (the default) does not. */
 AIT_EXPORT ait_status ait_set_memory_mode(ait_model* model, ait_memory_mode mode);
 
 /* Runs `batch` images through the model. Sizes count elements, not bytes, and must be exact:

@@ -13,7 +13,8 @@ trap 'rm -rf "$tmp"' EXIT
 prefix=$tmp/prefix
 fail() { echo "install_test: $*" >&2; exit 1; }
 
-cmake --install "$build" --prefix "$prefix" >"$tmp/install.log" || { cat "$tmp/install.log"; fail "cmake --install failed"; }
+cmake --install "$build" --prefix "$prefix" >"$tmp/install.log" ||
+  { cat "$tmp/install.log"; fail "cmake --install failed"; }
 
 # ---- what the package holds
 for f in include/ait.h lib/libait.so.0.1.0 lib/libait.so.0 lib/libait.so lib/libait.a \
@@ -52,7 +53,8 @@ bin=$prefix/bin
 printf '{"dim": 16, "depth": 2, "heads": 2, "head_dim": 8, "mlp_dim": 32, "memory_slots": 4, "memory_dim": 8,
  "memory_heads": 2, "bottleneck": 6}\n' >"$tmp/config.json"
 "$bin/ait" train --data "$tmp/data.safetensors" --config "$tmp/config.json" \
-  --epochs 2 --batch-size 4 --device cpu --out "$tmp/run" >"$tmp/train.log" 2>&1 || { cat "$tmp/train.log"; fail "ait train failed"; }
+  --epochs 1 --batch-size 4 --device cpu --out "$tmp/run" >"$tmp/train.log" 2>&1 ||
+  { cat "$tmp/train.log"; fail "ait train failed"; }
 ckpt=$tmp/run/model.safetensors
 "$bin/ait" predict --checkpoint "$ckpt" --data "$tmp/data.safetensors" --count "$count" --batch-size "$count" \
   --logits --device cpu >"$tmp/predict.txt"
