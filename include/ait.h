@@ -44,7 +44,9 @@ typedef enum ait_status {
 /* How evaluation treats the global workspace memory (docs/spec.md §2). */
 typedef enum ait_memory_mode {
   AIT_MEMORY_FROZEN = 0, /* the checkpoint's memory is read, never written (the default) */
-  AIT_MEMORY_UPDATE = 1  /* each batch writes the memory, and later batches see the change */
+  AIT_MEMORY_UPDATE = 1, /* each batch writes the memory, and later batches see the change */
+  /* Not a mode: makes the type as wide as an int, so that the library can check any value. */
+  AIT_MEMORY_MODE_MAX_ENUM = 0x7fffffff
 } ait_memory_mode;
 
 /* A checkpoint's configuration, as far as an application feeding it needs it. Checkpoints
