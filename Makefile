@@ -1,10 +1,11 @@
 # Friendly front for the CMake build. `make test` and `make demo` install what they need.
 BUILD    ?= build
+PREFIX   ?= /usr/local
 NATIVE   ?= 1
 JOBS     ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_FLAGS = -DCMAKE_BUILD_TYPE=Release -DAIT_NATIVE=$(if $(filter 0,$(NATIVE)),OFF,ON)
 
-.PHONY: all build deps test asan demo bench crosscheck fuzz clean
+.PHONY: all build deps test asan demo bench crosscheck fuzz install clean
 
 all: build
 
@@ -46,6 +47,10 @@ FUZZ_DIR     ?= $(BUILD)-fuzz
 fuzz:
 	@command -v clang++ >/dev/null 2>&1 || { echo "make fuzz needs clang and libFuzzer; run as root:  apt-get update && apt-get install -y clang libclang-rt-dev" >&2; exit 1; }
 	tools/fuzz/build.sh $(FUZZ_DIR) $(FUZZ_SECONDS)
+
+# ait.h, libait.so / libait.a, the CMake package (find_package(ait)), ait.pc and the programs.
+install: build
+	cmake --install $(BUILD) --prefix $(PREFIX)
 
 clean:
 	rm -rf $(BUILD) build-asan

@@ -14,8 +14,8 @@
 #include "io/dataset.h"
 #include "io/safetensors.h"
 #include "model/model.h"
-#include "model/run_dir.h"
 #include "model/options.h"
+#include "model/run_dir.h"
 #include "model/train.h"
 #include "vulkan/device.h"
 
@@ -120,6 +120,7 @@ int cmd_predict(const cli::Args& a) {
   int64_t count = a.integer("count", 10, 1);
   const int64_t start = a.integer("start", 0, 0), batch = a.integer("batch-size", 256, 1, TrainLimits::kMaxBatchSize);
   const MemoryEval mode = memory_eval_from(a);
+  const bool with_logits = a.has("logits");
   AiT model = AiT::load(a.get("checkpoint"), device_from(a));
   Dataset ds = load_dataset(data);
   if (start >= ds.n)
@@ -137,10 +138,14 @@ int cmd_predict(const cli::Args& a) {
     ForwardResult f = model.forward(b.images, b.questions, {}, write, false, 0);
     if (write) model.commit_memory(f);
     std::vector<float> p = softmax(f.logits).to_vector();
+    const std::vector<float> logits = with_logits ? f.logits.to_vector() : std::vector<float>();
     for (size_t i = 0; i < idx.size(); ++i) {
       const int64_t k = predicted_class(p, int64_t(i), C);
-      std::printf("%-8lld %-16s %-16s %.4f\n", ll(idx[i]), class_name(ds, k).c_str(),
+      std::printf("%-8lld %-16s %-16s %.4f", ll(idx[i]), class_name(ds, k).c_str(),
                   class_name(ds, ds.labels[size_t(idx[i])]).c_str(), p[i * size_t(C) + size_t(k)]);
+      if (with_logits) std::printf(" logits");
+      for (int64_t j = 0; with_logits && j < C; ++j) std::printf(" %.9g", logits[i * size_t(C) + size_t(j)]);
+      std::printf("\n");
     }
   }
   return 0;
@@ -257,6 +262,7 @@ std::vector<cli::Subcommand> ait_commands() {
          {"count", "N", "how many images (default 10)"},
          start,
          batch_size,
+         {"logits", "", "also print each image's logits (%.9g: the exact float)"},
          memory_eval_option(),
          device_option()}},
        cmd_predict},
