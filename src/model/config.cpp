@@ -25,14 +25,13 @@ struct Field {
 };
 
 const std::vector<Field>& fields() {
-#define INT_FIELD(n, lo, hi)                                                                                      \
-  Field {                                                                                                         \
-#n, [](const Config& c) { return double(c.n); }, [](Config & c, double v) { c.n = int64_t(v); }, true, lo, hi \
-  }
-#define REAL_FIELD(n, lo, hi, lo_open, hi_open)                                                                     \
-  Field {                                                                                                           \
-#n, [](const Config& c) { return c.n; }, [](Config & c, double v) { c.n = v; }, false, lo, hi, lo_open, hi_open \
-  }
+  // clang-format off
+#define INT_FIELD(n, lo, hi) \
+  Field{#n, [](const Config& c) { return double(c.n); }, [](Config& c, double v) { c.n = int64_t(v); }, true, lo, hi}
+#define REAL_FIELD(n, lo, hi, lo_open, hi_open)                                                         \
+  Field{#n, [](const Config& c) { return c.n; }, [](Config& c, double v) { c.n = v; }, false, lo, hi, lo_open, \
+        hi_open}
+  // clang-format on
   static const std::vector<Field> f = {
       INT_FIELD(channels, 1, kMaxWidth),
       INT_FIELD(image_height, 1, kMaxSide),
