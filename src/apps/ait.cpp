@@ -39,7 +39,7 @@ std::string class_name(const Dataset& ds, int64_t c) {
 // preset ("" when its config is none: validate_train_options then compares nothing).
 std::string model_name(const cli::Args& a) {
   if (a.has("model") || !a.has("resume")) return a.choice("model", Config::preset_names(), "tiny");
-  const Config run = AiT::read_config(read_committed_run(a.get("resume")).model);
+  const Config run = AiT::read_config(committed_model(a.get("resume")));
   std::fprintf(stderr, "ait train: resuming %s with its config %s\n", a.get("resume").c_str(),
                run.to_json().dump().c_str());
   return run.matching_preset();

@@ -21,6 +21,26 @@ const char* idx_type_name(uint8_t code) {
 }
 }  // namespace
 
+namespace {
+// The element count the big-endian uint32 dimensions at `dims` announce; false when it does not
+// fit in 64 bits.
+bool idx_element_count(const uint8_t* dims, int ndims, uint64_t* count) {
+  auto dim = [&](int i) {
+    const uint8_t* p = dims + 4 * i;
+    return (uint64_t(p[0]) << 24) | (uint64_t(p[1]) << 16) | (uint64_t(p[2]) << 8) | uint64_t(p[3]);
+  };
+  uint64_t c = 1;
+  for (int i = 0; i < ndims; ++i)
+    if (dim(i) == 0) c = 0;  // an empty array, however large the other dimensions
+  for (int i = 0; i < ndims && c != 0; ++i) {
+    if (c > UINT64_MAX / dim(i)) return false;
+    c *= dim(i);
+  }
+  *count = c;
+  return true;
+}
+}  // namespace
+
 IdxArray parse_idx(const uint8_t* data, size_t n, const std::string& source) {
   if (n < 4) throw Error(source + ": not an IDX file: " + std::to_string(n) + " bytes, too short for the 4-byte magic");
   char magic[16];
@@ -48,23 +68,15 @@ IdxArray parse_idx(const uint8_t* data, size_t n, const std::string& source) {
   out.source = source;
   const uint64_t avail = n - header;
   std::string dims_text = "[";
-  bool zero = false;
   for (int i = 0; i < ndims; ++i) {
     const uint8_t* p = data + 4 + 4 * i;
     uint32_t d = (uint32_t(p[0]) << 24) | (uint32_t(p[1]) << 16) | (uint32_t(p[2]) << 8) | uint32_t(p[3]);
     out.dims.push_back(int64_t(d));
     dims_text += (i ? ", " : "") + std::to_string(d);
-    zero = zero || d == 0;
   }
   dims_text += "]";
-  // Element count, saturating instead of overflowing.
-  uint64_t count = zero ? 0 : 1;
-  bool overflow = false;
-  for (size_t i = 0; !zero && !overflow && i < out.dims.size(); ++i) {
-    const uint64_t d = uint64_t(out.dims[i]);
-    overflow = count > UINT64_MAX / d;
-    if (!overflow) count *= d;
-  }
+  uint64_t count = 0;
+  const bool overflow = !idx_element_count(data + 4, ndims, &count);
   if (overflow || count > avail)
     throw Error(source + ": IDX dims " + dims_text + " need " +
                 (overflow ? std::string("more than 2^64") : std::to_string(count)) +
@@ -80,16 +92,11 @@ namespace {
 // The bytes an IDX file must hold according to its header (4-byte magic, big-endian dims, one
 // byte per element); SIZE_MAX when the header is incomplete or the count does not fit.
 size_t idx_expected_size(const std::vector<uint8_t>& head) {
-  if (head.size() < 4) return SIZE_MAX;
+  if (head.size() < 4 || head.size() < 4 + 4 * size_t(head[3])) return SIZE_MAX;
   const size_t header = 4 + 4 * size_t(head[3]);
-  if (head.size() < header) return SIZE_MAX;
-  uint64_t count = 1;
-  for (size_t i = 4; i < header; i += 4) {
-    uint64_t d = (uint64_t(head[i]) << 24) | (uint64_t(head[i + 1]) << 16) | (uint64_t(head[i + 2]) << 8) | head[i + 3];
-    if (d != 0 && count > (UINT64_MAX - header) / d) return SIZE_MAX;
-    count *= d;
-  }
-  return count + header > SIZE_MAX / 2 ? SIZE_MAX : size_t(count + header);
+  uint64_t count = 0;
+  if (!idx_element_count(head.data() + 4, head[3], &count) || count > SIZE_MAX / 2 - header) return SIZE_MAX;
+  return size_t(count) + header;
 }
 }  // namespace
 

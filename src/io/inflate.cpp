@@ -699,41 +699,45 @@ bool only_zero_padding(const uint8_t* data, size_t n, size_t p) {
 
 }  // namespace
 
-std::vector<uint8_t> gunzip(const uint8_t* data, size_t n, const std::string& source, size_t max_output) {
-  std::vector<uint8_t> out;
-  size_t p = 0;
-  for (int member = 1;; ++member) {
-    std::string where = source + ": gzip" + (member > 1 ? " member " + std::to_string(member) : "");
-    if (!is_gzip(data + p, n - p)) throw_not_gzip(data, n, p, member, source);
-    size_t q = gzip_header_end(data, n, p, where);
-    size_t start = out.size();
-    size_t hint = member == 1 ? gzip_size_hint(data, n, max_output) : 0;
-    q += inflate_append(data + q, n - q, where, out, max_output, hint);
-    check_gzip_trailer(data, n, q, out.data() + start, out.size() - start, where);
-    max_output -= out.size() - start;
-    p = q + 8;
-    if (p == n || only_zero_padding(data, n, p)) break;
-  }
-  return out;
-}
-
-std::vector<uint8_t> gunzip_prefix(const uint8_t* data, size_t n, const std::string& source, size_t limit) {
-  // Decoding stops at the first block boundary past `limit`, or before a step (a match of up to
-  // 258 bytes, a stored block of up to 65535) that would pass limit + 64 KiB.
-  const size_t cap = limit > SIZE_MAX - 65536 ? SIZE_MAX - 1 : limit + 65536;
+namespace {
+// Decodes the gzip members of `data` onto one output, whose total may not pass `max_output`.
+// With a `prefix_goal` (below SIZE_MAX) decoding stops at the first block boundary with that
+// many bytes out, or where a step would pass `max_output` (see Inflater); what follows is not
+// read, nor is the CRC of a member left unfinished.
+std::vector<uint8_t> gunzip_members(const uint8_t* data, size_t n, const std::string& source, size_t max_output,
+                                    size_t prefix_goal) {
   std::vector<uint8_t> out;
   size_t p = 0;
   for (int member = 1;; ++member) {
     std::string where = source + ": gzip" + (member > 1 ? " member " + std::to_string(member) : "");
     if (!is_gzip(data + p, n - p)) throw_not_gzip(data, n, p, member, source);
     size_t q = gzip_header_end(data, n, p, where), start = out.size(), used = 0;
-    Inflater inf(data + q, n - q, where, out, cap, limit);    // (both count every member's output)
-    if (inf.run_prefix(&used) || out.size() >= limit) break;  // enough (the rest is not decoded)
+    if (prefix_goal == SIZE_MAX) {
+      size_t hint = member == 1 ? gzip_size_hint(data, n, max_output) : 0;
+      used = inflate_append(data + q, n - q, where, out, max_output, hint);
+    } else {
+      Inflater inf(data + q, n - q, where, out, max_output, prefix_goal);
+      if (inf.run_prefix(&used) || out.size() >= prefix_goal) break;
+    }
     q += used;
     check_gzip_trailer(data, n, q, out.data() + start, out.size() - start, where);
     p = q + 8;
     if (p == n || only_zero_padding(data, n, p)) break;
   }
+  return out;
+}
+}  // namespace
+
+// (The limit counts the output of every member: the decoder compares it with the whole output.)
+std::vector<uint8_t> gunzip(const uint8_t* data, size_t n, const std::string& source, size_t max_output) {
+  return gunzip_members(data, n, source, max_output, SIZE_MAX);
+}
+
+std::vector<uint8_t> gunzip_prefix(const uint8_t* data, size_t n, const std::string& source, size_t limit) {
+  // Decoding stops at the first block boundary past `limit`, or before a step (a match of up to
+  // 258 bytes, a stored block of up to 65535) that would pass limit + 64 KiB.
+  const size_t cap = limit > SIZE_MAX - 65536 ? SIZE_MAX - 1 : limit + 65536;
+  std::vector<uint8_t> out = gunzip_members(data, n, source, cap, limit);
   if (out.size() > limit) out.resize(limit);
   return out;
 }

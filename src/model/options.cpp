@@ -183,7 +183,7 @@ void validate_train_options(const TrainOptions& opt, uint64_t memory_budget) {
   const std::optional<DataShape> data = dataset_shape(opt.data);
   Config cfg;
   if (!opt.resume.empty()) {
-    cfg = AiT::read_config(read_committed_run(opt.resume).model);  // the committed set's model
+    cfg = AiT::read_config(committed_model(opt.resume));  // the committed set's model
     check_resume_matches(opt, cfg);
   } else {
     if (!data) return;  // train() reads the file and reports what is wrong with it

@@ -160,6 +160,11 @@ CommittedRun read_committed_run(const std::string& dir) {
   return run;
 }
 
+std::string committed_model(const std::string& dir) {
+  const int64_t g = committed_generation(dir);
+  return g == 0 ? read_plain_run(dir).model : dir + "/" + folder_name(g) + "/" + kModel;
+}
+
 RunDir::RunDir(const std::string& dir) : dir_(dir) {
   std::error_code ec;
   created_ = fs::create_directories(dir, ec);

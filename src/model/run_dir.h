@@ -38,6 +38,10 @@ struct CommittedRun {
 // (plain model.safetensors and train_state.safetensors) is read as it is, its metrics.jsonl
 // cut back to the epochs train_state.safetensors records.
 CommittedRun read_committed_run(const std::string& dir);
+// The model file of the committed checkpoint of `dir`, without reading the files through: for
+// reading a run's config (a resume then checks every file with read_committed_run). Throws as
+// read_committed_run does when nothing was committed.
+std::string committed_model(const std::string& dir);
 
 class RunDir {
 public:

@@ -301,7 +301,7 @@ struct EpochTotals {
 
 // One optimizer step on a batch: forward with memory write and write dropout, backward, AdamW,
 // memory update. Adds the batch's loss terms and correct predictions to `totals`.
-void train_step(AiT& model, AdamW& adam, const Batch& b, const std::vector<int32_t>& labels, float lr,
+void train_step(AiT& model, AdamW& adam, const Batch& b, const Dataset& ds, const std::vector<int64_t>& idx, float lr,
                 uint32_t dropout_seed, int64_t step, EpochTotals& totals) {
   ForwardResult f = model.forward(b.images, b.questions, b.labels, true, true, dropout_seed);
   f.loss.backward();
@@ -315,7 +315,7 @@ void train_step(AiT& model, AdamW& adam, const Batch& b, const std::vector<int32
                 "; try a lower --lr");
   std::vector<float> logits(values.begin() + 3, values.end());
   const int64_t C = model.config().num_classes;
-  for (int64_t i = 0; i < b.size; ++i) totals.correct += predicted_class(logits, i, C) == labels[i];
+  for (int64_t i = 0; i < b.size; ++i) totals.correct += predicted_class(logits, i, C) == ds.labels[idx[i]];
   totals.loss += double(values[0]) * b.size, totals.ce += double(values[1]) * b.size;
   totals.balance += double(values[2]) * b.size;
   totals.seen += b.size;
@@ -419,12 +419,10 @@ double train(const TrainOptions& opt, Kernels& dev) {
       const int64_t step = epoch * sched.steps_per_epoch + s;
       std::vector<int64_t> idx(order.begin() + s * opt.batch_size,
                                order.begin() + std::min(train_ds.n, (s + 1) * opt.batch_size));
-      std::vector<int32_t> labels;
-      for (int64_t i : idx) labels.push_back(train_ds.labels[i]);
       const float lr = learning_rate(step, sched.total_steps, sched.warmup, opt.lr);
       const uint32_t dropout_seed = hash32(static_cast<uint32_t>(opt.seed) * 7919u + static_cast<uint32_t>(step));
       Batch b = make_batch(train_ds, idx, dev, opt.augment, &aug_rng, &model);
-      train_step(model, adam, b, labels, lr, dropout_seed, step, totals);
+      train_step(model, adam, b, train_ds, idx, lr, dropout_seed, step, totals);
       log.after(epoch, s, step, lr, b.size, totals, dir);
     }
     log.bar.done();

@@ -26,7 +26,7 @@ VkDeviceSize round_up(VkDeviceSize x, VkDeviceSize a) { return (x + a - 1) / a *
 Command& Context::append(Command::Kind kind) {
   pending_.emplace_back();
   Command& c = pending_.back();
-  std::memset(&c, 0, sizeof c);
+  std::memset(static_cast<void*>(&c), 0, sizeof c);  // every byte, padding too: segments compare bytewise
   c.kind = kind;
   if (kind == Command::kBarrier) {
     need_barrier_ = false;
@@ -89,8 +89,10 @@ void Context::dispatch(const char* kernel, Pipeline& p, const std::vector<BindRa
   std::memcpy(data, push, push_size);
   if (per_run) {
     const size_t n = per_run->values.size();
-    if (slot_values_.size() + n > kMaxSlots || staging_used_ + (slot_values_.size() + n) * 4 + 256 > staging_size_)
-      flush(false);
+    if (slot_values_.size() + n > kMaxSlots) flush(false);
+    // The values go to the staging ring when the segment ends; a ring too full for them is
+    // started over (that waits: the ring's bytes are reused only after all work has finished).
+    if (staging_used_ + (slot_values_.size() + n) * 4 + 256 > staging_size_) flush(true);
     const uint32_t first = static_cast<uint32_t>(slot_values_.size());
     slot_values_.insert(slot_values_.end(), per_run->values.begin(), per_run->values.end());
     std::memcpy(data + per_run->push_offset, &first, 4);
@@ -187,7 +189,7 @@ void Context::flush(bool wait) {
   if (!pending_.empty()) {
     VkDeviceSize slots_at = 0;
     if (!slot_values_.empty()) {
-      slots_at = staging_used_;  // staging_take kept room for them
+      slots_at = staging_used_;  // staging_take and dispatch kept room for them
       std::memcpy(staging_ptr_ + slots_at, slot_values_.data(), slot_values_.size() * 4);
       staging_used_ = round_up(slots_at + slot_values_.size() * 4, 256);
     }
