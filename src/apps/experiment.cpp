@@ -157,7 +157,7 @@ int64_t committed_epochs(const std::string& dir) {
 
 // The runs of an experiment started before were trained with the same data and budget.
 void check_same_grid(const ExperimentGrid& g, const std::string& out) {
-  const std::string saved = (fs::path(out) / "grid.json").string();
+  const std::string saved = (fs::path(out) / "trained-with.json").string();
   if (!fs::exists(saved)) {
     fs::create_directories(out);
     write_text(saved, g.identity.dump() + "\n");

@@ -15,7 +15,7 @@
 // its preset, as `--set key=value`.
 //
 // The output folder:
-//   OUT/grid.json                  the data and budget the runs were trained with (a later
+//   OUT/trained-with.json          the data and budget the runs were trained with (a later
 //                                  invocation with a different data or budget is refused)
 //   OUT/runs/CELL/seed-S/          the run directories (docs/spec.md §8)
 //   OUT/test/CELL.seed-S.json      each final checkpoint's test evaluation, made once
@@ -42,7 +42,7 @@ struct ExperimentGrid {
   TrainOptions budget;           // epochs, batch size, lr, warmup, weight decay, augment, limit, log_every, memory_eval
   std::vector<GridCell> cells;
   std::vector<int64_t> seeds;
-  Json identity;  // the resolved data and budget, compared with OUT/grid.json
+  Json identity;  // the resolved data and budget, compared with OUT/trained-with.json
 };
 
 // Reads and checks a grid file; throws ait::Error naming the file and the key at fault.
