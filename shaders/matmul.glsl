@@ -1,6 +1,7 @@
 // The tiled matmul, one source for every tile and for both operand precisions (included by
-// matmul.comp, fp32 operands, and matmul_f16.comp, which defines AIT_MATMUL_F16_AB): the tile geometry comes from specialization constants
-// the host fills from its tile table (VulkanKernels::matmul_tiles(); constant ids in modes.h):
+// matmul.comp, fp32 operands, and matmul_f16.comp, which defines AIT_MATMUL_F16_AB): the tile
+// geometry comes from specialization constants the host fills from its tile table
+// (VulkanKernels::matmul_tiles(); constant ids in modes.h):
 //   BM x BN outputs per workgroup of NT threads laid out WY x WX (WX threads along N), BK-deep K
 //   steps, and each thread computes a TM x TN = (BM / WY) x (BN / WX) register block (multiples
 //   of 4). After specialization every loop bound and array size below is a constant, so the

@@ -15,8 +15,9 @@ using namespace vkk;
 
 // ---- matmul ----
 
-// The tile table of shaders/matmul.glsl (both operand precisions). Shared memory = 2 (double buffer) * K step * (M + N)
-// * 4. The names are the ones AIT_VK_MATMUL_LARGE_TILE, the tests and the tools use.
+// The tile table of shaders/matmul.glsl (both operand precisions). Shared memory = 2 (double
+// buffer) * K step * (M + N) * 4. The names are the ones AIT_VK_MATMUL_LARGE_TILE, the tests and
+// the tools use.
 const std::vector<VulkanKernels::MatmulTile>& VulkanKernels::matmul_tiles() {
   static const std::vector<MatmulTile> tiles = {
       // name                 tile M  N    K step  per thread M x N
