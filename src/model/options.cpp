@@ -140,6 +140,12 @@ void check_resume_matches(const TrainOptions& o, const Config& run) {
 
 }  // namespace
 
+Precision parse_precision(const std::string& text, const std::string& option) {
+  if (text == "fp32") return Precision::Fp32;
+  if (text == "mixed") return Precision::Mixed;
+  throw OptionError("option " + option + ": '" + text + "' is not one of fp32, mixed");
+}
+
 uint64_t physical_memory_bytes() {
   const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
   return pages > 0 && page > 0 ? uint64_t(pages) * uint64_t(page) : uint64_t(1) << 34;
