@@ -13,6 +13,7 @@
 #include "core/ops.h"
 #include "io/dataset.h"
 #include "io/safetensors.h"
+#include "model/arch.h"
 #include "model/model.h"
 #include "model/options.h"
 #include "model/run_dir.h"
@@ -171,7 +172,55 @@ void info_dataset(const std::string& path, const SafeTensors& st) {
     std::printf("  channel %lld mean %.4f std %.4f\n", ll(c), ds.mean[size_t(c)], ds.std[size_t(c)]);
 }
 
+// `ait info --all`: the parameter count of every preset under every architecture this build has.
+void info_all_presets() {
+  std::vector<std::string> archs = {"ait", "vit"};
+  if (coordination_available()) archs.push_back("coordination");
+  std::printf("%-14s", "preset");
+  for (const std::string& arch : archs) std::printf(" %16s", ("arch=" + arch).c_str());
+  std::printf("\n");
+  for (const std::string& name : Config::preset_names()) {
+    std::printf("%-14s", name.c_str());
+    for (const std::string& arch : archs) {
+      Config c = Config::preset(name);
+      c.set("arch", arch);
+      std::printf(" %16lld", ll(parameter_count(c)));
+    }
+    std::printf("\n");
+  }
+}
+
+// `ait info [--model NAME] [--set K=V]...` without a file: the size of that config.
+void info_config(const cli::Args& a) {
+  const std::string preset = a.choice("model", Config::preset_names(), "tiny");
+  Config c = Config::preset(preset);
+  for (const std::string& kv : a.all("set")) {
+    const size_t eq = kv.find('=');
+    if (eq == std::string::npos) a.fail("option --set " + kv + ": expected KEY=VALUE");
+    try {
+      c.set(kv.substr(0, eq), kv.substr(eq + 1));
+    } catch (const Error& e) {
+      a.fail(std::string("option ") + e.what());
+    }
+  }
+  c.validate("--model " + preset + " with --set");
+  const int64_t params = parameter_count(c);
+  std::printf("preset %s, arch=%s: %lld parameters, %lld memory values, %lld tokens\nconfig %s\n", preset.c_str(),
+              c.value_text("arch").c_str(), ll(params), ll(c.stored_values() - params), ll(c.tokens()),
+              c.to_json().dump().c_str());
+}
+
 int cmd_info(const cli::Args& a) {
+  if (a.has("all")) {
+    if (!a.positionals().empty() || a.has("model") || a.has("set")) a.fail("--all takes no FILE, --model or --set");
+    info_all_presets();
+    return 0;
+  }
+  if (a.positionals().empty()) {
+    info_config(a);
+    return 0;
+  }
+  if (a.has("model") || a.has("set")) a.fail("--model and --set describe a config without FILE; leave them out");
   const std::string path = a.positionals()[0];
   SafeTensors st = read_safetensors(path);
   const std::string format = st.metadata.count("format") ? st.metadata.at("format") : "";
@@ -273,7 +322,13 @@ std::vector<cli::Subcommand> ait_commands() {
          memory_eval_option(),
          device_option()}},
        cmd_predict},
-      {{"ait info", "a checkpoint's config and size, or a dataset's shape and classes", {}, {"FILE"}}, cmd_info},
+      {{"ait info",
+        "a checkpoint's config and size, a dataset's shape and classes, or a preset's size",
+        {{"model", "tiny|coordination|small|medium|base", "without FILE: the preset to size (default tiny)"},
+         {"set", "KEY=VALUE", "without FILE: one config key over the preset (e.g. arch=vit)", kRepeatable},
+         {"all", "", "the parameter count of every preset under every architecture"}},
+        {"[FILE]"}},
+       cmd_info},
       {{"ait dump",
         "the docs/spec.md §7 cross-check dump",
         {kCheckpoint,

@@ -132,7 +132,7 @@ void check_resume_matches(const TrainOptions& o, const Config& run) {
   const std::vector<std::string> diff = wanted.differences(run);
   if (diff.empty()) return;
   const std::string& key = diff.front();
-  const std::string values = number_str(wanted.value(key)) + " against the run's " + number_str(run.value(key));
+  const std::string values = wanted.value_text(key) + " against the run's " + run.value_text(key);
   const std::string by = origin.count(key) ? origin.at(key) : "--model " + o.model;
   throw OptionError("option " + by + " contradicts the config of the run in --resume " + o.resume + ": key '" + key +
                     "' would be " + values + " (a resumed run keeps its config; leave the option out)");
