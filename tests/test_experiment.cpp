@@ -177,6 +177,40 @@ TEST(ExperimentTest, SmokeGridMatchesEvalResumesAndSkips) {
     EXPECT_EQ(count_of(svg, legend), 2) << legend;  // one legend per panel
 }
 
+// On Sort-of-CLEVR test data the table breaks the accuracy down by question type: the counts and
+// accuracies of ait-clevr-report on the same checkpoint.
+TEST(ExperimentTest, SortOfClevrQuestionTypesMatchTheReport) {
+  const std::string dir = test::test_tmpdir(), out = dir + "/out", grid = dir + "/grid.json";
+  test::ProgramRun made =
+      run_built_program("ait-convert", "sort-of-clevr --train 12 --test 8 --seed 2 --out " + dir + "/soc");
+  ASSERT_EQ(made.exit_code, 0) << made.output;
+  put(grid, R"({"data": {"train": "soc-train.safetensors", "test": "soc-test.safetensors"},
+ "budget": {"epochs": 1, "batch_size": 60},
+ "cells": {"p15": {"model": "tiny", "set": {"patch_size": 15, "dim": 16, "head_dim": 4, "mlp_dim": 16,
+                                             "bottleneck": 8}}}})");
+  test::ProgramRun r = run_built_program("ait", "experiment " + grid + " --out " + out + " --device cpu");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const std::string md = slurp(out + "/results.md");
+  test::ProgramRun report = run_built_program("ait-clevr-report", "--device cpu --checkpoint " + out +
+                                                                      "/runs/p15/seed-0/model.safetensors --data " +
+                                                                      dir + "/soc-test.safetensors");
+  ASSERT_EQ(report.exit_code, 0) << report.output;
+  int compared = 0;
+  const std::regex line(R"(^  ( *\S.*?) +([0-9]+) +([0-9.]+)% +([0-9.]+)%$)");
+  std::istringstream in(report.output);
+  for (std::string text; std::getline(in, text);) {
+    std::smatch m;
+    if (!std::regex_match(text, m, line)) continue;
+    const std::string name = m[1].str().rfind("  ", 0) == 0 ? "&nbsp;&nbsp;" + m[1].str().substr(2) : m[1].str();
+    const std::vector<std::string> row = table_row(md, name, m[2]);
+    ASSERT_EQ(row.size(), 4u) << name << "\n" << md;
+    EXPECT_NEAR(std::stod(row[2]), std::stod(m[3]) / 100, 5.1e-5) << name;  // %.4f against %.2f%%
+    EXPECT_NEAR(std::stod(row[3]), std::stod(m[4]) / 100, 5.1e-5) << name;
+    ++compared;
+  }
+  EXPECT_EQ(compared, 14);  // 3 types, 9 subtypes, relational, overall
+}
+
 TEST(ExperimentTest, BadGridsAreRefused) {
   const std::string dir = test::test_tmpdir(), grid = dir + "/grid.json";
   auto refused = [&](const std::string& text, const std::string& message) {
