@@ -215,7 +215,8 @@ TEST(ExperimentTest, BadGridsAreRefused) {
   const std::string dir = test::test_tmpdir(), grid = dir + "/grid.json";
   auto refused = [&](const std::string& text, const std::string& message) {
     put(grid, text);
-    test::ProgramRun r = run_built_program("ait", "experiment " + grid + " --out " + dir + "/out --report");
+    test::ProgramRun r =
+        run_built_program("ait", "experiment " + grid + " --out " + dir + "/out --report --device cpu");
     EXPECT_EQ(r.exit_code, 1) << r.output;
     EXPECT_NE(r.output.find(message), std::string::npos) << r.output;
   };
@@ -229,7 +230,8 @@ TEST(ExperimentTest, BadGridsAreRefused) {
   refused("{" + data + R"("cells": {"a": {}}} x)", "grid.json: invalid JSON");
   // An output folder made with another budget.
   put(grid, "{" + data + R"("budget": {"epochs": 1}, "cells": {"a": {}}})");
-  ASSERT_EQ(run_built_program("ait", "experiment " + grid + " --out " + dir + "/out --report").exit_code, 0);
+  ASSERT_EQ(run_built_program("ait", "experiment " + grid + " --out " + dir + "/out --report --device cpu").exit_code,
+            0);
   refused("{" + data + R"("budget": {"epochs": 2}, "cells": {"a": {}}})",
           "were trained with other data or another budget");
 }
