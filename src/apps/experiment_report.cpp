@@ -334,6 +334,9 @@ std::string curves_svg(const ExperimentGrid& g, const std::vector<RunResult>& re
         if (std::isfinite(e.val_accuracy)) p.push_back({e.epoch, e.val_accuracy});
       return p;
     });
+    plot::Series points = val.back();  // the mean's epochs as markers too: one epoch is one point
+    points.cls = "val-points", points.markers = true, points.legend = false;
+    val.push_back(points);
     cell_series(loss, c, runs, hue, "loss", [&max_step](const RunResult& r) {
       std::vector<std::pair<double, double>> p;
       for (const MetricsStep& s : r.metrics.steps) p.push_back({s.step, s.loss}), max_step = std::max(max_step, s.step);
