@@ -39,7 +39,7 @@ fi
 abs() { echo "$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"; }
 cat >"$out/grid.json" <<JSON
 {"data": {"train": "$(abs "$train")", "val": "$(abs "$val")", "test": "$(abs "$test")"},
- "budget": {"epochs": $epochs, "batch_size": 128, "lr": 0.002, "weight_decay": 0.2, "log_every": 50},
+ "budget": {"epochs": $epochs, "batch_size": 128, "lr": 0.002, "weight_decay": 0.5, "log_every": 50},
  "cells": {"tiny": $cell},
  "seeds": [0]}
 JSON
