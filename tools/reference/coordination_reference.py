@@ -82,6 +82,7 @@ class Workspace(nn.Module):
         self.gate_memory = GateMemory(c["memory_slots"], D)
         self.input_gate_bias = nn.Parameter(torch.zeros(1))
         self.forget_gate_bias = nn.Parameter(torch.ones(1))
+        self.on_write_scores = None  # make_golden: sees every write's scores (near-tie check)
 
     def attend(self, queries, keys, topk):
         """Heads of softmax(Q Kᵀ) V, no 1/sqrt scale; with topk, each row keeps its k' largest
@@ -94,6 +95,8 @@ class Workspace(nn.Module):
         S = Q @ K.transpose(-1, -2)
         P = torch.softmax(S, dim=-1)
         if topk:
+            if self.on_write_scores:
+                self.on_write_scores(S.detach())
             P = P * topk_mask(S.detach(), self.topk).to(P.dtype)
         return (P @ V).transpose(1, 2).reshape(B, R, -1)
 
@@ -186,10 +189,11 @@ def load_checkpoint(path):
     return model
 
 
-def dump(ckpt, batch, steps=0, lr=1e-4, wd=0.01, dtype=torch.float64):
+def dump(ckpt, batch, steps=0, lr=1e-4, wd=0.01, dtype=torch.float64, on_write_scores=None):
     """Spec section 7 for arch=coordination: no memory tensors, loss.balance = 0, dropout off."""
     model = load_checkpoint(ckpt).to(dtype)
     model.layer.dropout = 0.0
+    model.layer.workspace.on_write_scores = on_write_scores
     b, _ = load_safetensors(batch)
     images, labels = b["images"].to(dtype), b["labels"].long()
     questions = b["questions"].to(dtype) if "questions" in b else None
