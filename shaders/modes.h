@@ -31,7 +31,11 @@
 #define AIT_REDUCE_ROWS 0
 #define AIT_REDUCE_COLUMNS 1
 
-// matmul.comp: the constant_id of each specialization constant (the host fills spec[id]). The
+// convert_f16.comp, specialization constant 0 (MODE).
+#define AIT_CONVERT_F32_TO_F16 0
+#define AIT_CONVERT_F16_TO_F32 1
+
+// matmul.comp and matmul_f16.comp (matmul.glsl): the constant_id of each specialization constant (the host fills spec[id]). The
 // first five are flags; the last five are the tile geometry from the host's tile table
 // (VulkanKernels::matmul_tiles()).
 #define AIT_MATMUL_SPEC_TRANS_A 0    // A stored [K, M]

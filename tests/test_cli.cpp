@@ -176,7 +176,7 @@ TEST(CliPrograms, UsageErrorsExitTwoNamingTheOptionAndCommand) {
       {"ait", "train --data", "ait train", "--data needs a value"},
       {"ait", "train --data d --out o --epochs many", "ait train", "option --epochs: 'many' is not an integer"},
       {"ait", "predict --checkpoint c --data d --memory-eval later", "ait predict", "'later' is not one of"},
-      {"ait", "info", "usage: ait info", "usage: ait info FILE"},  // no arguments at all: the usage
+      {"ait", "info", "usage: ait info", "usage: ait info [FILE]"},  // no arguments at all: the usage
       {"ait", "frobnicate", "ait", "unknown command 'frobnicate'"},
       {"ait-convert", "npy --images x --labels y --layout nhwc --out o --colour red", "ait-convert npy",
        "unknown option --colour"},

@@ -2,6 +2,7 @@
 // promises (no gradient into W_v / W_out / LN_write, frozen eval independent of the batch),
 // and the memory update's closed form.
 #include <cmath>
+#include <functional>
 
 #include "io/safetensors.h"
 #include "model/model.h"
@@ -36,14 +37,16 @@ Inputs random_inputs(const Config& c, int64_t B, uint64_t seed) {
 
 }  // namespace
 
-class ModelGrad : public ::testing::TestWithParam<int64_t> {};
+namespace {
 
-TEST_P(ModelGrad, FiniteDifferences) {
-  Config c = micro(GetParam());
+// Central differences of the training loss against the backward pass, a few entries of every
+// parameter. `has_balance`: the config writes memory, so the balance term must be there.
+void check_finite_differences(const Config& c, bool has_balance) {
   AiT model(c, cpu(), 42);
   Inputs b = random_inputs(c, 3, 5);
   ForwardResult r = model.forward(b.images, b.questions, b.labels, true, true, 0);
-  ASSERT_GT(r.balance.item(), 0.0f);
+  if (has_balance) ASSERT_GT(r.balance.item(), 0.0f);
+  else ASSERT_EQ(r.balance.item(), 0.0f);
   r.loss.backward();
   NoGradScope ng;
   Rng pick(3);
@@ -86,7 +89,97 @@ TEST_P(ModelGrad, FiniteDifferences) {
   std::printf("worst relative gradient error: %.2e\n", worst);
 }
 
+}  // namespace
+
+class ModelGrad : public ::testing::TestWithParam<int64_t> {};
+
+TEST_P(ModelGrad, FiniteDifferences) { check_finite_differences(micro(GetParam()), true); }
+
 INSTANTIATE_TEST_SUITE_P(Questions, ModelGrad, ::testing::Values(0, 5));
+
+// The same check for each architecture and ablation switch of spec §1 (key=value over the micro
+// model; the question token for the ViT).
+class VariantGrad : public ::testing::TestWithParam<std::string> {};
+
+Config variant(const std::string& kv, int64_t q = 0) {
+  Config c = micro(q);
+  c.set(kv.substr(0, kv.find('=')), kv.substr(kv.find('=') + 1));
+  c.validate();
+  return c;
+}
+
+TEST_P(VariantGrad, FiniteDifferences) {
+  const Config c = variant(GetParam(), GetParam() == "arch=vit" ? 5 : 0);
+  check_finite_differences(c, c.arch == Arch::AiT && c.memory_mode != MemoryMode::Learned);
+}
+
+INSTANTIATE_TEST_SUITE_P(Switches, VariantGrad,
+                         ::testing::Values("self_attention=0", "hopfield_read=0", "topk_write=0", "memory_mode=reset",
+                                           "memory_mode=learned", "arch=vit"),
+                         [](const auto& info) {
+                           std::string n = info.param;
+                           for (char& ch : n)
+                             if (ch == '=') ch = '_';
+                           return n;
+                         });
+
+// memory_mode=reset writes (and reads) γ' in every training pass but never keeps it: the
+// model's memory stays the initial γ. With ema the same pass replaces it.
+TEST(Model, ResetModeNeverKeepsTheWrittenMemory) {
+  for (const std::string mode : {"reset", "ema"}) {
+    AiT model(variant("memory_mode=" + mode), cpu(), 7);
+    Inputs b = random_inputs(model.config(), 3, 2);
+    const std::vector<float> before = model.memory()[1].to_vector();
+    NoGradScope ng;
+    ForwardResult r = model.forward(b.images, {}, b.labels, true, true, 0);
+    ASSERT_EQ(r.new_memory.size(), 2u);
+    EXPECT_NE(r.new_memory[1].to_vector(), before) << mode;
+    model.commit_memory(r);
+    if (mode == "reset") EXPECT_EQ(model.memory()[1].to_vector(), before);
+    else EXPECT_EQ(model.memory()[1].to_vector(), r.new_memory[1].to_vector());
+  }
+}
+
+// Named values and switches: spelled as strings, refused with the key and the known values,
+// written to JSON only when not at their default (a default config's JSON is the 19-key one).
+TEST(ConfigKeys, NamedValuesAndSwitches) {
+  auto has = [](const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; };
+  Config c;
+  EXPECT_EQ(c.to_json().dump().find("arch"), std::string::npos);
+  EXPECT_EQ(c.to_json().as_object().size(), 19u);
+  c.set("arch", "vit");
+  EXPECT_EQ(c.arch, Arch::ViT);
+  EXPECT_TRUE(has(c.to_json().dump(), "\"arch\":\"vit\"")) << c.to_json().dump();
+  Config back;
+  back.update(c.to_json(), "round trip");
+  EXPECT_TRUE(back.differences(c).empty());
+  auto error_of = [](const std::function<void()>& f) {
+    try {
+      f();
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  Config d;
+  EXPECT_TRUE(
+      has(error_of([&] { d.set("arch", "resnet"); }), "'arch' is 'resnet'; known values: ait, vit, coordination"));
+  EXPECT_TRUE(has(error_of([&] { d.update(Json::parse("{\"memory_mode\": 1}", "j"), "f.json"); }),
+                  "f.json: config key 'memory_mode' must be a string, one of: ema, reset, learned"));
+  EXPECT_TRUE(has(error_of([&] { d.set("topk_write", "2"); }), "key 'topk_write' is 2, outside its range [0, 1]"));
+  EXPECT_TRUE(has(error_of([&] { variant("arch=coordination").validate(); }), "key 'arch' is 'coordination'"));
+  Config vit_ablated = variant("arch=vit");
+  vit_ablated.hopfield_read = false;
+  EXPECT_TRUE(has(error_of([&] { vit_ablated.validate("cfg"); }),
+                  "cfg: key 'hopfield_read' is 0, but it applies to arch=ait only"));
+  Config learned_unread = variant("memory_mode=learned");
+  learned_unread.hopfield_read = false;
+  EXPECT_TRUE(has(error_of([&] { learned_unread.validate(); }), "needs hopfield_read=1"));
+  // The 19-key JSON of a default config reads back as that config.
+  Config from_old;
+  from_old.update(Json::parse(Config().to_json().dump(), "old"), "old.json");
+  EXPECT_TRUE(from_old.differences(Config()).empty());
+}
 
 TEST(Model, FrozenEvalDependsOnlyOnItsImage) {
   Config c = micro(0);
@@ -269,7 +362,13 @@ TEST(Checkpoint, TensorTableIsCheckedAgainstTheFileSize) {
 TEST(Checkpoint, TensorListMatchesTheModel) {
   Config deep = micro_config(0);
   deep.depth = 3, deep.heads = 3, deep.memory_heads = 1;
-  for (const Config& c : {micro_config(0), micro_config(5), deep}) {
+  std::vector<Config> configs = {micro_config(0), micro_config(5), deep};
+  for (const char* kv : {"arch=vit", "self_attention=0", "hopfield_read=0", "memory_mode=learned"}) {
+    Config c = deep;
+    c.set(std::string(kv).substr(0, std::string(kv).find('=')), std::string(kv).substr(std::string(kv).find('=') + 1));
+    configs.push_back(c);
+  }
+  for (const Config& c : configs) {
     AiT model(c, cpu(), 1);
     std::vector<std::pair<std::string, Shape>> built;
     for (auto& [name, t] : model.params()) built.push_back({name, t.shape()});
@@ -278,6 +377,7 @@ TEST(Checkpoint, TensorListMatchesTheModel) {
     int64_t total = 0;
     for (auto& [name, shape] : built) total += numel(shape);
     EXPECT_EQ(c.stored_values(), total);
+    EXPECT_EQ(parameter_count(c), model.parameter_count());
   }
 }
 

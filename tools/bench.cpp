@@ -2,6 +2,8 @@
 //
 //   ait-bench            run every section
 //   ait-bench gemm       run only the named section(s): gemm, train, vulkan
+//   --precision fp32|mixed   the precision asked for (default fp32); each section prints the one
+//                            it measures, which is fp32 on every device today (docs/gpu.md)
 //
 // `train` and `vulkan` time whole training steps and eval passes in child processes
 // (`ait-bench --child ...`), so that each measurement's peak memory is its own, and alternate
@@ -31,6 +33,7 @@
 #include "cpu/threadpool.h"
 #include "io/json.h"
 #include "model/model.h"
+#include "model/options.h"
 #include "model/train.h"
 #include "vulkan/device.h"
 
@@ -39,6 +42,16 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+ait::Precision g_precision = ait::Precision::Fp32;  // --precision
+
+// The precision a section measures on `device`, with the reason when it is not the one asked for.
+void print_precision(ait::Kernels& device) {
+  std::string note;
+  const ait::Precision p = ait::resolve_precision(device, g_precision, &note);
+  std::printf("precision: %s%s%s\n", ait::precision_name(p), note.empty() ? "" : " (",
+              note.empty() ? "" : (note + ")").c_str());
+}
 
 // ------------------------------------------------------------------------------------------
 // OpenBLAS, opened at run time only: it is a comparison point, never a build dependency.
@@ -89,6 +102,7 @@ void bench_gemm() {
   const bool have_ob = ob.load();
   if (!have_ob) std::printf("OpenBLAS not found (apt-get install libopenblas0) — ours only\n");
   else if (ob.corename) std::printf("OpenBLAS core: %s\n", ob.corename());
+  print_precision(ait::cpu());
 
   const GemmShape shapes[] = {
       {"qkv    X[4096x768]*W[768x2304]", false, false, 4096, 2304, 768},
@@ -282,6 +296,7 @@ void bench_train() {
               ait::num_threads());
   bool torch = torch_available();
   if (!torch) std::printf("PyTorch not found (apt-get install python3-torch): ours only\n");
+  print_precision(ait::cpu());
   std::printf("%-28s %10s %10s %10s | %10s %10s %10s | %7s %7s\n", "config", "train/s", "eval/s", "peak MB",
               "torch tr/s", "eval/s", "peak MB", "train x", "mem x");
   for (const ModelCase& c : {kSmall, kTiny}) {
@@ -334,6 +349,7 @@ void bench_vulkan() {
   const bool slow = dev->name().find("llvmpipe") != std::string::npos;
   std::printf("device: %s%s\n", dev->name().c_str(),
               slow ? "  (a CPU rasteriser: a regression record, not GPU speed)" : "");
+  print_precision(*dev);
   std::printf("%-34s %10s\n", "matmul", "GFLOP/s");
   for (auto [what, ta, tb, M, N, K] : std::vector<std::tuple<const char*, bool, bool, int, int, int>>{
            {"qkv X[4096x768]*W^T", false, true, 4096, 2304, 768},
@@ -421,17 +437,36 @@ int main(int argc, char** argv) {
       return 1;
     }
   }
+  std::vector<std::string> sections;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg != "--precision" && arg.rfind("--precision=", 0) != 0) {
+      sections.push_back(arg);
+      continue;
+    }
+    const bool inline_value = arg.size() > 11;
+    if (!inline_value && i + 1 >= argc) {
+      std::fprintf(stderr, "ait-bench: option --precision needs a value (fp32|mixed)\n");
+      return 2;
+    }
+    try {
+      g_precision = ait::parse_precision(inline_value ? arg.substr(12) : argv[++i]);
+    } catch (const ait::Error& e) {
+      std::fprintf(stderr, "ait-bench: %s\n", e.what());
+      return 2;
+    }
+  }
   bool ran = false;
   for (const Section& s : kSections) {
-    bool selected = argc < 2;
-    for (int i = 1; i < argc; ++i) selected |= std::strcmp(argv[i], s.name) == 0;
+    bool selected = sections.empty();
+    for (const std::string& name : sections) selected |= name == s.name;
     if (selected) {
       s.run();
       ran = true;
     }
   }
   if (!ran) {
-    std::fprintf(stderr, "usage: %s [section...]; sections:", argv[0]);
+    std::fprintf(stderr, "usage: %s [--precision fp32|mixed] [section...]; sections:", argv[0]);
     for (const Section& s : kSections) std::fprintf(stderr, " %s", s.name);
     std::fprintf(stderr, "\n");
     return 2;

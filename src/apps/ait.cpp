@@ -13,6 +13,7 @@
 #include "core/ops.h"
 #include "io/dataset.h"
 #include "io/safetensors.h"
+#include "model/arch.h"
 #include "model/model.h"
 #include "model/options.h"
 #include "model/run_dir.h"
@@ -69,8 +70,10 @@ int cmd_train(const cli::Args& a) {
   o.out = a.get("out");
   o.resume = a.get("resume");
   double best = 0;
+  Kernels& device = device_from(a);
+  precision_from(a, device);  // fp32 on every device today (says why when mixed was asked for)
   try {
-    best = train(o, device_from(a));
+    best = train(o, device);
   } catch (const OptionError& e) {
     a.fail(e.what());
   }
@@ -103,7 +106,9 @@ int cmd_eval(const cli::Args& a) {
   const std::string data = a.get("data");
   const int64_t batch = a.integer("batch-size", 256, 1, TrainLimits::kMaxBatchSize);
   const MemoryEval mode = memory_eval_from(a);
-  AiT model = AiT::load(a.get("checkpoint"), device_from(a));
+  Kernels& device = device_from(a);
+  precision_from(a, device);
+  AiT model = AiT::load(a.get("checkpoint"), device);
   Dataset ds = load_dataset(data);
   require_batch_fits(a, model, "batch-size", batch, ds.n);
   EvalResult r = evaluate(model, ds, batch, mode, true);
@@ -167,7 +172,55 @@ void info_dataset(const std::string& path, const SafeTensors& st) {
     std::printf("  channel %lld mean %.4f std %.4f\n", ll(c), ds.mean[size_t(c)], ds.std[size_t(c)]);
 }
 
+// `ait info --all`: the parameter count of every preset under every architecture this build has.
+void info_all_presets() {
+  std::vector<std::string> archs = {"ait", "vit"};
+  if (coordination_available()) archs.push_back("coordination");
+  std::printf("%-14s", "preset");
+  for (const std::string& arch : archs) std::printf(" %16s", ("arch=" + arch).c_str());
+  std::printf("\n");
+  for (const std::string& name : Config::preset_names()) {
+    std::printf("%-14s", name.c_str());
+    for (const std::string& arch : archs) {
+      Config c = Config::preset(name);
+      c.set("arch", arch);
+      std::printf(" %16lld", ll(parameter_count(c)));
+    }
+    std::printf("\n");
+  }
+}
+
+// `ait info [--model NAME] [--set K=V]...` without a file: the size of that config.
+void info_config(const cli::Args& a) {
+  const std::string preset = a.choice("model", Config::preset_names(), "tiny");
+  Config c = Config::preset(preset);
+  for (const std::string& kv : a.all("set")) {
+    const size_t eq = kv.find('=');
+    if (eq == std::string::npos) a.fail("option --set " + kv + ": expected KEY=VALUE");
+    try {
+      c.set(kv.substr(0, eq), kv.substr(eq + 1));
+    } catch (const Error& e) {
+      a.fail(std::string("option ") + e.what());
+    }
+  }
+  c.validate("--model " + preset + " with --set");
+  const int64_t params = parameter_count(c);
+  std::printf("preset %s, arch=%s: %lld parameters, %lld memory values, %lld tokens\nconfig %s\n", preset.c_str(),
+              c.value_text("arch").c_str(), ll(params), ll(c.stored_values() - params), ll(c.tokens()),
+              c.to_json().dump().c_str());
+}
+
 int cmd_info(const cli::Args& a) {
+  if (a.has("all")) {
+    if (!a.positionals().empty() || a.has("model") || a.has("set")) a.fail("--all takes no FILE, --model or --set");
+    info_all_presets();
+    return 0;
+  }
+  if (a.positionals().empty()) {
+    info_config(a);
+    return 0;
+  }
+  if (a.has("model") || a.has("set")) a.fail("--model and --set describe a config without FILE; leave them out");
   const std::string path = a.positionals()[0];
   SafeTensors st = read_safetensors(path);
   const std::string format = st.metadata.count("format") ? st.metadata.at("format") : "";
@@ -194,7 +247,9 @@ int cmd_dump(const cli::Args& a) {
   o.train_steps = a.integer("train-steps", 0, 0, TrainLimits::kMaxEpochs);
   o.lr = float(a.real("lr", 1e-4, 0, FLT_MAX, true));
   o.weight_decay = float(a.real("weight-decay", 0.01, 0, TrainLimits::kMaxWeightDecay));
-  dump(o, device_from(a));
+  Kernels& device = device_from(a);
+  precision_from(a, device);
+  dump(o, device);
   std::printf("wrote %s\n", o.out.c_str());
   return 0;
 }
@@ -243,7 +298,8 @@ std::vector<cli::Option> train_options() {
           {"stop-after", "EPOCHS", "stop as if interrupted after EPOCHS epochs (for --resume)"},
           {"out", "DIR", "run folder: checkpoints, train_state, metrics.jsonl", kRequired},
           {"resume", "DIR", "continue the run saved in DIR"},
-          device_option()};
+          device_option(),
+          precision_option()};
 }
 
 std::vector<cli::Subcommand> ait_commands() {
@@ -253,7 +309,7 @@ std::vector<cli::Subcommand> ait_commands() {
       {{"ait train", "train an AiT on a dataset file", train_options()}, cmd_train},
       {{"ait eval",
         "accuracy, cross-entropy and confusion matrix of a checkpoint",
-        {kCheckpoint, kData, batch_size, memory_eval_option(), device_option()}},
+        {kCheckpoint, kData, batch_size, memory_eval_option(), device_option(), precision_option()}},
        cmd_eval},
       {{"ait predict",
         "predicted class and probability of some images",
@@ -266,7 +322,13 @@ std::vector<cli::Subcommand> ait_commands() {
          memory_eval_option(),
          device_option()}},
        cmd_predict},
-      {{"ait info", "a checkpoint's config and size, or a dataset's shape and classes", {}, {"FILE"}}, cmd_info},
+      {{"ait info",
+        "a checkpoint's config and size, a dataset's shape and classes, or a preset's size",
+        {{"model", "tiny|coordination|small|medium|base", "without FILE: the preset to size (default tiny)"},
+         {"set", "KEY=VALUE", "without FILE: one config key over the preset (e.g. arch=vit)", kRepeatable},
+         {"all", "", "the parameter count of every preset under every architecture"}},
+        {"[FILE]"}},
+       cmd_info},
       {{"ait dump",
         "the docs/spec.md §7 cross-check dump",
         {kCheckpoint,
@@ -275,7 +337,8 @@ std::vector<cli::Subcommand> ait_commands() {
          {"train-steps", "N", "training steps to record (default 0)"},
          {"lr", "LR", "learning rate (default 1e-4)"},
          {"weight-decay", "WD", "AdamW weight decay (default 0.01)"},
-         device_option()}},
+         device_option(),
+         precision_option()}},
        cmd_dump},
       idx_alias("ait convert"),
       {{"ait devices", "list the Vulkan devices", {}}, cmd_devices},

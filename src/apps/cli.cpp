@@ -85,7 +85,9 @@ Args::Args(const Command& command, const std::vector<std::string>& args) : comma
   }
   if (positionals_.size() > command.positionals.size())
     fail("unexpected argument '" + positionals_[command.positionals.size()] + "'");
-  if (positionals_.size() < command.positionals.size()) fail("missing " + command.positionals[positionals_.size()]);
+  // A placeholder in brackets ("[FILE]") may be left out; only the ones before it are required.
+  if (positionals_.size() < command.positionals.size() && command.positionals[positionals_.size()][0] != '[')
+    fail("missing " + command.positionals[positionals_.size()]);
   for (const Option& o : command.options)
     if ((o.flags & kRequired) && !has(o.name)) fail("missing required option " + option_label(o));
 }

@@ -45,7 +45,7 @@ struct Command {
   std::string name;     // as typed: "ait train", "ait-convert npy"
   std::string summary;  // one line, for the program's list of commands
   std::vector<Option> options;
-  std::vector<std::string> positionals;  // placeholders of the required positional arguments
+  std::vector<std::string> positionals;  // placeholders of the positional arguments ("[X]": optional, last)
   std::string notes;                     // more text for --help, after the options
 };
 

@@ -4,6 +4,7 @@
 #include <cstdlib>
 #include <functional>
 
+#include "model/arch.h"
 #include "model/model.h"
 
 namespace ait {
@@ -22,15 +23,26 @@ struct Field {
   bool integer;
   double lo, hi;  // the accepted range, inclusive unless the flags below say otherwise
   bool lo_open = false, hi_open = false;
+  std::vector<std::string> names;  // a named-value key: JSON and --set spell names[value]
+  bool always_written = true;      // false: to_json leaves the key out while it has its default
+  // The member (an enum or a bool) cannot hold a value outside the range, so reading checks it.
+  bool narrow = false;
 };
 
 const std::vector<Field>& fields() {
   // clang-format off
 #define INT_FIELD(n, lo, hi) \
-  Field{#n, [](const Config& c) { return double(c.n); }, [](Config& c, double v) { c.n = int64_t(v); }, true, lo, hi}
+  Field{#n, [](const Config& c) { return double(c.n); }, [](Config& c, double v) { c.n = int64_t(v); }, true, lo, hi, \
+        false, false, {}, true, false}
 #define REAL_FIELD(n, lo, hi, lo_open, hi_open)                                                         \
   Field{#n, [](const Config& c) { return c.n; }, [](Config& c, double v) { c.n = v; }, false, lo, hi, lo_open, \
-        hi_open}
+        hi_open, {}, true, false}
+#define NAMED_FIELD(n, Enum, ...)                                                                       \
+  Field{#n, [](const Config& c) { return double(int(c.n)); }, [](Config& c, double v) { c.n = Enum(int(v)); }, true, 0, \
+        double(std::vector<std::string>{__VA_ARGS__}.size() - 1), false, false, {__VA_ARGS__}, false, true}
+#define SWITCH_FIELD(n) \
+  Field{#n, [](const Config& c) { return c.n ? 1.0 : 0.0; }, [](Config& c, double v) { c.n = v != 0; }, true, 0, 1, \
+        false, false, {}, false, true}
   // clang-format on
   static const std::vector<Field> f = {
       INT_FIELD(channels, 1, kMaxWidth),
@@ -52,9 +64,16 @@ const std::vector<Field>& fields() {
       REAL_FIELD(memory_momentum, 0, 1, true, true),
       REAL_FIELD(balance_coef, 0, 1e4, false, false),
       REAL_FIELD(write_dropout, 0, 1, false, true),
+      NAMED_FIELD(arch, Arch, "ait", "vit", "coordination"),
+      NAMED_FIELD(memory_mode, MemoryMode, "ema", "reset", "learned"),
+      SWITCH_FIELD(self_attention),
+      SWITCH_FIELD(hopfield_read),
+      SWITCH_FIELD(topk_write),
   };
 #undef INT_FIELD
 #undef REAL_FIELD
+#undef NAMED_FIELD
+#undef SWITCH_FIELD
   return f;
 }
 
@@ -92,7 +111,21 @@ void put(Config& c, const Field& f, double v, const std::string& source) {
   if (f.integer && v != std::trunc(v))
     throw Error(source + ": config key '" + f.name + "' must be an integer, not " + number_str(v));
   if (f.integer && std::fabs(v) > 9e15) throw out_of_range(source, f, v);
+  if (f.narrow && !in_range(f, v)) throw out_of_range(source, f, v);
   f.put(c, v);
+}
+
+std::string names_str(const Field& f) {
+  std::string known;
+  for (const std::string& n : f.names) known += (known.empty() ? "" : ", ") + n;
+  return known;
+}
+
+// The index of a named value, or an error naming the key and its known values.
+double named_value(const Field& f, const std::string& text, const std::string& source) {
+  for (size_t i = 0; i < f.names.size(); ++i)
+    if (text == f.names[i]) return double(i);
+  throw Error(source + ": config key '" + f.name + "' is '" + text + "'; known values: " + names_str(f));
 }
 
 // a·b and a + b for non-negative counts, saturating at kSaturated instead of overflowing.
@@ -110,8 +143,13 @@ int64_t add(int64_t a, int64_t b) {
 
 Json Config::to_json() const {
   Json j = Json::object();
-  for (const Field& f : fields())
-    j.set(f.name, f.integer ? Json(static_cast<int64_t>(f.get(*this))) : Json(f.get(*this)));
+  const Config defaults;
+  for (const Field& f : fields()) {
+    const double v = f.get(*this);
+    if (!f.always_written && v == f.get(defaults)) continue;
+    if (!f.names.empty()) j.set(f.name, Json(f.names[size_t(v)]));
+    else j.set(f.name, f.integer ? Json(static_cast<int64_t>(v)) : Json(v));
+  }
   return j;
 }
 
@@ -119,6 +157,12 @@ void Config::update(const Json& j, const std::string& source) {
   if (!j.is_object()) throw Error(source + ": config must be a JSON object");
   for (const auto& [key, value] : j.as_object()) {
     const Field& f = field(key, source);
+    if (!f.names.empty()) {
+      if (!value.is_string())
+        throw Error(source + ": config key '" + key + "' must be a string, one of: " + names_str(f));
+      f.put(*this, named_value(f, value.as_string(), source));
+      continue;
+    }
     if (!value.is_number()) throw Error(source + ": config key '" + key + "' must be a number");
     put(*this, f, value.as_number(), source);
   }
@@ -126,6 +170,7 @@ void Config::update(const Json& j, const std::string& source) {
 
 void Config::set(const std::string& key, const std::string& value) {
   const Field& f = field(key, "--set");
+  if (!f.names.empty()) return f.put(*this, named_value(f, value, "--set " + key + "=" + value));
   char* end = nullptr;
   double v = std::strtod(value.c_str(), &end);
   if (value.empty() || *end != '\0') throw Error("--set " + key + "=" + value + ": not a number");
@@ -140,6 +185,12 @@ std::vector<std::string> Config::keys() {
 
 double Config::value(const std::string& key) const { return field(key, "config").get(*this); }
 
+std::string Config::value_text(const std::string& key) const {
+  const Field& f = field(key, "config");
+  const double v = f.get(*this);
+  return f.names.empty() ? number_str(v) : f.names[size_t(v)];
+}
+
 std::vector<std::string> Config::differences(const Config& other) const {
   std::vector<std::string> out;
   for (const Field& f : fields())
@@ -148,21 +199,26 @@ std::vector<std::string> Config::differences(const Config& other) const {
 }
 
 int64_t Config::stored_values() const {
-  if (patch_size < 1) return kSaturated;  // not a config validate() lets through
-  const int64_t D = dim, P = mul(mul(patch_size, patch_size), channels), I = mul(heads, head_dim),
-                Wm = mul(memory_heads, memory_dim), m = memory_dim, F = mlp_dim;
-  const int64_t T = add((image_height / patch_size) * (image_width / patch_size), question_dim > 0 ? 1 : 0);
-  int64_t n = add(add(mul(2, P), mul(P, D)), mul(3, D));  // patch embedding
-  if (question_dim > 0) n = add(n, add(add(mul(2, question_dim), mul(question_dim, D)), mul(3, D)));
-  int64_t layer = add(mul(mul(3, I), D), add(mul(D, I), D));  // attention (with its norm below)
-  layer = add(layer, add(mul(2, mul(F, D)), add(F, D)));      // fc1, fc2
-  layer = add(layer, mul(7, D));                              // attn_norm, gwl_norm, ffn_norm, read bias
-  layer = add(layer, add(mul(Wm, m), mul(2, mul(Wm, D))));    // write q, k, v
-  layer = add(layer, add(mul(m, Wm), mul(2, m)));             // write out, write norm
-  layer = add(layer, add(mul(D, m), mul(memory_slots, m)));   // read weight, memory γ
-  n = add(n, mul(depth, layer));
-  const int64_t TD = mul(T, D);
-  return add(n, add(mul(2, TD), add(mul(num_classes, TD), num_classes)));  // head
+  // Outside its ranges a config is refused anyway, and only inside them are the table's sizes
+  // sure to fit in int64.
+  for (const Field& f : fields())
+    if (!in_range(f, f.get(*this))) return kSaturated;
+  if (arch == Arch::Coordination && !coordination_available()) return kSaturated;
+  // Every architecture's table grows affinely with depth: extrapolate from depths 1 and 2
+  // instead of listing up to 1024 layers.
+  auto values = [](const Config& c) {
+    int64_t n = 0;
+    for (const TensorEntry& e : tensor_table(c)) {
+      int64_t numel = 1;
+      for (int64_t d : e.shape) numel = mul(numel, d);
+      n = add(n, numel);
+    }
+    return n;
+  };
+  Config one = *this, two = *this;
+  one.depth = 1, two.depth = 2;
+  const int64_t first = values(one);
+  return add(first, mul(depth - 1, values(two) - first));
 }
 
 void Config::validate(const std::string& source) const {
@@ -173,6 +229,15 @@ void Config::validate(const std::string& source) const {
     const double v = f.get(*this);
     if (!in_range(f, v)) throw out_of_range(source, f, v);
   }
+  if (arch == Arch::Coordination && !coordination_available())
+    throw bad("arch", "is 'coordination', which this build does not have (known here: ait, vit)");
+  if (arch != Arch::AiT)  // the ablation switches change the AiT only: refused rather than ignored
+    for (const char* key : {"memory_mode", "self_attention", "hopfield_read", "topk_write"})
+      if (value(key) != Config().value(key))
+        throw bad(key,
+                  "is " + value_text(key) + ", but it applies to arch=ait only (arch is " + value_text("arch") + ")");
+  if (memory_mode == MemoryMode::Learned && !hopfield_read)
+    throw bad("memory_mode", "is 'learned', which needs hopfield_read=1 (nothing else reads a learned memory)");
   if (image_height % patch_size || image_width % patch_size)
     throw bad("patch_size", "is " + std::to_string(patch_size) + ", which does not divide the image size " +
                                 std::to_string(image_height) + "x" + std::to_string(image_width));

@@ -1,4 +1,6 @@
-// AiT forward pass and loss, step by step as in docs/spec.md section 2 and 3.
+// The model: its tensors from the architecture's table (spec §5, §6), the blocks every
+// architecture shares (embedding, LayerNorm, linear maps, self-attention), the forward dispatch
+// and the loss (spec §2, §3), and the checkpoint file (spec §6).
 #include "model/model.h"
 
 #include <cmath>
@@ -6,28 +8,96 @@
 #include "core/ops.h"
 #include "core/rng.h"
 #include "io/safetensors.h"
+#include "model/arch.h"
 
 namespace ait {
 
-namespace {
-Tensor P(const AiT& m, const std::string& name) { return m.param(name); }
-std::string L(int64_t i, const std::string& rest) { return "layers." + std::to_string(i) + "." + rest; }
+// ------------------------------------------------------------------ tensor tables (spec §5, §6)
 
-Tensor LN(const AiT& m, const Tensor& x, const std::string& prefix, float eps = 1e-5f) {
-  return layernorm(x, P(m, prefix + ".weight"), P(m, prefix + ".bias"), eps);
-}
-Tensor Linear(const AiT& m, const Tensor& x, const std::string& prefix, bool bias = true) {
-  return linear(x, P(m, prefix + ".weight"), bias ? P(m, prefix + ".bias") : Tensor());
+void add_linear(TensorTable& t, const std::string& prefix, int64_t out, int64_t in, bool bias) {
+  t.push_back({prefix + ".weight", {out, in}, Init::Uniform, in});
+  if (bias) t.push_back({prefix + ".bias", {out}, Init::Uniform, in});
 }
 
-// CV²(x) = var(x) / (mean(x)² + 1e-10) over the last axis, unbiased variance, 0 for one entry.
-Tensor cv_squared(const Tensor& x) {
-  Tensor mu = mean(x, -1);
-  return div(variance(x, -1), add(mul(mu, mu), Tensor::full({1}, 1e-10f, &x.dev())));
+void add_norm(TensorTable& t, const std::string& prefix, int64_t n) {
+  t.push_back({prefix + ".weight", {n}, Init::Ones});
+  t.push_back({prefix + ".bias", {n}, Init::Zeros});
 }
-}  // namespace
 
-// ------------------------------------------------------------------ parameters (spec §5, §6)
+void add_embedding(TensorTable& t, const Config& c) {
+  add_norm(t, "patch_embed.norm_in", c.patch_features());
+  add_linear(t, "patch_embed.proj", c.dim, c.patch_features(), true);
+  add_norm(t, "patch_embed.norm_out", c.dim);
+  if (c.question_dim > 0) {
+    add_norm(t, "question_embed.norm_in", c.question_dim);
+    add_linear(t, "question_embed.proj", c.dim, c.question_dim, true);
+    add_norm(t, "question_embed.norm_out", c.dim);
+  }
+}
+
+std::string layer_name(int64_t i, const std::string& rest) { return "layers." + std::to_string(i) + "." + rest; }
+
+TensorTable tensor_table(const Config& c) {
+  switch (c.arch) {
+    case Arch::ViT: return vit_tensors(c);
+    case Arch::Coordination: return coordination_tensors(c);
+    default: return ait_tensors(c);
+  }
+}
+
+std::vector<std::pair<std::string, Shape>> checkpoint_tensors(const Config& c) {
+  std::vector<std::pair<std::string, Shape>> params, buffers;
+  for (const TensorEntry& e : tensor_table(c)) (e.buffer ? buffers : params).push_back({e.name, e.shape});
+  params.insert(params.end(), buffers.begin(), buffers.end());
+  return params;
+}
+
+int64_t parameter_count(const Config& c) {
+  int64_t n = 0;
+  for (const TensorEntry& e : tensor_table(c))
+    if (!e.buffer) n += numel(e.shape);
+  return n;
+}
+
+// ------------------------------------------------------------------ shared blocks (spec §2)
+
+Tensor layer_norm(const AiT& m, const Tensor& x, const std::string& prefix, float eps) {
+  return layernorm(x, m.param(prefix + ".weight"), m.param(prefix + ".bias"), eps);
+}
+
+Tensor dense(const AiT& m, const Tensor& x, const std::string& prefix, bool bias) {
+  return linear(x, m.param(prefix + ".weight"), bias ? m.param(prefix + ".bias") : Tensor());
+}
+
+Tensor multi_head_attention(const AiT& m, const Tensor& x, const std::string& prefix, int64_t h, int64_t e) {
+  const int64_t B = x.dim(0), T = x.dim(1);
+  Tensor qkv = dense(m, x, prefix + ".qkv", false);
+  qkv = reshape(permute(reshape(qkv, {B, T, 3, h, e}), {2, 0, 3, 1, 4}), {3, B * h, T, e});
+  auto part = [&](int64_t j) { return reshape(slice(qkv, 0, j, 1), {B * h, T, e}); };
+  Tensor att = softmax(matmul(part(0), part(1), false, true), 1.0f / std::sqrt(static_cast<float>(e)));
+  Tensor heads_out = reshape(permute(reshape(matmul(att, part(2)), {B, h, T, e}), {0, 2, 1, 3}), {B, T, h * e});
+  return dense(m, heads_out, prefix + ".out");
+}
+
+// Steps 1-3: patches [B, C, H, W] -> [B, T0, p·p·C] (features ordered row, column, channel),
+// the patch embedding, and the question token prepended when the model has one.
+Tensor embed_tokens(const AiT& m, const Tensor& images, const Tensor& questions) {
+  const Config& c = m.config();
+  const int64_t B = images.dim(0), p = c.patch_size, Hp = c.image_height / p, Wp = c.image_width / p;
+  Tensor patches = reshape(images, {B, c.channels, Hp, p, Wp, p});
+  patches = reshape(permute(patches, {0, 2, 4, 3, 5, 1}), {B, Hp * Wp, c.patch_features()});
+  Tensor X = layer_norm(m, dense(m, layer_norm(m, patches, "patch_embed.norm_in"), "patch_embed.proj"),
+                        "patch_embed.norm_out");
+  if (c.question_dim == 0) return X;
+  if (!questions.defined() || questions.shape() != Shape{B, c.question_dim})
+    throw Error("model input 'questions' must be [" + std::to_string(B) + ", " + std::to_string(c.question_dim) + "]" +
+                (questions.defined() ? ", got " + shape_str(questions.shape()) : ", got none"));
+  Tensor q = layer_norm(m, dense(m, layer_norm(m, questions, "question_embed.norm_in"), "question_embed.proj"),
+                        "question_embed.norm_out");
+  return concat({reshape(q, {B, 1, c.dim}), X}, 1);
+}
+
+// ------------------------------------------------------------------ the model
 
 Tensor AiT::add_param(const std::string& name, const Shape& shape) {
   Tensor t = Tensor::zeros(shape, dev_);
@@ -39,52 +109,17 @@ Tensor AiT::add_param(const std::string& name, const Shape& shape) {
 
 AiT::AiT(const Config& cfg, Kernels& dev, uint64_t seed) : cfg_(cfg), dev_(&dev) {
   cfg_.validate();
-  const Config& c = cfg_;
   Rng rng(seed);
-  auto linear_param = [&](const std::string& prefix, int64_t out, int64_t in, bool bias) {
-    float bound = 1.0f / std::sqrt(static_cast<float>(in));  // PyTorch's nn.Linear default
-    std::vector<float> w(out * in);
-    for (float& v : w) v = rng.uniform(-bound, bound);
-    add_param(prefix + ".weight", {out, in}).copy_from(w);
-    if (bias) {
-      std::vector<float> b(out);
-      for (float& v : b) v = rng.uniform(-bound, bound);
-      add_param(prefix + ".bias", {out}).copy_from(b);
-    }
-  };
-  auto norm_param = [&](const std::string& prefix, int64_t n) {
-    add_param(prefix + ".weight", {n}).copy_from(std::vector<float>(n, 1.0f));
-    add_param(prefix + ".bias", {n});
-  };
-  const int64_t D = c.dim, pf = c.patch_features(), inner = c.heads * c.head_dim, wm = c.memory_heads * c.memory_dim;
-  norm_param("patch_embed.norm_in", pf);
-  linear_param("patch_embed.proj", D, pf, true);
-  norm_param("patch_embed.norm_out", D);
-  if (c.question_dim > 0) {
-    norm_param("question_embed.norm_in", c.question_dim);
-    linear_param("question_embed.proj", D, c.question_dim, true);
-    norm_param("question_embed.norm_out", D);
+  for (const TensorEntry& e : tensor_table(cfg_)) {
+    std::vector<float> v(static_cast<size_t>(numel(e.shape)), e.init == Init::Ones ? 1.0f : 0.0f);
+    const float bound = e.init == Init::Uniform ? 1.0f / std::sqrt(static_cast<float>(e.fan_in)) : 0.0f;
+    if (e.init == Init::Uniform)  // PyTorch's nn.Linear default
+      for (float& x : v) x = rng.uniform(-bound, bound);
+    if (e.init == Init::Normal)
+      for (float& x : v) x = rng.normal();
+    if (e.buffer) memory_.push_back(Tensor::from(e.shape, v, dev_).set_name(e.name));
+    else add_param(e.name, e.shape).copy_from(v);
   }
-  for (int64_t i = 0; i < c.depth; ++i) {
-    norm_param(L(i, "attn_norm"), D);
-    linear_param(L(i, "attn.qkv"), 3 * inner, D, false);
-    linear_param(L(i, "attn.out"), D, inner, true);
-    norm_param(L(i, "gwl_norm"), D);
-    linear_param(L(i, "gwl.fc1"), c.mlp_dim, D, true);
-    linear_param(L(i, "gwl.fc2"), D, c.mlp_dim, true);
-    norm_param(L(i, "gwl.ffn_norm"), D);
-    linear_param(L(i, "gwl.write.q"), wm, c.memory_dim, false);
-    linear_param(L(i, "gwl.write.k"), wm, D, false);
-    linear_param(L(i, "gwl.write.v"), wm, D, false);
-    linear_param(L(i, "gwl.write.out"), c.memory_dim, wm, false);
-    norm_param(L(i, "gwl.write.norm"), c.memory_dim);
-    linear_param(L(i, "gwl.read"), D, c.memory_dim, true);
-    std::vector<float> g(c.memory_slots * c.memory_dim);
-    for (float& v : g) v = rng.normal();  // γ ~ N(0, 1), normalised only by its first update
-    memory_.push_back(Tensor::from({c.memory_slots, c.memory_dim}, g, dev_).set_name(L(i, "gwl.memory")));
-  }
-  norm_param("head.norm", c.tokens() * D);
-  linear_param("head.proj", c.num_classes, c.tokens() * D, true);
 }
 
 const Tensor& AiT::param(const std::string& name) const {
@@ -107,107 +142,32 @@ bool AiT::receives_no_gradient(const std::string& name) {
 
 void AiT::commit_memory(const ForwardResult& r) {
   if (r.new_memory.size() != memory_.size()) return;  // the pass did not write
+  if (cfg_.memory_mode == MemoryMode::Reset) return;  // every pass writes from the initial γ (spec §2)
   // Written into the memory's own storage, as a module updates its buffers in place: the memory
   // stays one tensor for the model's life.
   for (size_t i = 0; i < memory_.size(); ++i) memory_[i].assign(r.new_memory[i]);
 }
 
-// ------------------------------------------------------------------ forward (spec §2, §3)
-
-namespace {
-
-// Steps 1-3: patches [B, C, H, W] -> [B, T0, p·p·C] (features ordered row, column, channel),
-// the patch embedding, and the question token prepended when the model has one.
-Tensor embed(const AiT& m, const Tensor& images, const Tensor& questions) {
-  const Config& c = m.config();
-  const int64_t B = images.dim(0), p = c.patch_size, Hp = c.image_height / p, Wp = c.image_width / p;
-  Tensor patches = reshape(images, {B, c.channels, Hp, p, Wp, p});
-  patches = reshape(permute(patches, {0, 2, 4, 3, 5, 1}), {B, Hp * Wp, c.patch_features()});
-  Tensor X = LN(m, Linear(m, LN(m, patches, "patch_embed.norm_in"), "patch_embed.proj"), "patch_embed.norm_out");
-  if (c.question_dim == 0) return X;
-  if (!questions.defined() || questions.shape() != Shape{B, c.question_dim})
-    throw Error("model input 'questions' must be [" + std::to_string(B) + ", " + std::to_string(c.question_dim) + "]" +
-                (questions.defined() ? ", got " + shape_str(questions.shape()) : ", got none"));
-  Tensor q =
-      LN(m, Linear(m, LN(m, questions, "question_embed.norm_in"), "question_embed.proj"), "question_embed.norm_out");
-  return concat({reshape(q, {B, 1, c.dim}), X}, 1);
-}
-
-// Self-attention of layer i: qkv head-major, softmax(q·kᵀ/√e)·v, heads concatenated, out
-// projection; returns the residual stream after it.
-Tensor self_attention(const AiT& m, const Tensor& X, int64_t i) {
-  const Config& c = m.config();
-  const int64_t B = X.dim(0), T = X.dim(1), h = c.heads, e = c.head_dim;
-  Tensor qkv = Linear(m, LN(m, X, L(i, "attn_norm")), L(i, "attn.qkv"), false);
-  qkv = reshape(permute(reshape(qkv, {B, T, 3, h, e}), {2, 0, 3, 1, 4}), {3, B * h, T, e});
-  auto part = [&](int64_t j) { return reshape(slice(qkv, 0, j, 1), {B * h, T, e}); };
-  Tensor att = softmax(matmul(part(0), part(1), false, true), 1.0f / std::sqrt(static_cast<float>(e)));
-  Tensor heads_out = reshape(permute(reshape(matmul(att, part(2)), {B, h, T, e}), {0, 2, 1, 3}), {B, T, h * e});
-  return add(X, Linear(m, heads_out, L(i, "attn.out")));
-}
-
-// The bottleneck write of layer i: memory rows attend to their top-k of the batch's squashed
-// tokens Ξ [B·T, D] per head. Returns the updated memory γ' (EMA, then unit rows; reached only
-// through stopgrad) and adds the layer's balance term (CV² of each token's total gate and of
-// how many rows picked it) to `balance`.
-Tensor bottleneck_write(const AiT& m, const Tensor& Xi, const Tensor& gamma, int64_t i, bool training,
-                        uint32_t dropout_seed, Tensor& balance, std::vector<Tensor>& gates) {
-  const Config& c = m.config();
-  const int64_t BT = Xi.dim(0), H = c.memory_heads, md = c.memory_dim, M = c.memory_slots;
-  Tensor Q = permute(reshape(Linear(m, gamma, L(i, "gwl.write.q"), false), {M, H, md}), {1, 0, 2});  // [H, M, m]
-  Tensor K = permute(reshape(Linear(m, Xi, L(i, "gwl.write.k"), false), {BT, H, md}), {1, 0, 2});    // [H, BT, m]
-  Tensor A = topk_gate(matmul(Q, K, false, true), c.bottleneck, 1.0f / std::sqrt(static_cast<float>(md)));
-  gates.push_back(A.detach());  // [H, M, BT]
-  Tensor layer_balance = add(sum_all(cv_squared(sum(A, 1))), sum_all(cv_squared(count_positive(A, 1))));
-  balance = balance.defined() ? add(balance, layer_balance) : layer_balance;
-  // G reaches the memory only through stopgrad: no graph needed for V, O, W_out, LN_write.
-  NoGradScope stopgrad;
-  Tensor V = permute(reshape(Linear(m, Xi, L(i, "gwl.write.v"), false), {BT, H, md}), {1, 0, 2});  // [H, BT, m]
-  Tensor O = reshape(permute(matmul(A.detach(), V), {1, 0, 2}), {M, H * md});                      // heads concatenated
-  Tensor out = Linear(m, O, L(i, "gwl.write.out"), false);
-  if (training && c.write_dropout > 0)
-    out = dropout(out, static_cast<float>(c.write_dropout), hash32(dropout_seed + static_cast<uint32_t>(i)));
-  Tensor G = LN(m, add(out, gamma), L(i, "gwl.write.norm"), 1e-6f);
-  const float mu = static_cast<float>(c.memory_momentum);
-  return l2_normalize(axpby(mu, gamma, 1.0f - mu, G));
-}
-
-}  // namespace
-
 ForwardResult AiT::forward(const Tensor& images, const Tensor& questions, const Tensor& labels, bool write,
                            bool training, uint32_t dropout_seed) const {
   const Config& c = cfg_;
-  const AiT& m = *this;
   Shape want{images.rank() == 4 ? images.dim(0) : -1, c.channels, c.image_height, c.image_width};
   if (images.rank() != 4 || images.shape() != want)
     throw Error("model input 'images' has shape " + shape_str(images.shape()) + ", expected [B, " +
                 std::to_string(c.channels) + ", " + std::to_string(c.image_height) + ", " +
                 std::to_string(c.image_width) + "]");
-  const int64_t B = images.dim(0), D = c.dim, T = c.tokens();
-  Tensor X = embed(m, images, questions);
+  Tensor X = embed_tokens(*this, images, questions);
   ForwardResult r;
-  Tensor balance;
-  for (int64_t i = 0; i < c.depth; ++i) {
-    X = self_attention(m, X, i);
-    // Global Workspace Layer: FFN, then squash all tokens of the batch into one set Ξ.
-    Tensor Z = LN(m, X, L(i, "gwl_norm"));
-    Tensor U = LN(m, Linear(m, gelu(Linear(m, Z, L(i, "gwl.fc1"))), L(i, "gwl.fc2")), L(i, "gwl.ffn_norm"));
-    Tensor gamma_read = memory_[i];
-    if (write) {
-      gamma_read = bottleneck_write(m, reshape(U, {B * T, D}), memory_[i], i, training, dropout_seed, balance, r.gates);
-      r.new_memory.push_back(gamma_read);
-    }
-    // Hopfield read: one update step against the memory read in this pass.
-    Tensor Y = Linear(m, gamma_read, L(i, "gwl.read"));                                     // [M, D]
-    Tensor read = softmax(matmul(U, Y, false, true), static_cast<float>(c.hopfield_beta));  // [B, T, M]
-    r.read_weights.push_back(read.detach());
-    X = add(add(X, U), matmul(read, Y));
+  Tensor aux;
+  const Pass pass{write, training, dropout_seed};
+  switch (c.arch) {
+    case Arch::ViT: r.logits = vit_forward(*this, X, pass, r, aux); break;
+    case Arch::Coordination: r.logits = coordination_forward(*this, X, pass, r, aux); break;
+    default: r.logits = ait_forward(*this, X, pass, r, aux);
   }
-  // 5. Head: flatten every token, LayerNorm, project.
-  r.logits = Linear(m, LN(m, reshape(X, {B, T * D}), "head.norm"), "head.proj");
   if (labels.defined()) {
     r.ce = cross_entropy(r.logits, labels);
-    r.balance = balance.defined() ? scale(balance, static_cast<float>(c.balance_coef)) : Tensor::zeros({}, dev_);
+    r.balance = aux.defined() ? scale(aux, static_cast<float>(c.balance_coef)) : Tensor::zeros({}, dev_);
     r.loss = add(r.ce, r.balance);
   }
   return r;
@@ -233,46 +193,6 @@ void AiT::save(const std::string& path) const {
   for (auto& [name, t] : params_) st.add(name, StTensor::from_f32(t.shape(), t.to_vector()));
   for (const Tensor& g : memory_) st.add(g.name(), StTensor::from_f32(g.shape(), g.to_vector()));
   write_safetensors(path, st);  // temporary file + rename
-}
-
-std::vector<std::pair<std::string, Shape>> checkpoint_tensors(const Config& c) {
-  std::vector<std::pair<std::string, Shape>> out;
-  auto linear = [&](const std::string& prefix, int64_t n_out, int64_t n_in, bool bias) {
-    out.push_back({prefix + ".weight", {n_out, n_in}});
-    if (bias) out.push_back({prefix + ".bias", {n_out}});
-  };
-  auto norm = [&](const std::string& prefix, int64_t n) {
-    out.push_back({prefix + ".weight", {n}});
-    out.push_back({prefix + ".bias", {n}});
-  };
-  const int64_t D = c.dim, pf = c.patch_features(), inner = c.heads * c.head_dim, wm = c.memory_heads * c.memory_dim;
-  norm("patch_embed.norm_in", pf);
-  linear("patch_embed.proj", D, pf, true);
-  norm("patch_embed.norm_out", D);
-  if (c.question_dim > 0) {
-    norm("question_embed.norm_in", c.question_dim);
-    linear("question_embed.proj", D, c.question_dim, true);
-    norm("question_embed.norm_out", D);
-  }
-  for (int64_t i = 0; i < c.depth; ++i) {
-    norm(L(i, "attn_norm"), D);
-    linear(L(i, "attn.qkv"), 3 * inner, D, false);
-    linear(L(i, "attn.out"), D, inner, true);
-    norm(L(i, "gwl_norm"), D);
-    linear(L(i, "gwl.fc1"), c.mlp_dim, D, true);
-    linear(L(i, "gwl.fc2"), D, c.mlp_dim, true);
-    norm(L(i, "gwl.ffn_norm"), D);
-    linear(L(i, "gwl.write.q"), wm, c.memory_dim, false);
-    linear(L(i, "gwl.write.k"), wm, D, false);
-    linear(L(i, "gwl.write.v"), wm, D, false);
-    linear(L(i, "gwl.write.out"), c.memory_dim, wm, false);
-    norm(L(i, "gwl.write.norm"), c.memory_dim);
-    linear(L(i, "gwl.read"), D, c.memory_dim, true);
-  }
-  norm("head.norm", c.tokens() * D);
-  linear("head.proj", c.num_classes, c.tokens() * D, true);
-  for (int64_t i = 0; i < c.depth; ++i) out.push_back({L(i, "gwl.memory"), {c.memory_slots, c.memory_dim}});
-  return out;
 }
 
 namespace {

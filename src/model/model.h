@@ -1,6 +1,8 @@
-// The Associative Transformer (AiT), as docs/spec.md defines it. model.cpp reads like
-// the spec's section 2: patch embedding, optional question token, L layers of self-attention
-// and Global Workspace Layer (bottleneck write, memory update, Hopfield read), flatten head.
+// The Associative Transformer (AiT), as docs/spec.md defines it, and the architectures it is
+// measured against (Config::arch): the class holds any of them. associative.cpp reads like the
+// spec's section 2: patch embedding, optional question token, L layers of self-attention and
+// Global Workspace Layer (bottleneck write, memory update, Hopfield read), flatten head;
+// vit.cpp is the ViT baseline of §2.7.
 #pragma once
 #include <map>
 #include <string>
@@ -13,6 +15,11 @@
 
 namespace ait {
 
+// Spec section 1: the architecture (`arch`) and what the Global Workspace Layer keeps between
+// batches (`memory_mode`). Named values in JSON and --set; spec order.
+enum class Arch { AiT, ViT, Coordination };
+enum class MemoryMode { Ema, Reset, Learned };
+
 // Spec section 1. Every key can be set by name (--set key=value, a JSON file, a checkpoint).
 // validate() holds every key to a range (spec §1) so that the sizes below cannot overflow.
 struct Config {
@@ -23,6 +30,11 @@ struct Config {
   int64_t dim = 128, depth = 2, heads = 4, head_dim = 32, mlp_dim = 256, num_classes = 10;
   int64_t memory_slots = 16, memory_dim = 32, memory_heads = 4, bottleneck = 128;
   double hopfield_beta = 1.0, memory_momentum = 0.9, balance_coef = 0.01, write_dropout = 0.1;
+  // Keys added after the first 19: written to JSON only when they differ from these defaults,
+  // so the files of a default model are what they were before the keys existed.
+  Arch arch = Arch::AiT;
+  MemoryMode memory_mode = MemoryMode::Ema;
+  bool self_attention = true, hopfield_read = true, topk_write = true;  // AiT ablation switches (0/1)
 
   int64_t patch_tokens() const { return (image_height / patch_size) * (image_width / patch_size); }
   int64_t tokens() const { return patch_tokens() + (question_dim > 0 ? 1 : 0); }
@@ -37,8 +49,9 @@ struct Config {
   // Parameter and memory values a checkpoint of this config stores (saturates instead of
   // overflowing, so it can be called on an unchecked config).
   int64_t stored_values() const;
-  static std::vector<std::string> keys();  // the 19 keys, in spec order
-  double value(const std::string& key) const;
+  static std::vector<std::string> keys();                           // every key, in spec order
+  double value(const std::string& key) const;                       // a named value as its index in the key's list
+  std::string value_text(const std::string& key) const;             // "vit", "0.9", ... as JSON would spell it
   std::vector<std::string> differences(const Config& other) const;  // keys whose values differ
   // This config with the keys a training dataset sets (C, H, W, q, K) taken from `data`.
   Config with_data_keys_of(const Config& data) const;
@@ -48,9 +61,12 @@ struct Config {
   static std::vector<std::string> preset_names();
 };
 
-// Every tensor a checkpoint of `c` holds, in spec §6 order (parameters, then each layer's memory
-// γ), computed without allocating anything; `c` must be valid.
+// Every tensor a checkpoint of `c` holds, in spec §6 order (parameters, then the memory
+// buffers), computed from the architecture's parameter table without allocating anything;
+// `c` must be valid.
 std::vector<std::pair<std::string, Shape>> checkpoint_tensors(const Config& c);
+// Trainable values of `c` (what AiT::parameter_count() would say), nothing allocated; `c` valid.
+int64_t parameter_count(const Config& c);
 
 enum class MemoryEval { Frozen, Update };
 
@@ -79,7 +95,8 @@ public:
   // Parameters in spec order with spec names; memory buffers apart (no gradient).
   std::vector<std::pair<std::string, Tensor>>& params() { return params_; }
   const std::vector<std::pair<std::string, Tensor>>& params() const { return params_; }
-  std::vector<Tensor>& memory() { return memory_; }
+  std::vector<Tensor>& memory() { return memory_; }  // buffers γ per layer (none for arch=vit, memory_mode=learned)
+  const std::vector<Tensor>& memory() const { return memory_; }
   const Tensor& param(const std::string& name) const;
   int64_t parameter_count() const;
   // Names of the parameters that never receive a gradient (their output only reaches memory).

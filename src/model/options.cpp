@@ -132,13 +132,19 @@ void check_resume_matches(const TrainOptions& o, const Config& run) {
   const std::vector<std::string> diff = wanted.differences(run);
   if (diff.empty()) return;
   const std::string& key = diff.front();
-  const std::string values = number_str(wanted.value(key)) + " against the run's " + number_str(run.value(key));
+  const std::string values = wanted.value_text(key) + " against the run's " + run.value_text(key);
   const std::string by = origin.count(key) ? origin.at(key) : "--model " + o.model;
   throw OptionError("option " + by + " contradicts the config of the run in --resume " + o.resume + ": key '" + key +
                     "' would be " + values + " (a resumed run keeps its config; leave the option out)");
 }
 
 }  // namespace
+
+Precision parse_precision(const std::string& text, const std::string& option) {
+  if (text == "fp32") return Precision::Fp32;
+  if (text == "mixed") return Precision::Mixed;
+  throw OptionError("option " + option + ": '" + text + "' is not one of fp32, mixed");
+}
 
 uint64_t physical_memory_bytes() {
   const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);

@@ -7,6 +7,7 @@
 
 #include "core/error.h"
 #include "model/model.h"
+#include "vulkan/device.h"
 
 namespace ait {
 
@@ -24,6 +25,10 @@ struct TrainLimits {
   static constexpr int64_t kMaxSteps = int64_t(1) << 40;  // --warmup, --log-every, --limit
   static constexpr double kMaxWeightDecay = 100;
 };
+
+// The value of a --precision option ("fp32" or "mixed"; see Precision in vulkan/device.h); an
+// OptionError naming `option` and the accepted values otherwise.
+Precision parse_precision(const std::string& text, const std::string& option = "--precision");
 
 // The machine's physical memory, the default budget of check_batch_fits.
 uint64_t physical_memory_bytes();

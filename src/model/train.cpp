@@ -499,7 +499,7 @@ void dump(const DumpOptions& opt, Kernels& dev) {
       put("loss.balance", f.balance);
       for (auto& [name, p] : model.params())
         put("grad." + name, p.grad().defined() ? p.grad() : Tensor::zeros(p.shape(), &dev));
-      for (int64_t i = 0; i < c.depth; ++i) put("memory." + std::to_string(i), f.new_memory[i]);
+      for (size_t i = 0; i < f.new_memory.size(); ++i) put("memory." + std::to_string(i), f.new_memory[i]);
     }
     if (opt.train_steps > 0) {
       step_losses.push_back(f.loss.detach());
@@ -511,7 +511,7 @@ void dump(const DumpOptions& opt, Kernels& dev) {
   if (opt.train_steps > 0) {
     out.add("step_losses", StTensor::from_f32({opt.train_steps}, read_together(step_losses)));
     for (auto& [name, p] : model.params()) put("param." + name, p);
-    for (int64_t i = 0; i < c.depth; ++i) put("memory.final." + std::to_string(i), model.memory()[i]);
+    for (size_t i = 0; i < model.memory().size(); ++i) put("memory.final." + std::to_string(i), model.memory()[i]);
   }
   write_safetensors(opt.out, out);
 }

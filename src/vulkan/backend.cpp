@@ -36,6 +36,11 @@ Kernels* open(int index) {
   return k;
 }
 
+const DeviceInfo* info_of(const Kernels& k) {
+  auto* v = dynamic_cast<const VulkanKernels*>(&k);
+  return v ? &v->context().info() : nullptr;
+}
+
 bool validation_enabled() {
   std::string err;
   vk::Instance* inst = vk::Instance::get(&err);

@@ -14,6 +14,8 @@ namespace backend {
 std::vector<DeviceInfo> devices(std::string* error);
 // The backend of device `index` of devices(), created on first use and kept for the process.
 Kernels* open(int index);
+// The description of the device a Vulkan backend runs on; null for another backend.
+const DeviceInfo* info_of(const Kernels& k);
 bool validation_enabled();
 std::vector<std::string> validation_messages();
 void clear_validation_messages();

@@ -93,6 +93,11 @@ void Context::create_device() {
   VkDeviceCreateInfo dci{VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO};
   dci.queueCreateInfoCount = 1;
   dci.pQueueCreateInfos = &qci;
+  // 16-bit storage buffers (the fp16 operands of matmul_fp16), only where the device has them:
+  // fp32 work never needs a feature.
+  VkPhysicalDevice16BitStorageFeatures s16{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_16BIT_STORAGE_FEATURES};
+  s16.storageBuffer16BitAccess = info_.storage_16bit ? VK_TRUE : VK_FALSE;
+  if (info_.storage_16bit) dci.pNext = &s16;
   check(fi_.vkCreateDevice(phys_, &dci, nullptr, &device_), "vkCreateDevice");
 #define AIT_LOAD_DEVICE(fn)                                                  \
   f_.fn = reinterpret_cast<PFN_##fn>(fi_.vkGetDeviceProcAddr(device_, #fn)); \
@@ -100,6 +105,7 @@ void Context::create_device() {
   AIT_VK_DEVICE_FNS(AIT_LOAD_DEVICE)
 #undef AIT_LOAD_DEVICE
   f_.vkGetDeviceQueue(device_, queue_family_, 0, &queue_);
+  storage_16bit_ = info_.storage_16bit;
 }
 
 void Context::read_limits() {

@@ -44,7 +44,53 @@ int parse_index(const std::string& s, const std::string& spec) {
     throw Error("device '" + spec + "': expected vulkan:N with N a device index (see `ait devices`)");
   return std::stoi(s);
 }
+// The 16-bit and cooperative-matrix line of a device's description.
+std::string precision_features(const DeviceInfo& d) {
+  auto yes_no = [](bool b) { return b ? "yes" : "no"; };
+  std::string s = std::string("16-bit storage ") + yes_no(d.storage_16bit) + ", float16 arithmetic " +
+                  yes_no(d.shader_float16) + ", VK_KHR_cooperative_matrix ";
+  if (!d.coop_matrix_extension) return s + "absent";
+  if (d.coop_matrix_shapes.empty()) return s + "present, no shapes reported";
+  s += "shapes:";
+  for (size_t i = 0; i < d.coop_matrix_shapes.size(); ++i)
+    s += (i ? ", " : " ") + describe_coop_shape(d.coop_matrix_shapes[i]);
+  return s;
+}
 }  // namespace
+
+std::string coop_component_name(uint32_t type) {
+  // VkComponentTypeKHR (VK_KHR_cooperative_matrix, VK_KHR_shader_bfloat16, VK_EXT_shader_float8).
+  static const char* const kCore[] = {"f16", "f32", "f64", "s8", "s16", "s32", "s64", "u8", "u16", "u32", "u64"};
+  if (type < sizeof kCore / sizeof kCore[0]) return kCore[type];
+  if (type == 1000141000u) return "bf16";
+  if (type == 1000491002u) return "fp8e4m3";
+  if (type == 1000491003u) return "fp8e5m2";
+  return "type " + std::to_string(type);
+}
+
+std::string describe_coop_shape(const CoopMatrixShape& s) {
+  // VkScopeKHR: 1 device, 2 workgroup, 3 subgroup, 5 queue family.
+  const char* scope = s.scope == 3 ? "subgroup" : s.scope == 2 ? "workgroup" : s.scope == 1 ? "device" : "queue-family";
+  return std::to_string(s.m) + "x" + std::to_string(s.n) + "x" + std::to_string(s.k) + " " +
+         coop_component_name(s.a_type) + "*" + coop_component_name(s.b_type) + "+" + coop_component_name(s.c_type) +
+         "->" + coop_component_name(s.result_type) + " " + scope + (s.saturating ? " saturating" : "");
+}
+
+const char* precision_name(Precision p) { return p == Precision::Mixed ? "mixed" : "fp32"; }
+
+Precision resolve_precision(Kernels& device, Precision requested, std::string* note) {
+  if (note) note->clear();
+  if (requested == Precision::Fp32) return Precision::Fp32;
+  std::string why;
+  const DeviceInfo* d = backend::info_of(device);
+  if (!d) why = "the CPU backend computes in fp32 only";
+  else if (!d->coop_matrix_extension) why = d->name + " does not offer VK_KHR_cooperative_matrix";
+  else
+    why = d->name + " offers VK_KHR_cooperative_matrix (" + std::to_string(d->coop_matrix_shapes.size()) +
+          " shapes), but this build has no cooperative-matrix matmul yet";
+  if (note) *note = "--precision mixed: " + why + "; running fp32";
+  return Precision::Fp32;
+}
 
 std::vector<DeviceInfo> list_devices() {
   std::string err;
@@ -77,6 +123,7 @@ std::string describe_devices() {
        << " KiB, maxStorageBufferRange " << human_bytes(d.max_storage_buffer_range) << ", maxMemoryAllocationSize "
        << human_bytes(d.max_memory_allocation_size) << ", maxComputeWorkGroupCount " << d.max_workgroup_count[0]
        << " x " << d.max_workgroup_count[1] << " x " << d.max_workgroup_count[2] << "\n";
+    os << "          " << precision_features(d) << "\n";
   }
   return os.str();
 }

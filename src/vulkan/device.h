@@ -19,6 +19,20 @@ struct MemoryHeapInfo {
   bool device_local = false;
 };
 
+// One shape VK_KHR_cooperative_matrix offers (vkGetPhysicalDeviceCooperativeMatrixPropertiesKHR):
+// Result[M, N] = A[M, K] * B[K, N] + C[M, N] with the component types (VkComponentTypeKHR values)
+// and the scope (VkScopeKHR value) the driver reports.
+struct CoopMatrixShape {
+  uint32_t m = 0, n = 0, k = 0;
+  uint32_t a_type = 0, b_type = 0, c_type = 0, result_type = 0;
+  bool saturating = false;
+  uint32_t scope = 0;
+};
+// "f16", "f32", "bf16", "s8", ... for a VkComponentTypeKHR value ("type N" when unknown).
+std::string coop_component_name(uint32_t type);
+// "16x16x16 f16*f16+f32->f32 subgroup".
+std::string describe_coop_shape(const CoopMatrixShape& s);
+
 struct DeviceInfo {
   int index = 0;  // the N of "vulkan:N"
   std::string name;
@@ -33,6 +47,12 @@ struct DeviceInfo {
   uint64_t max_storage_buffer_range = 0;    // bytes one storage-buffer binding may span
   uint64_t max_memory_allocation_size = 0;  // bytes one allocation may have
   uint32_t max_workgroup_count[3] = {0, 0, 0};
+  // What mixed precision needs (docs/gpu.md): 16-bit storage buffers (storageBuffer16BitAccess,
+  // enabled at device creation when present), float16 arithmetic (shaderFloat16, reported only),
+  // and the shapes of VK_KHR_cooperative_matrix (empty when the extension is absent).
+  bool storage_16bit = false, shader_float16 = false;
+  bool coop_matrix_extension = false;
+  std::vector<CoopMatrixShape> coop_matrix_shapes;
   bool usable = false;          // meets the backend's requirements (Vulkan 1.1, compute queue, limits)
   std::string unusable_reason;  // why not, when !usable
 };
@@ -57,6 +77,17 @@ std::string describe_devices();
 // in builds without the backend. A Vulkan backend lives for the rest of the process: it is
 // created on the first selection of its device and returned again afterwards.
 Kernels* select_device(const std::string& spec, std::string* note = nullptr);
+
+// The arithmetic precision of a run (--precision). fp32 is the reference: every tensor and every
+// operation in float32. mixed would run the matmuls on tensor units (fp16/bf16 inputs, fp32
+// accumulation) and keep everything else in fp32 (docs/spec.md §10.2).
+enum class Precision { Fp32, Mixed };
+const char* precision_name(Precision p);  // "fp32", "mixed"
+// The precision a run on `device` computes at when `requested` is asked for. Today always Fp32:
+// the CPU backend has no mixed path, and no Vulkan device runs one yet (the cooperative-matrix
+// matmul is not built). When that differs from `requested`, *note gets one line saying why
+// (naming the device and whether it offers VK_KHR_cooperative_matrix); otherwise it is cleared.
+Precision resolve_precision(Kernels& device, Precision requested, std::string* note);
 
 // Validation-layer diagnostics. The Khronos validation layer (and synchronization validation)
 // is enabled when env AIT_VK_VALIDATION is set to anything but "0" before the first Vulkan use;

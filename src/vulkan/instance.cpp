@@ -81,13 +81,13 @@ VKAPI_ATTR VkBool32 VKAPI_CALL debug_callback(VkDebugUtilsMessageSeverityFlagBit
   return VK_FALSE;
 }
 
+}  // namespace
+
 bool has_extension(const std::vector<VkExtensionProperties>& exts, const char* name) {
   for (auto& e : exts)
     if (strcmp(e.extensionName, name) == 0) return true;
   return false;
 }
-
-}  // namespace
 
 bool validation_requested() {
   const char* v = getenv("AIT_VK_VALIDATION");
@@ -350,6 +350,7 @@ void Instance::describe(int index) {
       d.driver_info = drv.driverInfo;
     }
   }
+  if (v11) describe_precision(pd, exts, d);
   VkPhysicalDeviceMemoryProperties mp{};
   f_.vkGetPhysicalDeviceMemoryProperties(pd, &mp);
   for (uint32_t i = 0; i < mp.memoryHeapCount; ++i)

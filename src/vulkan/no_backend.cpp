@@ -12,6 +12,7 @@ std::vector<DeviceInfo> devices(std::string* error) {
   return {};
 }
 Kernels* open(int) { throw Error("built without Vulkan support"); }
+const DeviceInfo* info_of(const Kernels&) { return nullptr; }
 bool validation_enabled() { return false; }
 std::vector<std::string> validation_messages() { return {}; }
 void clear_validation_messages() {}

@@ -24,8 +24,9 @@ public:
   DeviceKind kind() const override { return DeviceKind::Vulkan; }
   std::string name() const override;
   vk::Context& context() { return *ctx_; }
+  const vk::Context& context() const { return *ctx_; }
 
-  // The matmul tiles: one shader (shaders/matmul.comp) whose geometry comes from specialization
+  // The matmul tiles: one shader source (shaders/matmul.glsl) whose geometry comes from specialization
   // constants filled from this table. Tiles are named; tests, tools and the environment variable
   // AIT_VK_MATMUL_LARGE_TILE pick them by name. The shader needs thread_m and thread_n to be
   // multiples of 4 and tile_k one of 4, 8, 16, 32 (split-K pieces are a multiple of 32 long).
@@ -76,6 +77,24 @@ public:
 
   void matmul(const Buffer& a, const Buffer& b, Buffer& c, const MatmulArgs& args) override;
 
+  // ---- fp16 storage (the operands of mixed-precision matmuls; docs/gpu.md) ----
+  // An fp16 tensor of n values lives in a buffer of (n + 1) / 2 elements, two values per element
+  // (value 2i in the low 16 bits of element i). Offsets and counts below are in values.
+  // Whether the device has 16-bit storage buffers (enabled at device creation): matmul_fp16
+  // needs them; the conversions do not.
+  bool has_fp16_storage() const;
+  // y (fp16) = x (fp32) rounded to nearest, ties to even; overflow to inf, NaN kept, gradual
+  // underflow (shaders/convert_f16.comp states every case). Values [x_off, x_off + n) of x go to
+  // values [2 * y_word, 2 * y_word + n) of y.
+  void to_fp16(const Buffer& x, Buffer& y, size_t n, size_t x_off = 0, size_t y_word = 0);
+  // y (fp32) = x (fp16), exact. Values [2 * x_word, 2 * x_word + n) of x go to [y_off, y_off + n).
+  void from_fp16(const Buffer& x, Buffer& y, size_t n, size_t x_word = 0, size_t y_off = 0);
+  // matmul() with A and B fp16 (lda, ldb, stride_a, stride_b, off_a and off_b in fp16 values):
+  // each value is widened to fp32 as it is loaded and the products are summed in fp32, so the
+  // result is the fp32 product of the fp16 inputs up to fp32 summation order; C and the bias
+  // are fp32. Throws ait::Error when !has_fp16_storage().
+  void matmul_fp16(const Buffer& a, const Buffer& b, Buffer& c, const MatmulArgs& args);
+
   void layernorm(const Buffer& x, const Buffer& w, const Buffer& b, Buffer& y, Buffer& mean, Buffer& rstd, int64_t rows,
                  int64_t cols, float eps) override;
   void layernorm_backward(const Buffer& x, const Buffer& w, const Buffer& mean, const Buffer& rstd, const Buffer& dy,
@@ -100,6 +119,9 @@ public:
   void set_replay(bool on);  // see vk::Context::set_replay
 
 private:
+  void matmul_impl(const Buffer& a, const Buffer& b, Buffer& c, const MatmulArgs& args, bool f16);
+  void convert_fp16(const char* kernel, uint32_t mode, const Buffer& x, Buffer& y, size_t n, size_t x_off,
+                    size_t y_off);
   void reduce_impl(const char* kernel, const Buffer& x, Buffer& y, int64_t outer, int64_t n, int64_t inner, float scale,
                    bool count);
   vk::Context* ctx_;

@@ -1,5 +1,6 @@
 // The Vulkan matmul: the named tile table, the automatic tile and split-K choice, and the
-// dispatches of shaders/matmul.comp (and matmul_reduce.comp for split-K).
+// dispatches of shaders/matmul.comp or matmul_f16.comp (both built from matmul.glsl; fp32 or fp16
+// A and B) and of matmul_reduce.comp for split-K.
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
@@ -14,8 +15,9 @@ using namespace vkk;
 
 // ---- matmul ----
 
-// The tile table of shaders/matmul.comp. Shared memory = 2 (double buffer) * K step * (M + N) * 4.
-// The names are the ones AIT_VK_MATMUL_LARGE_TILE, the tests and the tools use.
+// The tile table of shaders/matmul.glsl (both operand precisions). Shared memory = 2 (double
+// buffer) * K step * (M + N) * 4. The names are the ones AIT_VK_MATMUL_LARGE_TILE, the tests and
+// the tools use.
 const std::vector<VulkanKernels::MatmulTile>& VulkanKernels::matmul_tiles() {
   static const std::vector<MatmulTile> tiles = {
       // name                 tile M  N    K step  per thread M x N
@@ -105,7 +107,7 @@ const VulkanKernels::MatmulTile& VulkanKernels::choose_matmul_tile(uint64_t M, u
 }
 
 namespace {
-// Push constants of matmul.comp and matmul_reduce.comp.
+// Push constants of matmul.glsl and matmul_reduce.comp.
 struct MatmulPc {
   PcBase base;
   uint32_t M, N, K, lda, ldb, ldc, stride_a, stride_b, stride_c, off_a, off_b, off_c;
@@ -129,8 +131,13 @@ struct MatmulExtents {
   uint64_t span_a, span_b, span_c, a_cols, b_cols;
 };
 
-// Checks the arguments of a non-empty product against each other and the buffers.
-MatmulExtents check_matmul(const Buffer& a, const Buffer& b, const Buffer& c, const MatmulArgs& g, const char* k) {
+// Buffer elements (4 bytes) that hold `values` operand values: two per element for fp16.
+uint64_t operand_elems(uint64_t values, bool f16) { return f16 ? (values + 1) / 2 : values; }
+
+// Checks the arguments of a non-empty product against each other and the buffers (A and B hold
+// fp16 pairs with `f16`).
+MatmulExtents check_matmul(const Buffer& a, const Buffer& b, const Buffer& c, const MatmulArgs& g, bool f16,
+                           const char* k) {
   const uint64_t B = static_cast<uint64_t>(g.batch), M = static_cast<uint64_t>(g.M), N = static_cast<uint64_t>(g.N),
                  K = static_cast<uint64_t>(g.K);
   const uint64_t a_rows = g.trans_a ? K : M, a_cols = g.trans_a ? M : K;
@@ -143,8 +150,8 @@ MatmulExtents check_matmul(const Buffer& a, const Buffer& b, const Buffer& c, co
                   operand_span(B, static_cast<uint64_t>(g.stride_b), b_rows, static_cast<uint64_t>(g.ldb), b_cols),
                   operand_span(B, static_cast<uint64_t>(g.stride_c), M, static_cast<uint64_t>(g.ldc), N), a_cols,
                   b_cols};
-  need(a, static_cast<uint64_t>(g.off_a) + e.span_a, k, "A");
-  need(b, static_cast<uint64_t>(g.off_b) + e.span_b, k, "B");
+  need(a, operand_elems(static_cast<uint64_t>(g.off_a) + e.span_a, f16), k, "A");
+  need(b, operand_elems(static_cast<uint64_t>(g.off_b) + e.span_b, f16), k, "B");
   need(c, static_cast<uint64_t>(g.off_c) + e.span_c, k, "C");
   if (g.bias) need(*g.bias, N, k, "bias");
   return e;
@@ -180,7 +187,21 @@ bool vec4_loads_ok(uint32_t off, uint64_t ld, uint64_t stride, uint64_t contiguo
 struct MatmulOperands {
   vk::BindRange a, b, c, bias;
   bool vec_a = false, vec_b = false;
+  bool f16 = false;  // A and B are fp16 (matmul_f16.comp)
 };
+
+// Binds operand values [first, first + count) (fp16 ones with `f16`, two per buffer element);
+// *rel receives first's index, in values, inside the binding.
+vk::BindRange operand_bind(vk::Context& ctx, const Buffer& buf, bool f16, const char* k, uint64_t first, uint64_t count,
+                           uint32_t* rel) {
+  if (count == 0) return ctx.dummy();
+  if (!f16) return span_bind(ctx, buf, k, first, count, rel);
+  const uint64_t first_elem = first / 2, end_elem = (first + count + 1) / 2;
+  uint32_t rel_elems = 0;
+  vk::BindRange r = span_bind(ctx, buf, k, first_elem, end_elem - first_elem, &rel_elems);
+  *rel = rel_elems * 2 + static_cast<uint32_t>(first % 2);
+  return r;
+}
 
 // Split-K: how many pieces of K (each k_len long, set in pc) the product runs in; 1 for none.
 // `requested`: 0 automatic, else at most that many. The partial products [pieces, batch, M, N]
@@ -219,7 +240,7 @@ vk::Pipeline& matmul_pipeline(vk::Context& ctx, const VulkanKernels::MatmulTile&
   spec[AIT_MATMUL_SPEC_TILE_K] = t.tile_k;
   spec[AIT_MATMUL_SPEC_THREADS] = t.threads();
   spec[AIT_MATMUL_SPEC_THREADS_N] = t.threads_n();
-  return ctx.pipeline("matmul", 4, sizeof(MatmulPc), spec);
+  return ctx.pipeline(ops.f16 ? "matmul_f16" : "matmul", 4, sizeof(MatmulPc), spec);
 }
 
 // Split-K: partial products into scratch [splits, batch, M, N] (alpha 1, beta 0), then
@@ -247,18 +268,29 @@ void dispatch_split_k(vk::Context& ctx, const VulkanKernels::MatmulTile& t, cons
 }  // namespace
 
 void VulkanKernels::matmul(const Buffer& a, const Buffer& b, Buffer& c, const MatmulArgs& g) {
-  const char* k = "matmul";
+  matmul_impl(a, b, c, g, false);
+}
+
+void VulkanKernels::matmul_fp16(const Buffer& a, const Buffer& b, Buffer& c, const MatmulArgs& g) {
+  if (!ctx_->storage_16bit())
+    bad("matmul_fp16", ctx_->info().name + " does not offer 16-bit storage buffers (storageBuffer16BitAccess)");
+  matmul_impl(a, b, c, g, true);
+}
+
+void VulkanKernels::matmul_impl(const Buffer& a, const Buffer& b, Buffer& c, const MatmulArgs& g, bool f16) {
+  const char* k = f16 ? "matmul_fp16" : "matmul";
   if (g.batch < 0 || g.M < 0 || g.N < 0 || g.K < 0) bad(k, "negative dimension");
   if (g.lda < 0 || g.ldb < 0 || g.ldc < 0 || g.stride_a < 0 || g.stride_b < 0 || g.stride_c < 0 || g.off_a < 0 ||
       g.off_b < 0 || g.off_c < 0)
     bad(k, "negative stride or offset");
   if (g.batch == 0 || g.M == 0 || g.N == 0) return;
-  const MatmulExtents e = check_matmul(a, b, c, g, k);
+  const MatmulExtents e = check_matmul(a, b, c, g, f16, k);
   MatmulPc pc = matmul_push(g, k);
   const uint64_t B = static_cast<uint64_t>(g.batch), M = pc.M, N = pc.N;
   MatmulOperands ops;
-  ops.a = e.span_a ? span_bind(*ctx_, a, k, static_cast<uint64_t>(g.off_a), e.span_a, &pc.off_a) : ctx_->dummy();
-  ops.b = e.span_b ? span_bind(*ctx_, b, k, static_cast<uint64_t>(g.off_b), e.span_b, &pc.off_b) : ctx_->dummy();
+  ops.f16 = f16;
+  ops.a = operand_bind(*ctx_, a, f16, k, static_cast<uint64_t>(g.off_a), e.span_a, &pc.off_a);
+  ops.b = operand_bind(*ctx_, b, f16, k, static_cast<uint64_t>(g.off_b), e.span_b, &pc.off_b);
   ops.c = span_bind(*ctx_, c, k, static_cast<uint64_t>(g.off_c), e.span_c, &pc.off_c);
   ops.bias = g.bias ? ctx_->bind(*g.bias, k, 0, N) : ctx_->dummy();
   ops.vec_a = e.span_a && vec4_loads_ok(pc.off_a, pc.lda, pc.stride_a, e.a_cols, B);

@@ -69,6 +69,7 @@ namespace vk {
   X(vkEnumeratePhysicalDevices)               \
   X(vkGetPhysicalDeviceProperties)            \
   X(vkGetPhysicalDeviceProperties2)           \
+  X(vkGetPhysicalDeviceFeatures2)             \
   X(vkGetPhysicalDeviceMemoryProperties)      \
   X(vkGetPhysicalDeviceQueueFamilyProperties) \
   X(vkEnumerateDeviceExtensionProperties)     \
@@ -141,6 +142,7 @@ void check(VkResult r, const char* what);
 // Which descriptor bindings a SPIR-V module may write (bit i: binding i); see vk_runtime.cpp.
 uint32_t spirv_written_bindings(const uint32_t* words, size_t n);
 const char* result_name(VkResult r);
+bool has_extension(const std::vector<VkExtensionProperties>& exts, const char* name);
 
 // ---- instance ----
 class Instance {
@@ -162,6 +164,8 @@ private:
   bool create_instance(uint32_t loader_version, std::string* error);
   bool load_instance_functions(bool debug_utils, std::string* error);
   void describe(int index);
+  // Fills the 16-bit and cooperative-matrix fields of `d` (precision_features.cpp).
+  void describe_precision(VkPhysicalDevice pd, const std::vector<VkExtensionProperties>& exts, DeviceInfo& d) const;
 
   void* lib_ = nullptr;
   InstanceFns f_;
@@ -362,6 +366,8 @@ public:
 
   const DeviceInfo& info() const { return info_; }
   const Limits& limits() const { return limits_; }
+  // Whether storageBuffer16BitAccess was enabled (shaders may declare float16_t buffers).
+  bool storage_16bit() const { return storage_16bit_; }
 
   std::shared_ptr<VkBuf> alloc(size_t n);
   void upload(VkBuf& dst, const void* src, size_t bytes, size_t dst_byte_off);
@@ -459,6 +465,7 @@ private:
   VkDevice device_ = VK_NULL_HANDLE;
   VkQueue queue_ = VK_NULL_HANDLE;
   uint32_t queue_family_ = 0;
+  bool storage_16bit_ = false;
   std::recursive_mutex mu_;
 
   std::unique_ptr<Memory> memory_;

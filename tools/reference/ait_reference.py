@@ -15,6 +15,10 @@ CONFIG_KEYS = ["channels", "image_height", "image_width", "patch_size", "questio
                "memory_dim", "memory_heads", "bottleneck", "hopfield_beta", "memory_momentum",
                "balance_coef", "write_dropout"]
 FLOAT_KEYS = {"hopfield_beta", "memory_momentum", "balance_coef", "write_dropout"}
+# Keys after the first 19 (spec section 1): absent means this default, and a config JSON names
+# them only when they differ from it.
+LATER_KEYS = {"arch": "ait", "memory_mode": "ema", "self_attention": 1, "hopfield_read": 1, "topk_write": 1}
+NAMED_VALUES = {"arch": ("ait", "vit"), "memory_mode": ("ema", "reset", "learned")}
 
 # ---------------------------------------------------------------- safetensors (little-endian)
 DTYPES = {"F32": torch.float32, "F64": torch.float64, "I32": torch.int32, "I64": torch.int64,
@@ -138,23 +142,31 @@ class BottleneckWrite(nn.Module):
 
 
 class GlobalWorkspace(nn.Module):
-    """'gwl': FFN -> squash -> bottleneck write -> memory update -> Hopfield read; returns U + R."""
+    """'gwl': FFN -> squash -> bottleneck write -> memory update -> Hopfield read; returns U + R.
+    Ablations (spec 2.6): memory_mode reset (the caller does not commit) or learned (memory is a
+    parameter, no write), hopfield_read=0 (returns U), topk_write=0 (k' = B*T)."""
     def __init__(self, c):
         super().__init__()
         D, m = c["dim"], c["memory_dim"]
         self.beta, self.mu = c["hopfield_beta"], c["memory_momentum"]
+        self.learned, self.hopfield = c["memory_mode"] == "learned", bool(c["hopfield_read"])
         self.fc1, self.fc2 = nn.Linear(D, c["mlp_dim"]), nn.Linear(c["mlp_dim"], D)
         self.ffn_norm = nn.LayerNorm(D)
-        self.register_buffer("memory", torch.randn(c["memory_slots"], m))
-        self.write = BottleneckWrite(D, m, c["memory_heads"], c["bottleneck"], c["write_dropout"])
-        self.read = nn.Linear(m, D)
+        if self.learned:
+            self.memory = nn.Parameter(torch.randn(c["memory_slots"], m))
+        else:
+            self.register_buffer("memory", torch.randn(c["memory_slots"], m))
+            k = c["bottleneck"] if c["topk_write"] else sys.maxsize
+            self.write = BottleneckWrite(D, m, c["memory_heads"], k, c["write_dropout"])
+        if self.hopfield:
+            self.read = nn.Linear(m, D)
 
     def forward(self, z, write, gamma_read=None):
         B, T, D = z.shape
         U = self.ffn_norm(self.fc2(F.gelu(self.fc1(z))))
         aux = {"xi": U.reshape(B * T, D), "balance": z.new_zeros(())}
         gamma_r = self.memory
-        if write:
+        if write and not self.learned:
             G, A, mask, S = self.write(self.memory, aux["xi"])
             new = self.mu * self.memory + (1 - self.mu) * G.detach()
             new = new / new.norm(dim=1, keepdim=True)
@@ -164,6 +176,8 @@ class GlobalWorkspace(nn.Module):
                 aux["balance"] = aux["balance"] + cv2(A[j].sum(0)) + cv2(mask[j].sum(0).to(A.dtype))
         if gamma_read is not None:        # selfcheck only: hold the read memory fixed
             gamma_r = gamma_read
+        if not self.hopfield:
+            return U, aux
         Y = self.read(gamma_r)                                   # [M, D]
         R = torch.softmax(self.beta * U @ Y.t(), dim=-1) @ Y     # [B, T, D]
         return U + R, aux
@@ -173,7 +187,8 @@ class Layer(nn.Module):
     def __init__(self, c):
         super().__init__()
         self.attn_norm = nn.LayerNorm(c["dim"])
-        self.attn = Attention(c["dim"], c["heads"], c["head_dim"])
+        # self_attention=0 (the authors' SA=False): the attention is the identity after its norm
+        self.attn = Attention(c["dim"], c["heads"], c["head_dim"]) if c["self_attention"] else nn.Identity()
         self.gwl_norm = nn.LayerNorm(c["dim"])
         self.gwl = GlobalWorkspace(c)
 
@@ -214,29 +229,96 @@ class AiT(nn.Module):
         for i, layer in enumerate(self.layers):
             x, aux = layer(x, write, None if gamma_read is None else gamma_read[i])
             auxes.append(aux)
-        if write and commit:  # a new tensor, not in place: W_q's gradient uses the gamma read (spec 4)
-            for layer, aux in zip(self.layers, auxes):
-                layer.gwl.memory = aux["new_memory"]
+        if write and commit and self.c["memory_mode"] == "ema":
+            for layer, aux in zip(self.layers, auxes):  # a new tensor, not in place: W_q's gradient
+                layer.gwl.memory = aux["new_memory"]    # uses the gamma read (spec 4)
         balance = self.c["balance_coef"] * sum(a["balance"] for a in auxes)
         return self.head(x), balance, auxes
 
     def set_write_dropout(self, p):
         for layer in self.layers:
-            layer.gwl.write.dropout = p
+            if hasattr(layer.gwl, "write"):
+                layer.gwl.write.dropout = p
+
+    def memory_buffers(self):
+        """The memories the checkpoint keeps as buffers (none when learned)."""
+        return [] if self.c["memory_mode"] == "learned" else [layer.gwl.memory for layer in self.layers]
+
+
+class VitBlock(nn.Module):
+    """Pre-norm block of the ViT baseline (spec 2.7): attention, then a GELU feed-forward."""
+    def __init__(self, c):
+        super().__init__()
+        D = c["dim"]
+        self.attn_norm, self.attn = nn.LayerNorm(D), Attention(D, c["heads"], c["head_dim"])
+        self.ffn_norm = nn.LayerNorm(D)
+        self.ffn = nn.Module()
+        self.ffn.fc1, self.ffn.fc2 = nn.Linear(D, c["mlp_dim"]), nn.Linear(c["mlp_dim"], D)
+
+    def forward(self, x):
+        x = x + self.attn(self.attn_norm(x))
+        return x + self.ffn.fc2(F.gelu(self.ffn.fc1(self.ffn_norm(x))))
+
+
+class ViT(nn.Module):
+    """arch=vit (spec 2.7): embedding and question token as the AiT's, class token, learned
+    position embedding over all T+1 tokens, L pre-norm blocks, LN + Linear on the class token."""
+    def __init__(self, c):
+        super().__init__()
+        self.c, p, D = c, c["patch_size"], c["dim"]
+        self.T = (c["image_height"] // p) * (c["image_width"] // p) + (1 if c["question_dim"] else 0)
+        self.patch_embed = Embed(p * p * c["channels"], D)
+        if c["question_dim"]:
+            self.question_embed = Embed(c["question_dim"], D)
+        self.pos_embedding = nn.Parameter(torch.randn(1, self.T + 1, D))
+        self.cls_token = nn.Parameter(torch.randn(1, 1, D))
+        self.layers = nn.ModuleList(VitBlock(c) for _ in range(c["depth"]))
+        self.head = nn.Module()
+        self.head.norm, self.head.proj = nn.LayerNorm(D), nn.Linear(D, c["num_classes"])
+
+    def forward(self, images, questions=None, write=False, commit=True, gamma_read=None):
+        x = self.patch_embed(patchify(images, self.c["patch_size"]))
+        if self.c["question_dim"]:
+            x = torch.cat([self.question_embed(questions)[:, None], x], dim=1)
+        x = torch.cat([self.cls_token.expand(x.shape[0], 1, -1), x], dim=1) + self.pos_embedding
+        for block in self.layers:
+            x = block(x)
+        return self.head.proj(self.head.norm(x[:, 0])), x.new_zeros(()), []
+
+    def set_write_dropout(self, p):
+        pass
+
+    def memory_buffers(self):
+        return []
+
+
+def build_model(c):
+    return ViT(c) if c["arch"] == "vit" else AiT(c)
 
 # ---------------------------------------------------------------- checkpoints and batches
 
 
 def check_config(c):
-    if set(c) != set(CONFIG_KEYS):
+    if not set(CONFIG_KEYS) <= set(c) <= set(CONFIG_KEYS) | set(LATER_KEYS):
         raise ValueError(f"config keys differ from spec: missing {set(CONFIG_KEYS) - set(c)}, "
-                         f"extra {set(c) - set(CONFIG_KEYS)}")
-    return {k: (float(c[k]) if k in FLOAT_KEYS else int(c[k])) for k in CONFIG_KEYS}
+                         f"extra {set(c) - set(CONFIG_KEYS) - set(LATER_KEYS)}")
+    out = {k: (float(c[k]) if k in FLOAT_KEYS else int(c[k])) for k in CONFIG_KEYS}
+    for k, default in LATER_KEYS.items():
+        v = c.get(k, default)
+        if v not in (NAMED_VALUES[k] if k in NAMED_VALUES else (0, 1)):
+            raise ValueError(f"config key '{k}' is {v!r}")
+        out[k] = v
+    return out
+
+
+def config_json(c):
+    """The config as spec section 1 writes it: the later keys only where not at their default."""
+    return json.dumps({k: v for k, v in c.items() if k not in LATER_KEYS or v != LATER_KEYS[k]})
 
 
 def save_checkpoint(model, path):
     meta = {"format": "ait", "version": "1", "producer": "tools/reference/ait_reference.py",
-            "config": json.dumps(model.c)}
+            "config": config_json(model.c)}
     save_safetensors(path, {k: v.float() for k, v in model.state_dict().items()}, meta)
 
 
@@ -244,7 +326,7 @@ def load_checkpoint(path):
     tensors, meta = load_safetensors(path)
     if meta.get("format") != "ait" or meta.get("version") != "1":
         raise ValueError(f"{path}: not an ait v1 checkpoint")
-    model = AiT(check_config(json.loads(meta["config"])))
+    model = build_model(check_config(json.loads(meta["config"])))
     want = model.state_dict()
     for name in sorted(set(want) | set(tensors)):
         if name not in tensors or name not in want:
@@ -291,14 +373,15 @@ def dump(ckpt, batch, steps=0, lr=1e-4, wd=0.01, dtype=torch.float64, on_pass=No
             out.update({"logits": logits, "loss": loss, "loss.ce": ce, "loss.balance": balance})
             for name, p in model.named_parameters():
                 out["grad." + name] = p.grad.clone() if p.grad is not None else torch.zeros_like(p)
-            for i, layer in enumerate(model.layers):
-                out[f"memory.{i}"] = layer.gwl.memory.clone()
+            for i, aux in enumerate(auxes):
+                if "new_memory" in aux:
+                    out[f"memory.{i}"] = aux["new_memory"].clone()
         if steps:
             opt.step()
     if steps:
         out["step_losses"] = torch.stack(losses)
         out.update({"param." + n: p for n, p in model.named_parameters()})
-        out.update({f"memory.final.{i}": l.gwl.memory for i, l in enumerate(model.layers)})
+        out.update({f"memory.final.{i}": g for i, g in enumerate(model.memory_buffers())})
     return {k: v.detach().float().contiguous() for k, v in out.items()}
 
 
@@ -307,7 +390,7 @@ def bench(c, batch_size, steps, threads, device="cpu", seconds=0.0, warmup=1):
     torch.manual_seed(0)
     dev = torch.device(device)
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
-    model = AiT(c).to(dev)
+    model = build_model(c).to(dev)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.01)
     images = torch.randn(batch_size, c["channels"], c["image_height"], c["image_width"], device=dev)
     labels = torch.randint(0, c["num_classes"], (batch_size,), device=dev)
@@ -473,7 +556,7 @@ def main(argv=None):
         with open(args.config) as f:
             c = check_config(json.load(f))
         torch.manual_seed(args.seed)
-        save_checkpoint(AiT(c), args.out)
+        save_checkpoint(build_model(c), args.out)
     elif args.cmd == "dump":
         out = dump(args.checkpoint, args.batch, args.train_steps, args.lr, args.weight_decay,
                    getattr(torch, args.dtype))

@@ -33,6 +33,16 @@ CASES = {  # name: (config overrides, batch size, first seed)
                            write_dropout=0.1), 2, 201),
     # (d) B*T = 1: balance terms are 0 by definition
     "tiny_single": (dict(image_height=4, image_width=4, depth=1, bottleneck=3), 1, 301),
+    # Ablations (spec 2.6) on case (a)'s shapes, where the top-k selects (B*T = 12 > k = 6):
+    "ablate_no_attention": (dict(self_attention=0), 3, 401),
+    "ablate_no_read": (dict(hopfield_read=0), 3, 411),
+    "ablate_dense_write": (dict(topk_write=0), 3, 421),
+    "ablate_reset": (dict(memory_mode="reset"), 3, 431),
+    "ablate_learned": (dict(memory_mode="learned"), 3, 441),
+    # ViT baseline (spec 2.7): square images, and question token with a non-square image
+    "vit_select": (dict(arch="vit"), 3, 501),
+    "vit_question": (dict(arch="vit", question_dim=5, channels=3, image_width=12, dim=12, heads=3, head_dim=4,
+                          mlp_dim=20, num_classes=4), 2, 511),
 }
 
 SMALL_WRITE = {"tiny_noselect": 3e-2}  # after init: memory, write.out.weight *= this
@@ -42,6 +52,8 @@ def min_tie_gap(auxes):
     """Smallest relative gap between the k'-th and (k'+1)-th score over all rows (inf: none)."""
     gap = float("inf")
     for aux in auxes:
+        if "scores" not in aux:   # no write in this layer (ViT, learned memory)
+            continue
         S, kk = aux["scores"], int(aux["mask"][0, 0].sum())
         if kk >= S.shape[-1]:
             continue
@@ -56,14 +68,14 @@ def make_case(out_dir, name, overrides, batch_size, seed):
     paths = {k: os.path.join(out_dir, f"{name}.{k}") for k in
              ("config.json", "ckpt.safetensors", "batch.safetensors", "dump.safetensors")}
     with open(paths["config.json"], "w") as f:
-        json.dump(c, f, indent=1)
+        json.dump(json.loads(ref.config_json(c)), f, indent=1)
         f.write("\n")
     for attempt in range(100):
         s = seed + attempt
         torch.manual_seed(s)
-        model = ref.AiT(c)
+        model = ref.build_model(c)
         with torch.no_grad():
-            for layer in model.layers:
+            for layer in model.layers if name in SMALL_WRITE else []:
                 layer.gwl.memory.mul_(SMALL_WRITE.get(name, 1.0))
                 layer.gwl.write.out.weight.mul_(SMALL_WRITE.get(name, 1.0))
         ref.save_checkpoint(model, paths["ckpt.safetensors"])
@@ -84,7 +96,7 @@ def make_case(out_dir, name, overrides, batch_size, seed):
     ref.save_safetensors(paths["dump.safetensors"], out, {
         "producer": "tools/reference/ait_reference.py", "dtype": "float64",
         "command": f"dump --train-steps {STEPS} --lr {LR} --weight-decay {WD}"})
-    B, T = batch_size, ref.AiT(c).T
+    B, T = batch_size, ref.build_model(c).T
     print(f"{name}: seed {s}, B={B} T={T} B*T={B * T} k={c['bottleneck']}, min top-k gap {min(gaps):.3g}, "
           f"loss {out['loss'].item():.6f}, step_losses {[round(x, 6) for x in out['step_losses'].tolist()]}")
     return s
@@ -95,8 +107,10 @@ def main():
     here = os.path.dirname(os.path.abspath(__file__))
     out_dir = sys.argv[1] if len(sys.argv) > 1 else os.path.join(here, "..", "..", "tests", "golden")
     os.makedirs(out_dir, exist_ok=True)
+    only = sys.argv[2:]  # optional case names: rebuild just those
     for name, (overrides, b, seed) in CASES.items():
-        make_case(out_dir, name, overrides, b, seed)
+        if not only or name in only:
+            make_case(out_dir, name, overrides, b, seed)
 
 
 if __name__ == "__main__":

@@ -274,6 +274,9 @@ def start_model(args, data_norm, data_keys, dtype):
         c.update(data_keys)  # as `ait train` does: the data decide C, H, W, q and K
         torch.manual_seed(args.seed)
         model = ref.AiT(ref.check_config(c))
+    changed = {k: v for k, v in model.c.items() if k in ref.LATER_KEYS and v != ref.LATER_KEYS[k]}
+    if changed:  # the global write and the memory all-reduce assume the default AiT
+        raise SystemExit(f"train_ddp.py: trains the default AiT only, not {changed}")
     return model.to(dtype), norm, state, lines
 
 
