@@ -11,8 +11,6 @@
 
 namespace ait {
 
-bool coordination_available() { return true; }
-
 namespace {
 
 const std::string kWorkspace = "layer.workspace.";
