@@ -172,10 +172,9 @@ void info_dataset(const std::string& path, const SafeTensors& st) {
     std::printf("  channel %lld mean %.4f std %.4f\n", ll(c), ds.mean[size_t(c)], ds.std[size_t(c)]);
 }
 
-// `ait info --all`: the parameter count of every preset under every architecture this build has.
+// `ait info --all`: the parameter count of every preset under every architecture.
 void info_all_presets() {
-  std::vector<std::string> archs = {"ait", "vit"};
-  if (coordination_available()) archs.push_back("coordination");
+  const std::vector<std::string> archs = {"ait", "vit", "coordination"};
   std::printf("%-14s", "preset");
   for (const std::string& arch : archs) std::printf(" %16s", ("arch=" + arch).c_str());
   std::printf("\n");
