@@ -1,7 +1,7 @@
 // ait-clevr-report: accuracy of an AiT checkpoint on a Sort-of-CLEVR dataset file (made by
 // `ait-convert sort-of-clevr`), broken down by question type and subtype.
 //
-// The type and subtype of each row are read from its question vector (src/apps/convert.h): the
+// The type and subtype of each row are read from its question vector (src/apps/sort_of_clevr.h): the
 // one-hot at features 12..14 (non-relational, binary relational, ternary relational) and at
 // 15..17 (subtype). Alongside each accuracy the report prints the majority-answer baseline:
 // per subtype, always giving that subtype's most frequent answer; for a type or the totals,
@@ -30,8 +30,8 @@ namespace {
 const char* kTypeNames[3] = {"non-relational", "binary relational", "ternary relational"};
 const char* kSubtypeNames[3][3] = {
     {"shape of the object", "is it on the left", "is it on the top"},
-    {"shape of the nearest", "shape of the farthest", "count of same shape"},
-    {"count between A and B", "any object near AB", "obtuse-angle count"},
+    {"shape of the nearest", "shape of the farthest", "count of others with its shape"},
+    {"count in the box of A and B", "any object on the band of AB", "obtuse-triangle count"},
 };
 
 // Index of the single 1 among q[lo, lo+n), or -1 when the values are not a one-hot.
