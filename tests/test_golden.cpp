@@ -97,4 +97,5 @@ INSTANTIATE_TEST_SUITE_P(Cases, Golden,
                          ::testing::Values("tiny_select", "tiny_question", "tiny_noselect", "tiny_single",
                                            // the ablation switches of spec §2.6 and the ViT of §2.7
                                            "ablate_no_attention", "ablate_no_read", "ablate_dense_write",
-                                           "ablate_reset", "ablate_learned", "vit_select", "vit_question"));
+                                           "ablate_reset", "ablate_learned", "vit_select", "vit_question", "coordination_select",
+                                           "coordination_question"));

@@ -848,8 +848,8 @@ TEST(IoTest, IdxGzipDecodesOnlyWhatTheHeaderAnnounces) {
   std::vector<uint8_t> payload = idx_bytes(0x08, {2, 3}, 6);
   payload.resize(payload.size() + 600, 7);
   std::vector<uint8_t> stored = deflate_stored(payload.data(), payload.size());
-  stored[0] = 0x00;                  // the stored block is not the final one...
-  stored.push_back(0x07);            // ...and the next has BFINAL = 1, BTYPE = 3 (invalid)
+  stored[0] = 0x00;        // the stored block is not the final one...
+  stored.push_back(0x07);  // ...and the next has BFINAL = 1, BTYPE = 3 (invalid)
   std::vector<uint8_t> gz = {0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255};
   gz.insert(gz.end(), stored.begin(), stored.end());
   gz.resize(gz.size() + 8, 0);  // a trailer the full decoder would never reach
@@ -863,7 +863,8 @@ TEST(IoTest, IdxGzipDecodesOnlyWhatTheHeaderAnnounces) {
   whole[whole.size() - 8] ^= 1;  // CRC
   expect_error([&] { gunzip_prefix(whole.data(), whole.size(), "z", 5u << 20); }, {"z", "CRC"});
   // A header that announces more than its compressed size can hold is refused at once.
-  std::vector<uint8_t> big = idx_bytes(0x08, {60000, 28, 28}, 10), big_gz = gzip_compress_stored(big.data(), big.size());
+  std::vector<uint8_t> big = idx_bytes(0x08, {60000, 28, 28}, 10),
+                       big_gz = gzip_compress_stored(big.data(), big.size());
   write_raw(dir.file("big-idx3-ubyte.gz"), big_gz);
   expect_error([&] { read_idx(dir.file("big-idx3-ubyte.gz")); }, {"big-idx3-ubyte.gz", "more than"});
 }
@@ -1007,7 +1008,7 @@ TEST(DatasetTest, LoadRejectsBadFiles) {
       [&](SafeTensors& st) {
         replace(st, "images", StTensor::from_u8({4, 12}, ds.images));
       },
-      {path, "tensor 'images'", "expected 4 [N, C, H, W]"});
+      {path, "tensor 'images'", "expected 4 [M, C, H, W]"});
   rejects([](SafeTensors& st) { st.add("stray", StTensor::from_f32({1}, {0.f})); },
           {path, "unexpected tensor 'stray'"});
 

@@ -167,7 +167,10 @@ TEST(ConfigKeys, NamedValuesAndSwitches) {
   EXPECT_TRUE(has(error_of([&] { d.update(Json::parse("{\"memory_mode\": 1}", "j"), "f.json"); }),
                   "f.json: config key 'memory_mode' must be a string, one of: ema, reset, learned"));
   EXPECT_TRUE(has(error_of([&] { d.set("topk_write", "2"); }), "key 'topk_write' is 2, outside its range [0, 1]"));
-  EXPECT_TRUE(has(error_of([&] { variant("arch=coordination").validate(); }), "key 'arch' is 'coordination'"));
+  Config uneven_workspace = micro(0);
+  uneven_workspace.arch = Arch::Coordination;
+  uneven_workspace.head_dim = uneven_workspace.dim / uneven_workspace.heads + 1;
+  EXPECT_TRUE(has(error_of([&] { uneven_workspace.validate(); }), "arch=coordination needs heads * head_dim = dim"));
   Config vit_ablated = variant("arch=vit");
   vit_ablated.hopfield_read = false;
   EXPECT_TRUE(has(error_of([&] { vit_ablated.validate("cfg"); }),

@@ -163,8 +163,10 @@ int cmd_predict(const cli::Args& a) {
 void info_dataset(const std::string& path, const SafeTensors& st) {
   Dataset ds = dataset_from_safetensors(st);
   const std::string questions = ds.question_dim ? ", questions of " + std::to_string(ds.question_dim) : "";
-  std::printf("%s: dataset, %lld images of %lldx%lldx%lld (CxHxW)%s, source: %s\n", path.c_str(), ll(ds.n),
-              ll(ds.channels), ll(ds.height), ll(ds.width), questions.c_str(), ds.source.c_str());
+  const std::string stored =
+      ds.image_index.empty() ? "" : " (" + std::to_string(ds.image_count()) + " stored images, shared by image_index)";
+  std::printf("%s: dataset, %lld rows of %lldx%lldx%lld (CxHxW) images%s%s, source: %s\n", path.c_str(), ll(ds.n),
+              ll(ds.channels), ll(ds.height), ll(ds.width), stored.c_str(), questions.c_str(), ds.source.c_str());
   std::vector<int64_t> counts(ds.classes.size(), 0);
   for (int32_t l : ds.labels) counts[size_t(l)]++;
   for (size_t c = 0; c < ds.classes.size(); ++c)
@@ -173,10 +175,9 @@ void info_dataset(const std::string& path, const SafeTensors& st) {
     std::printf("  channel %lld mean %.4f std %.4f\n", ll(c), ds.mean[size_t(c)], ds.std[size_t(c)]);
 }
 
-// `ait info --all`: the parameter count of every preset under every architecture this build has.
+// `ait info --all`: the parameter count of every preset under every architecture.
 void info_all_presets() {
-  std::vector<std::string> archs = {"ait", "vit"};
-  if (coordination_available()) archs.push_back("coordination");
+  const std::vector<std::string> archs = {"ait", "vit", "coordination"};
   std::printf("%-14s", "preset");
   for (const std::string& arch : archs) std::printf(" %16s", ("arch=" + arch).c_str());
   std::printf("\n");

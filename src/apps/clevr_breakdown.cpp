@@ -7,7 +7,7 @@
 #include <map>
 #include <numeric>
 
-#include "apps/convert.h"
+#include "apps/sort_of_clevr.h"
 #include "model/train.h"
 
 namespace ait {
@@ -17,8 +17,8 @@ namespace {
 const char* kTypeNames[3] = {"non-relational", "binary relational", "ternary relational"};
 const char* kSubtypeNames[3][3] = {
     {"shape of the object", "is it on the left", "is it on the top"},
-    {"shape of the nearest", "shape of the farthest", "count of same shape"},
-    {"count between A and B", "any object near AB", "obtuse-angle count"},
+    {"shape of the nearest", "shape of the farthest", "count of others with its shape"},
+    {"count in the box of A and B", "any object on the band of AB", "obtuse-triangle count"},
 };
 
 // Index of the single 1 among q[lo, lo+n), or -1 when the values are not a one-hot.

@@ -2,7 +2,7 @@
 // broken down by question type and subtype, each beside its majority-answer baseline. Used by
 // ait-clevr-report and by the tables of `ait experiment`.
 //
-// The type and subtype of each row are read from its question vector (src/apps/convert.h): the
+// The type and subtype of each row are read from its question vector (src/apps/sort_of_clevr.h): the
 // one-hot at features 12..14 (non-relational, binary relational, ternary relational) and at
 // 15..17 (subtype). The majority baseline: per subtype, always giving that subtype's most
 // frequent answer; for a type or the totals, the same per subtype, summed. That is about the

@@ -12,12 +12,12 @@
 
 namespace ait {
 
-namespace {
-
-uint64_t stream_seed(uint64_t seed, uint64_t stream) {
+uint64_t generator_stream_seed(uint64_t seed, uint64_t stream) {
   Rng r(seed ^ (0xA5A5A5A5DEADBEEFull * (stream + 1)));
   return r.next_u64();
 }
+
+namespace {
 
 void fill_disc(uint8_t* img, int size, double cx, double cy, double r, uint8_t v) {
   int x0 = std::max(0, int(std::floor(cx - r))), x1 = std::min(size - 1, int(std::ceil(cx + r)));
@@ -44,7 +44,7 @@ Dataset make_triangle_dataset(int64_t n, uint64_t seed, uint64_t stream, std::ve
   if (n <= 0) throw Error("triangle: the number of images must be positive");
   const int S = kTriangleSize;
   const double lo = kTriangleMargin, hi = S - 1 - kTriangleMargin;
-  Rng rng(stream_seed(seed, stream));
+  Rng rng(generator_stream_seed(seed, stream));
   Dataset ds;
   ds.n = n;
   ds.channels = 1;
@@ -355,206 +355,19 @@ Dataset split_dataset(Dataset& train, int64_t n_val, uint64_t seed) {
     throw Error("--split " + std::to_string(n_val) + " must be in [1, " + std::to_string(train.n - 1) + "]");
   std::vector<int64_t> idx(size_t(train.n));
   for (int64_t i = 0; i < train.n; ++i) idx[size_t(i)] = i;
-  Rng rng(stream_seed(seed, 77));
+  Rng rng(generator_stream_seed(seed, 77));
   for (int64_t i = 0; i < n_val; ++i)
     std::swap(idx[size_t(i)], idx[size_t(i + int64_t(rng.below(uint64_t(train.n - i))))]);
   std::vector<bool> is_val(size_t(train.n), false);
   for (int64_t i = 0; i < n_val; ++i) is_val[size_t(idx[size_t(i)])] = true;
-  const size_t img = size_t(train.channels * train.height * train.width), q = size_t(train.question_dim);
-  Dataset val, tr;
-  for (Dataset* d : {&val, &tr}) {
-    d->channels = train.channels, d->height = train.height, d->width = train.width;
-    d->question_dim = train.question_dim, d->classes = train.classes;
-  }
+  std::vector<int64_t> val_rows, train_rows;
+  for (int64_t i = 0; i < train.n; ++i) (is_val[size_t(i)] ? val_rows : train_rows).push_back(i);
+  Dataset val = select_rows(train, val_rows), tr = select_rows(train, train_rows);
   val.source = train.source + " (validation split)";
-  tr.source = train.source;
-  for (int64_t i = 0; i < train.n; ++i) {
-    Dataset& d = is_val[size_t(i)] ? val : tr;
-    d.images.insert(d.images.end(), train.images.begin() + std::ptrdiff_t(size_t(i) * img),
-                    train.images.begin() + std::ptrdiff_t(size_t(i + 1) * img));
-    d.labels.push_back(train.labels[size_t(i)]);
-    if (q)
-      d.questions.insert(d.questions.end(), train.questions.begin() + std::ptrdiff_t(size_t(i) * q),
-                         train.questions.begin() + std::ptrdiff_t(size_t(i + 1) * q));
-    ++d.n;
-  }
   compute_channel_stats(tr);
   val.mean = tr.mean, val.std = tr.std;
   train = std::move(tr);
   return val;
-}
-
-// ------------------------------------------------------------------------------------------
-// Sort-of-CLEVR
-std::vector<std::string> clevr_answer_classes() {
-  return {"yes", "no", "rectangle", "circle", "1", "2", "3", "4", "5", "6"};
-}
-
-int clevr_answer(const ClevrScene& s, const ClevrQuestion& q) {
-  const ClevrObject& a = s.objects[q.color];
-  auto shape = [](const ClevrObject& o) { return o.square ? 2 : 3; };
-  auto yn = [](bool b) { return b ? 0 : 1; };
-  auto d2 = [](const ClevrObject& u, const ClevrObject& v) {
-    return int64_t(u.x - v.x) * (u.x - v.x) + int64_t(u.y - v.y) * (u.y - v.y);
-  };
-  if (q.type == 0) {
-    if (q.subtype == 0) return shape(a);
-    if (q.subtype == 1) return yn(a.x < 37.5);
-    return yn(a.y < 37.5);
-  }
-  if (q.type == 1) {
-    if (q.subtype == 2) {
-      int c = 0;
-      for (const ClevrObject& o : s.objects) c += o.square == a.square;
-      return 3 + c;
-    }
-    int best = -1;
-    for (int k = 0; k < kClevrObjects; ++k) {
-      if (k == q.color) continue;
-      if (best < 0) {
-        best = k;
-        continue;
-      }
-      int64_t dk = d2(a, s.objects[k]), db = d2(a, s.objects[best]);
-      if (q.subtype == 0 ? dk < db : dk > db) best = k;
-    }
-    return shape(s.objects[best]);
-  }
-  const ClevrObject& b = s.objects[q.color2];
-  int count = 2;
-  bool band = false;
-  for (int k = 0; k < kClevrObjects; ++k) {
-    if (k == q.color || k == q.color2) continue;
-    const ClevrObject& c = s.objects[k];
-    if (q.subtype == 0) {
-      count +=
-          c.x > std::min(a.x, b.x) && c.x < std::max(a.x, b.x) && c.y > std::min(a.y, b.y) && c.y < std::max(a.y, b.y);
-    } else if (q.subtype == 1) {
-      double vx = b.x - a.x, vy = b.y - a.y, wx = c.x - a.x, wy = c.y - a.y;
-      double t = std::clamp((vx * wx + vy * wy) / (vx * vx + vy * vy), 0.0, 1.0);
-      band |= std::hypot(wx - t * vx, wy - t * vy) <= 10.0;
-    } else {
-      // angle at C obtuse <=> (A - C) . (B - C) < 0
-      count += int64_t(a.x - c.x) * (b.x - c.x) + int64_t(a.y - c.y) * (b.y - c.y) < 0;
-    }
-  }
-  if (q.subtype == 1) return yn(band);
-  return 3 + std::min(count, 6);
-}
-
-namespace {
-
-const uint8_t kClevrColours[kClevrObjects][3] = {{255, 0, 0},   {0, 255, 0},     {0, 0, 255},
-                                                 {255, 156, 0}, {128, 128, 128}, {255, 255, 0}};
-
-// Places the objects one by one at least 10 px apart; starts over when one finds no room.
-void place_objects(Rng& rng, ClevrScene& sc) {
-  for (bool ok = false; !ok;) {
-    ok = true;
-    for (int k = 0; k < kClevrObjects && ok; ++k) {
-      int tries = 0;
-      for (;; ++tries) {
-        if (tries > 1000) {
-          ok = false;
-          break;
-        }
-        ClevrObject o;
-        o.x = 5 + int(rng.below(65)), o.y = 5 + int(rng.below(65));
-        bool far = true;
-        for (int j = 0; j < k; ++j) {
-          int dx = o.x - sc.objects[j].x, dy = o.y - sc.objects[j].y;
-          far &= dx * dx + dy * dy >= 100;
-        }
-        if (!far) continue;
-        o.square = rng.below(2) == 0;
-        sc.objects[k] = o;
-        break;
-      }
-    }
-  }
-}
-
-// The scene as CHW pixels on white, objects drawn in colour order.
-void draw_scene(const ClevrScene& sc, std::vector<uint8_t>& pic) {
-  const int S = kClevrSize;
-  std::fill(pic.begin(), pic.end(), uint8_t(255));
-  for (int k = 0; k < kClevrObjects; ++k) {
-    const ClevrObject& o = sc.objects[k];
-    for (int y = o.y - 5; y <= o.y + 5; ++y)
-      for (int x = o.x - 5; x <= o.x + 5; ++x) {
-        int dx = x - o.x, dy = y - o.y;
-        if (!o.square && dx * dx + dy * dy > 25) continue;
-        for (int c = 0; c < 3; ++c) pic[size_t(c * S * S + y * S + x)] = kClevrColours[k][c];
-      }
-  }
-}
-
-ClevrQuestion draw_question(Rng& rng, int type, const ClevrScene& sc) {
-  ClevrQuestion q;
-  q.type = type;
-  q.subtype = int(rng.below(3));
-  q.color = int(rng.below(kClevrObjects));
-  if (type == 2) {
-    q.color2 = int(rng.below(kClevrObjects - 1));
-    if (q.color2 >= q.color) ++q.color2;
-  }
-  q.answer = clevr_answer(sc, q);
-  return q;
-}
-
-// The 18-feature question vector (see convert.h), into zeros.
-void encode_question(const ClevrQuestion& q, float* v) {
-  v[q.color] = 1.f;
-  if (q.color2 >= 0) v[6 + q.color2] = 1.f;
-  v[12 + q.type] = 1.f;
-  v[15 + q.subtype] = 1.f;
-}
-
-std::vector<int> clevr_question_types(const std::string& questions) {
-  if (questions == "all") return {0, 1, 2};
-  if (questions == "nonrel") return {0};
-  if (questions == "binary") return {1};
-  if (questions == "ternary") return {2};
-  throw Error("sort-of-clevr: --questions must be all, nonrel, binary or ternary, not '" + questions + "'");
-}
-
-}  // namespace
-
-Dataset make_sort_of_clevr(int64_t n_images, uint64_t seed, uint64_t stream, const std::string& questions,
-                           std::vector<ClevrScene>* scenes) {
-  const std::vector<int> types = clevr_question_types(questions);
-  if (n_images <= 0) throw Error("sort-of-clevr: the number of images must be positive");
-  const int S = kClevrSize, Q = 10 * int(types.size());
-  const size_t img = size_t(3 * S * S);
-  Rng rng(stream_seed(seed, stream + 1000));
-  Dataset ds;
-  ds.n = n_images * Q;
-  ds.channels = 3, ds.height = ds.width = S, ds.question_dim = kClevrQuestionDim;
-  ds.classes = clevr_answer_classes();
-  ds.images.resize(size_t(ds.n) * img);
-  ds.labels.reserve(size_t(ds.n));
-  ds.questions.assign(size_t(ds.n) * kClevrQuestionDim, 0.f);
-  ds.source = "ait-convert sort-of-clevr seed " + std::to_string(seed) + " stream " + std::to_string(stream) +
-              " questions " + questions;
-  if (scenes) scenes->clear();
-  std::vector<uint8_t> pic(img);
-  size_t row = 0;
-  for (int64_t i = 0; i < n_images; ++i) {
-    ClevrScene sc;
-    place_objects(rng, sc);
-    draw_scene(sc, pic);
-    for (int t : types)
-      for (int j = 0; j < 10; ++j, ++row) {
-        const ClevrQuestion q = draw_question(rng, t, sc);
-        encode_question(q, ds.questions.data() + row * kClevrQuestionDim);
-        std::copy(pic.begin(), pic.end(), ds.images.begin() + std::ptrdiff_t(row * img));
-        ds.labels.push_back(q.answer);
-        sc.questions.push_back(q);
-      }
-    if (scenes) scenes->push_back(std::move(sc));
-  }
-  compute_channel_stats(ds);
-  return ds;
 }
 
 }  // namespace ait

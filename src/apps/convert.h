@@ -8,11 +8,15 @@
 #include <string>
 #include <vector>
 
+#include "apps/sort_of_clevr.h"  // the Sort-of-CLEVR generator
 #include "io/dataset.h"
 #include "io/image.h"
 #include "io/npy.h"
 
 namespace ait {
+
+// The RNG seed of a generator's `stream` (0 train, 1 test, ...) for the user's `seed`.
+uint64_t generator_stream_seed(uint64_t seed, uint64_t stream);
 
 // ---- Triangle (equilateral vs random), 64x64 grey ----
 // Each vertex is drawn as 8 points jittered uniformly within +-1 px, each point a filled disc
@@ -61,41 +65,5 @@ Dataset dataset_from_folder(const std::string& dir, int resize_h = 0, int resize
 // Moves `n_val` seeded-random rows (kept in their original order) from `train` into the
 // returned dataset; recomputes train's mean/std and copies them into the result.
 Dataset split_dataset(Dataset& train, int64_t n_val, uint64_t seed);
-
-// ---- Sort-of-CLEVR ----
-// 75x75 RGB on white; 6 objects, one per colour (red, green, blue, orange, grey, yellow),
-// each a square of side 11 or a circle of radius 5, integer centres in [5, 69] (fully inside)
-// and pairwise at least 10 px apart. Each (image, question) pair is one dataset row: the image
-// is repeated per question. Question vector (18 floats): [0:6] colour one-hot, [6:12] second
-// colour one-hot (ternary only), [12:15] type (non-relational, binary, ternary), [15:18]
-// subtype. Answers (classes): 0 yes, 1 no, 2 rectangle, 3 circle, 4..9 = counts 1..6.
-//   non-relational: 0 shape of the object; 1 is it on the left (x < 37.5); 2 on the top (y < 37.5)
-//   binary:  0 shape of the nearest other object; 1 shape of the farthest other object
-//            (distance ties: lowest colour index); 2 number of objects with the same shape,
-//            itself included (1..6)
-//   ternary (objects A, B): 0 "count between": number of objects, A and B included, whose
-//            centre lies within the axis-aligned rectangle spanned by A and B (A and B on its
-//            corners, third objects strictly inside) -> 2..6;
-//            1 "on-band": is any third object's centre within 10 px (<=) of segment AB -> yes/no;
-//            2 "obtuse count": 2 + number of third objects C with an obtuse angle at C in
-//            triangle ABC (C strictly inside the circle with diameter AB) -> 2..6.
-// Per image: 10 questions of each selected type, colours and subtypes drawn uniformly.
-constexpr int kClevrSize = 75, kClevrObjects = 6, kClevrQuestionDim = 18;
-struct ClevrObject {
-  int x = 0, y = 0;
-  bool square = false;
-};
-struct ClevrQuestion {
-  int type = 0, subtype = 0, color = 0, color2 = -1, answer = 0;
-};
-struct ClevrScene {
-  ClevrObject objects[kClevrObjects];  // index = colour
-  std::vector<ClevrQuestion> questions;
-};
-std::vector<std::string> clevr_answer_classes();
-int clevr_answer(const ClevrScene& scene, const ClevrQuestion& q);
-// `questions`: "all", "nonrel", "binary" or "ternary".
-Dataset make_sort_of_clevr(int64_t n_images, uint64_t seed, uint64_t stream, const std::string& questions,
-                           std::vector<ClevrScene>* scenes = nullptr);
 
 }  // namespace ait

@@ -119,11 +119,15 @@ int run_generator(const cli::Args& a, bool triangle) {
   const std::string prefix = a.get("out");
   const Plan plan = plan_outputs(a, prefix + "-train.safetensors", prefix + "-test.safetensors");
   const uint64_t seed = uint64_t(a.integer("seed", 0, 0));
-  const int64_t n_train = a.integer("train", triangle ? 10000 : 2000, 1);
+  const int64_t n_train = a.integer("train", triangle ? 10000 : 9800, 1);
   const int64_t n_test = a.integer("test", triangle ? 2000 : 200, 1);
-  const std::string questions = triangle ? "" : a.choice("questions", {"all", "nonrel", "binary", "ternary"}, "all");
+  ClevrOptions clevr;
+  if (!triangle) {
+    clevr.questions = a.choice("questions", {"all", "nonrel", "binary", "ternary"}, "all");
+    clevr.no_overlap = a.has("no-overlap");
+  }
   auto make = [&](int64_t n, uint64_t stream) {
-    return triangle ? make_triangle_dataset(n, seed, stream) : make_sort_of_clevr(n, seed, stream, questions);
+    return triangle ? make_triangle_dataset(n, seed, stream) : make_sort_of_clevr(n, seed, stream, clevr);
   };
   Dataset test = make(n_test, 1);
   return write_planned(plan, make(n_train, 0), &test);
@@ -221,11 +225,12 @@ const char* kFolderNotes =
 std::vector<cli::Subcommand> convert_commands() {
   auto generator = [](bool tri) {
     std::vector<cli::Option> o = {
-        {"train", "N", std::string("training images (default ") + (tri ? "10000" : "2000") + ")"},
+        {"train", "N", std::string("training images (default ") + (tri ? "10000" : "9800") + ")"},
         {"test", "M", std::string("test images (default ") + (tri ? "2000" : "200") + ")"},
         {"seed", "S", "seed of the images and of --split (default 0)"},
         {"out", "PREFIX", "writes PREFIX-train.safetensors and PREFIX-test.safetensors", kRequired}};
     if (!tri) o.push_back({"questions", "all|nonrel|binary|ternary", "question types (default all)"});
+    if (!tri) o.push_back({"no-overlap", "", "place objects so that no two overlap or touch"});
     return with_split(o);
   };
   const cli::Option out = {"out", "FILE", "the dataset file to write", kRequired};

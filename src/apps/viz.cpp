@@ -158,7 +158,7 @@ DisplayImage display_image(const Dataset& ds, int64_t index) {
   DisplayImage d;
   d.w = static_cast<int>(ds.width), d.h = static_cast<int>(ds.height), d.channels = static_cast<int>(ds.channels);
   const int64_t HW = ds.height * ds.width;
-  const uint8_t* src = ds.images.data() + index * ds.channels * HW;
+  const uint8_t* src = ds.row_image(index);
   int lo = 255, hi = 0;
   for (int64_t i = 0; i < ds.channels * HW; ++i) lo = std::min<int>(lo, src[i]), hi = std::max<int>(hi, src[i]);
   d.px.resize(static_cast<size_t>(HW * ds.channels));

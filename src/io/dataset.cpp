@@ -20,19 +20,50 @@ std::string float_str(float v) { return std::isfinite(v) ? Json(v).dump() : std:
 
 }  // namespace
 
-void validate_dataset(const Dataset& ds, const std::string& where) {
-  if (ds.n <= 0) throw Error(where + ": the dataset has no images (n = " + std::to_string(ds.n) + ")");
+int64_t Dataset::image_count() const {
+  const int64_t per = image_bytes();
+  return per > 0 ? int64_t(images.size() / size_t(per)) : 0;
+}
+
+namespace {
+
+// The stored images: [n, C, H, W] without an image_index; with one, any positive number of
+// images, every row's index within them (naming the first bad row).
+void validate_images(const Dataset& ds, const std::string& where) {
   if (ds.channels <= 0 || ds.height <= 0 || ds.width <= 0)
     throw Error(where + ": tensor 'images': image shape [" + std::to_string(ds.channels) + ", " +
                 std::to_string(ds.height) + ", " + std::to_string(ds.width) + "] must be positive");
-  int64_t total = mul_checked(mul_checked(mul_checked(ds.n, ds.channels), ds.height), ds.width);
-  if (total < 0 || uint64_t(total) != ds.images.size())
-    throw Error(where + ": tensor 'images': " + std::to_string(ds.images.size()) + " bytes, but shape " +
-                shape_str({ds.n, ds.channels, ds.height, ds.width}) + " needs " +
-                (total < 0 ? std::string("more") : std::to_string(total)));
+  const int64_t per = mul_checked(mul_checked(ds.channels, ds.height), ds.width);
+  if (ds.image_index.empty()) {
+    int64_t total = mul_checked(ds.n, per);
+    if (total < 0 || uint64_t(total) != ds.images.size())
+      throw Error(where + ": tensor 'images': " + std::to_string(ds.images.size()) + " bytes, but shape " +
+                  shape_str({ds.n, ds.channels, ds.height, ds.width}) + " needs " +
+                  (total < 0 ? std::string("more") : std::to_string(total)));
+    return;
+  }
+  if (per < 0 || ds.images.empty() || ds.images.size() % uint64_t(per) != 0)
+    throw Error(where + ": tensor 'images': " + std::to_string(ds.images.size()) +
+                " bytes are not a positive number of " + shape_str({ds.channels, ds.height, ds.width}) + " images");
+  if (ds.image_index.size() != uint64_t(ds.n))
+    throw Error(where + ": tensor 'image_index': " + std::to_string(ds.image_index.size()) + " entries for " +
+                std::to_string(ds.n) + " rows");
+  const int64_t m = ds.image_count();
+  for (size_t r = 0; r < ds.image_index.size(); ++r)
+    if (ds.image_index[r] < 0 || ds.image_index[r] >= m)
+      throw Error(where + ": tensor 'image_index': row " + std::to_string(r) + " refers to image " +
+                  std::to_string(ds.image_index[r]) + ", outside [0, " + std::to_string(m) + ") (" + std::to_string(m) +
+                  " stored images)");
+}
+
+}  // namespace
+
+void validate_dataset(const Dataset& ds, const std::string& where) {
+  if (ds.n <= 0) throw Error(where + ": the dataset has no rows (n = " + std::to_string(ds.n) + ")");
+  validate_images(ds, where);
   if (ds.labels.size() != uint64_t(ds.n))
     throw Error(where + ": tensor 'labels': " + std::to_string(ds.labels.size()) + " labels for " +
-                std::to_string(ds.n) + " images");
+                std::to_string(ds.n) + " rows");
   if (ds.question_dim < 0)
     throw Error(where + ": tensor 'questions': negative question_dim " + std::to_string(ds.question_dim));
   int64_t qtotal = mul_checked(ds.n, ds.question_dim);
@@ -120,14 +151,14 @@ Dataset dataset_from_safetensors(SafeTensors st) {
   if (s != st.metadata.end()) ds.source = s->second;
 
   for (const auto& kv : st.tensors)
-    if (kv.first != "images" && kv.first != "labels" && kv.first != "questions")
+    if (kv.first != "images" && kv.first != "labels" && kv.first != "questions" && kv.first != "image_index")
       throw Error(src + ": unexpected tensor '" + kv.first +
-                  "' (a dataset holds 'images', 'labels' and optionally 'questions')");
+                  "' (a dataset holds 'images', 'labels' and optionally 'questions' and 'image_index')");
 
   st.get("images");  // throws naming the file when absent
   StTensor& images = st.tensors.find("images")->second;
   if (images.dtype != "U8") throw Error(images.where() + ": dtype is " + images.dtype + ", expected U8");
-  expect_rank(images, 4, "[N, C, H, W]");
+  expect_rank(images, 4, "[M, C, H, W]");
   int64_t count = images.numel();
   if (uint64_t(count) != images.bytes.size())
     throw Error(images.where() + ": " + std::to_string(images.bytes.size()) + " bytes for shape " +
@@ -136,12 +167,22 @@ Dataset dataset_from_safetensors(SafeTensors st) {
   ds.channels = images.shape[1];
   ds.height = images.shape[2];
   ds.width = images.shape[3];
+  std::string rows_from = " images";
+  if (st.has("image_index")) {
+    const StTensor& index = st.get("image_index");
+    if (index.dtype != "I32") throw Error(index.where() + ": dtype is " + index.dtype + ", expected I32");
+    expect_rank(index, 1, "[N]");
+    ds.n = index.shape[0];
+    ds.image_index = index.i32();
+    if (ds.image_index.empty()) throw Error(index.where() + ": no rows");
+    rows_from = " rows of 'image_index'";
+  }
 
   const StTensor& labels = st.get("labels");
   expect_rank(labels, 1, "[N]");
   if (labels.shape[0] != ds.n)
     throw Error(labels.where() + ": shape " + shape_str(labels.shape) + " does not match the " + std::to_string(ds.n) +
-                " images");
+                rows_from);
   ds.labels = labels.i32();
 
   if (st.has("questions")) {
@@ -149,7 +190,7 @@ Dataset dataset_from_safetensors(SafeTensors st) {
     expect_rank(q, 2, "[N, q]");
     if (q.shape[0] != ds.n)
       throw Error(q.where() + ": shape " + shape_str(q.shape) + " does not match the " + std::to_string(ds.n) +
-                  " images");
+                  rows_from);
     ds.question_dim = q.shape[1];
     ds.questions = q.f32();
   }
@@ -177,8 +218,9 @@ SafeTensors dataset_to_safetensors(const Dataset& ds) {
   st.metadata["mean"] = mean.dump();
   st.metadata["std"] = sd.dump();
   st.metadata["source"] = ds.source;
-  st.add("images", StTensor::from_u8({ds.n, ds.channels, ds.height, ds.width}, ds.images));
+  st.add("images", StTensor::from_u8({ds.image_count(), ds.channels, ds.height, ds.width}, ds.images));
   st.add("labels", StTensor::from_i32({ds.n}, ds.labels));
+  if (!ds.image_index.empty()) st.add("image_index", StTensor::from_i32({ds.n}, ds.image_index));
   if (ds.question_dim > 0) st.add("questions", StTensor::from_f32({ds.n, ds.question_dim}, ds.questions));
   return st;
 }
@@ -192,17 +234,13 @@ void save_dataset(const std::string& path, const Dataset& ds) {
 
 void compute_channel_stats(Dataset& ds) {
   const std::string where = ds.source.empty() ? std::string("dataset") : ds.source;
-  if (ds.n <= 0 || ds.channels <= 0 || ds.height <= 0 || ds.width <= 0)
+  if (ds.n <= 0 || ds.channels <= 0 || ds.height <= 0 || ds.width <= 0 || ds.images.empty())
     throw Error(where + ": cannot compute channel statistics of an empty dataset");
-  int64_t plane = mul_checked(ds.height, ds.width);
-  int64_t total = mul_checked(mul_checked(ds.n, ds.channels), plane);
-  if (total < 0 || uint64_t(total) != ds.images.size())
-    throw Error(where + ": " + std::to_string(ds.images.size()) + " image bytes, but shape " +
-                shape_str({ds.n, ds.channels, ds.height, ds.width}) + " needs " +
-                (total < 0 ? std::string("more") : std::to_string(total)));
+  validate_images(ds, where);
+  const int64_t plane = ds.height * ds.width, stored = ds.image_count();
   std::vector<uint64_t> sum(size_t(ds.channels), 0), sumsq(size_t(ds.channels), 0);
   const uint8_t* p = ds.images.data();
-  for (int64_t i = 0; i < ds.n; ++i)
+  for (int64_t i = 0; i < stored; ++i)
     for (int64_t c = 0; c < ds.channels; ++c) {
       uint64_t s = 0, q = 0;
       for (int64_t j = 0; j < plane; ++j) {
@@ -214,7 +252,7 @@ void compute_channel_stats(Dataset& ds) {
       sumsq[size_t(c)] += q;
       p += plane;
     }
-  const uint64_t count = uint64_t(ds.n) * uint64_t(plane);
+  const uint64_t count = uint64_t(stored) * uint64_t(plane);
   ds.mean.assign(size_t(ds.channels), 0.f);
   ds.std.assign(size_t(ds.channels), 1.f);
   for (size_t c = 0; c < size_t(ds.channels); ++c) {
@@ -226,6 +264,41 @@ void compute_channel_stats(Dataset& ds) {
     ds.std[c] = sd > 0 ? float(sd) : 1.f;
     if (!(ds.std[c] > 0)) ds.std[c] = 1.f;  // a denormal standard deviation rounds to 0 in float
   }
+}
+
+Dataset select_rows(const Dataset& ds, const std::vector<int64_t>& rows) {
+  Dataset out;
+  out.n = int64_t(rows.size());
+  out.channels = ds.channels, out.height = ds.height, out.width = ds.width, out.question_dim = ds.question_dim;
+  out.classes = ds.classes, out.mean = ds.mean, out.std = ds.std, out.source = ds.source;
+  const size_t per = size_t(ds.image_bytes()), q = size_t(ds.question_dim);
+  std::vector<int32_t> new_of(ds.image_index.empty() ? 0 : size_t(ds.image_count()), -1);
+  for (int64_t r : rows) {
+    const uint8_t* pic = ds.row_image(r);
+    if (ds.image_index.empty()) {
+      out.images.insert(out.images.end(), pic, pic + per);
+    } else {
+      int32_t& k = new_of[size_t(ds.image_index[size_t(r)])];
+      if (k < 0) {
+        k = int32_t(out.images.size() / per);
+        out.images.insert(out.images.end(), pic, pic + per);
+      }
+      out.image_index.push_back(k);
+    }
+    out.labels.push_back(ds.labels[size_t(r)]);
+    out.questions.insert(out.questions.end(), ds.questions.begin() + std::ptrdiff_t(size_t(r) * q),
+                         ds.questions.begin() + std::ptrdiff_t(size_t(r + 1) * q));
+  }
+  return out;
+}
+
+void keep_first_rows(Dataset& ds, int64_t n) {
+  if (n <= 0 || n >= ds.n) return;
+  ds.n = n;
+  if (ds.image_index.empty()) ds.images.resize(size_t(n * ds.image_bytes()));
+  else ds.image_index.resize(size_t(n));
+  ds.labels.resize(size_t(n));
+  ds.questions.resize(size_t(n * ds.question_dim));
 }
 
 Dataset dataset_from_idx(const std::string& images_path, const std::string& labels_path,

@@ -51,9 +51,6 @@ struct Pass {
 Tensor ait_forward(const AiT& m, Tensor X, const Pass& pass, ForwardResult& r, Tensor& aux);
 Tensor vit_forward(const AiT& m, Tensor X, const Pass& pass, ForwardResult& r, Tensor& aux);
 Tensor coordination_forward(const AiT& m, Tensor X, const Pass& pass, ForwardResult& r, Tensor& aux);
-// Whether this build has the Coordination architecture: validate() refuses arch=coordination
-// while it is false.
-bool coordination_available();
 
 // Shared blocks, reading the model's parameters by name.
 Tensor layer_norm(const AiT& m, const Tensor& x, const std::string& prefix, float eps = 1e-5f);

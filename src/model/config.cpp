@@ -69,6 +69,16 @@ const std::vector<Field>& fields() {
       SWITCH_FIELD(self_attention),
       SWITCH_FIELD(hopfield_read),
       SWITCH_FIELD(topk_write),
+      Field{"workspace_mlp_layers",
+            [](const Config& c) { return double(c.workspace_mlp_layers); },
+            [](Config& c, double v) { c.workspace_mlp_layers = int64_t(v); },
+            true,
+            1,
+            64,
+            false,
+            false,
+            {},
+            false},
   };
 #undef INT_FIELD
 #undef REAL_FIELD
@@ -203,7 +213,6 @@ int64_t Config::stored_values() const {
   // sure to fit in int64.
   for (const Field& f : fields())
     if (!in_range(f, f.get(*this))) return kSaturated;
-  if (arch == Arch::Coordination && !coordination_available()) return kSaturated;
   // Every architecture's table grows affinely with depth: extrapolate from depths 1 and 2
   // instead of listing up to 1024 layers.
   auto values = [](const Config& c) {
@@ -229,13 +238,18 @@ void Config::validate(const std::string& source) const {
     const double v = f.get(*this);
     if (!in_range(f, v)) throw out_of_range(source, f, v);
   }
-  if (arch == Arch::Coordination && !coordination_available())
-    throw bad("arch", "is 'coordination', which this build does not have (known here: ait, vit)");
   if (arch != Arch::AiT)  // the ablation switches change the AiT only: refused rather than ignored
     for (const char* key : {"memory_mode", "self_attention", "hopfield_read", "topk_write"})
       if (value(key) != Config().value(key))
         throw bad(key,
                   "is " + value_text(key) + ", but it applies to arch=ait only (arch is " + value_text("arch") + ")");
+  if (arch != Arch::Coordination && workspace_mlp_layers != Config().workspace_mlp_layers)
+    throw bad("workspace_mlp_layers",
+              "is " + value_text("workspace_mlp_layers") + ", but it applies to arch=coordination only");
+  if (arch == Arch::Coordination && heads * head_dim != dim)
+    throw bad("head_dim", "is " + std::to_string(head_dim) + ": arch=coordination needs heads * head_dim = dim (" +
+                              std::to_string(heads) + " * " + std::to_string(head_dim) + " != " + std::to_string(dim) +
+                              ")");
   if (memory_mode == MemoryMode::Learned && !hopfield_read)
     throw bad("memory_mode", "is 'learned', which needs hopfield_read=1 (nothing else reads a learned memory)");
   if (image_height % patch_size || image_width % patch_size)
@@ -261,6 +275,7 @@ Config Config::preset(const std::string& name) {
   else if (name == "small") gwt(768, 2, 12, 64, 3072, 32, 32, 8, 512);
   else if (name == "medium") gwt(768, 6, 12, 64, 3072, 32, 32, 8, 512);
   else if (name == "base") gwt(768, 12, 12, 64, 3072, 32, 32, 8, 512);
+  else if (name == "shared-workspace") gwt(256, 4, 4, 64, 512, 8, 32, c.memory_heads, 5), c.arch = Arch::Coordination;
   else {
     std::string known;
     for (auto& n : preset_names()) known += (known.empty() ? "" : ", ") + n;
@@ -272,7 +287,9 @@ Config Config::preset(const std::string& name) {
   return c;
 }
 
-std::vector<std::string> Config::preset_names() { return {"tiny", "coordination", "small", "medium", "base"}; }
+std::vector<std::string> Config::preset_names() {
+  return {"tiny", "coordination", "small", "medium", "base", "shared-workspace"};
+}
 
 Config Config::with_data_keys_of(const Config& data) const {
   Config c = *this;

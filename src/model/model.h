@@ -35,6 +35,7 @@ struct Config {
   Arch arch = Arch::AiT;
   MemoryMode memory_mode = MemoryMode::Ema;
   bool self_attention = true, hopfield_read = true, topk_write = true;  // AiT ablation switches (0/1)
+  int64_t workspace_mlp_layers = 4;  // Coordination: passes of the slot MLP's one map (spec §13.1)
 
   int64_t patch_tokens() const { return (image_height / patch_size) * (image_width / patch_size); }
   int64_t tokens() const { return patch_tokens() + (question_dim > 0 ? 1 : 0); }

@@ -81,7 +81,7 @@ std::optional<DataShape> dataset_shape(const std::string& path) {
     const Json& images = h.at("images").at("shape");
     if (images.size() != 4) return std::nullopt;
     DataShape d;
-    d.rows = images[0].as_int(0, INT64_MAX);
+    d.rows = h.at("labels").at("shape")[0].as_int(0, INT64_MAX);  // images may be shared (image_index)
     d.keys.channels = images[1].as_int(0, INT64_MAX), d.keys.image_height = images[2].as_int(0, INT64_MAX);
     d.keys.image_width = images[3].as_int(0, INT64_MAX);
     if (const Json* q = h.find("questions")) d.keys.question_dim = q->at("shape")[1].as_int(0, INT64_MAX);

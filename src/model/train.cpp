@@ -93,7 +93,7 @@ HostBatch host_batch(const Dataset& ds, const std::vector<int64_t>& idx, bool au
   out.images.resize(B * C * HW);
   out.labels.resize(B);
   for (int64_t b = 0; b < B; ++b) {
-    const uint8_t* src = ds.images.data() + idx[b] * C * HW;
+    const uint8_t* src = ds.row_image(idx[b]);
     int dy = 0, dx = 0;
     bool flip = false;
     if (augment) {
@@ -230,12 +230,7 @@ namespace {
 
 Dataset load_training_data(const TrainOptions& opt) {
   Dataset ds = load_dataset(opt.data);
-  if (opt.limit_train > 0 && opt.limit_train < ds.n) {
-    ds.n = opt.limit_train;
-    ds.images.resize(ds.n * ds.channels * ds.height * ds.width);
-    ds.labels.resize(ds.n);
-    if (ds.question_dim) ds.questions.resize(ds.n * ds.question_dim);
-  }
+  if (opt.limit_train > 0) keep_first_rows(ds, opt.limit_train);
   return ds;
 }
 

@@ -45,7 +45,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   try {
     ait::Dataset ds = ait::dataset_from_safetensors(st);
-    if (ds.images.size() != size_t(ds.n * ds.channels * ds.height * ds.width)) abort();
+    // Every row's image lies inside the stored pixels (image_index checked on load).
+    const size_t per = size_t(ds.channels * ds.height * ds.width), stored = ds.images.size() / per;
+    if (ds.images.size() % per != 0 || ds.labels.size() != size_t(ds.n)) abort();
+    if (ds.image_index.empty() ? stored != size_t(ds.n) : ds.image_index.size() != size_t(ds.n)) abort();
+    for (int32_t k : ds.image_index)
+      if (k < 0 || size_t(k) >= stored) abort();
   } catch (const ait::Error&) {
   }
   return 0;

@@ -125,7 +125,9 @@ for ckpt in "$golden"/*.ckpt.safetensors; do
   batch=$golden/$name.batch.safetensors
   expected=$golden/$name.dump.safetensors
   if [ $torch = 1 ]; then
-    "$ref_py" "$here/ait_reference.py" dump --checkpoint "$ckpt" --batch "$batch" \
+    reference=$here/ait_reference.py
+    if grep -q '"arch": "coordination"' "$golden/$name.config.json"; then reference=$here/coordination_reference.py; fi
+    "$ref_py" "$reference" dump --checkpoint "$ckpt" --batch "$batch" \
       --out "$tmp/$name.ref.safetensors" "${dump_args[@]}"
     # the regenerated reference must still match the committed fixture (else: stale fixture)
     compare "$tmp/$name.ref.safetensors" "$expected" --tol 1e-6 --quiet --label "$name" || status=1
