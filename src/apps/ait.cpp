@@ -1,4 +1,4 @@
-// The `ait` command: train, eval, predict, info, dump, convert, devices, viz, plot. Each
+// The `ait` command: train, eval, predict, info, dump, convert, devices, viz, experiment, plot. Each
 // command's options are declared once, in kCommands below; `ait COMMAND --help` prints them.
 #include <algorithm>
 #include <cfloat>
@@ -8,6 +8,7 @@
 
 #include "apps/cli.h"
 #include "apps/convert_cli.h"
+#include "apps/experiment.h"
 #include "apps/model_options.h"
 #include "apps/viz.h"
 #include "core/ops.h"
@@ -274,6 +275,19 @@ int cmd_plot(const cli::Args& a) {
   return 0;
 }
 
+// The command line as given, for results.md.
+int cmd_experiment(const cli::Args& a) {
+  ExperimentOptions o;
+  o.grid = a.positionals()[0];
+  o.out = a.get("out");
+  o.report_only = a.has("report");
+  o.command = "ait experiment " + o.grid + " --out " + o.out + (o.report_only ? " --report" : "") +
+              (a.has("device") ? " --device " + a.get("device") : "");
+  const int64_t unfinished = run_experiment(o, device_from(a));
+  if (unfinished > 0) std::printf("%lld runs are not finished\n", ll(unfinished));
+  return 0;
+}
+
 // ------------------------------------------------------------------------------------------
 // The option tables
 
@@ -352,6 +366,16 @@ std::vector<cli::Subcommand> ait_commands() {
          start,
          device_option()}},
        cmd_viz},
+      {{"ait experiment",
+        "train a grid of cells x seeds, test each final checkpoint once: results.md, curves.svg",
+        {{"out", "DIR", "the experiment folder (runs/, test/, results.md, curves.svg)", kRequired},
+         {"report", "", "train nothing: report the runs already finished"},
+         device_option()},
+        {"GRID.json"},
+        "The grid file names the data, the budget, the cells (preset + config keys) and the seeds;\n"
+        "README.md (Experiments) describes it. Started again, it resumes unfinished runs and skips\n"
+        "finished ones; each final checkpoint is tested once (OUT/test/)."},
+       cmd_experiment},
       {{"ait plot",
         "training curves (SVG) from RUN_DIR/metrics.jsonl",
         {{"out", "FILE.svg", "the picture (default RUN_DIR/curves.svg)"}},

@@ -8,6 +8,7 @@
 #include <limits>
 
 #include "apps/convert.h"
+#include "apps/plot.h"
 #include "io/inflate.h"
 #include "io/json.h"
 #include "model/train.h"
@@ -485,6 +486,10 @@ std::string trim(const std::string& s) {
 
 MetricsLog read_metrics(const std::string& path) {
   const std::vector<uint8_t> bytes = read_file(path);  // its errors name the file
+  return parse_metrics(std::string(bytes.begin(), bytes.end()), path);
+}
+
+MetricsLog parse_metrics(const std::string& bytes, const std::string& path) {
   MetricsLog log;
   double last_step = 0;
   size_t start = 0;
@@ -522,6 +527,8 @@ MetricsLog read_metrics(const std::string& path) {
     } else if (kind->as_string() == "epoch") {
       MetricsEpoch e{num("epoch"), last_step, std::numeric_limits<double>::quiet_NaN()};
       if (j.has("val_accuracy")) e.val_accuracy = num("val_accuracy");
+      if (j.has("seconds")) e.seconds = num("seconds");
+      if (j.has("images_per_s")) e.images_per_s = num("images_per_s");
       log.epochs.push_back(e);
     }
   }
@@ -530,135 +537,12 @@ MetricsLog read_metrics(const std::string& path) {
   return log;
 }
 
-namespace {
-
-// Round tick positions covering [lo, hi]: steps of 1, 2 or 5 × 10^k, about `want` of them.
-std::vector<double> nice_ticks(double& lo, double& hi, int want) {
-  if (!(hi > lo)) {
-    double pad = lo == 0 ? 1 : std::fabs(lo) * 0.1;
-    lo -= pad, hi += pad;
-  }
-  double raw = (hi - lo) / want, mag = std::pow(10.0, std::floor(std::log10(raw))), step = mag;
-  for (double m : {1.0, 2.0, 5.0, 10.0})
-    if (m * mag >= raw) {
-      step = m * mag;
-      break;
-    }
-  lo = std::floor(lo / step + 1e-9) * step;
-  hi = std::ceil(hi / step - 1e-9) * step;
-  std::vector<double> t;
-  for (double v = lo; v <= hi + step * 1e-6; v += step) t.push_back(std::fabs(v) < step * 1e-9 ? 0.0 : v);
-  return t;
-}
-
-std::string tick_label(double v) {
-  char buf[32];
-  if (v != 0 && (std::fabs(v) < 1e-3 || std::fabs(v) >= 1e6)) std::snprintf(buf, sizeof buf, "%.3g", v);
-  else std::snprintf(buf, sizeof buf, "%.6g", v);
-  return buf;
-}
-
-std::string xml_escape(const std::string& s) {
-  std::string o;
-  for (char c : s) {
-    if (c == '&') o += "&amp;";
-    else if (c == '<') o += "&lt;";
-    else if (c == '>') o += "&gt;";
-    else if (c == '"') o += "&quot;";
-    else o += c;
-  }
-  return o;
-}
-
-std::string coord(double v) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.2f", v);
-  return buf;
-}
-
-struct Series {
-  std::string name, colour, cls;
-  std::vector<std::pair<double, double>> pts;
-  bool markers = false;  // circles instead of a polyline
-};
-
-void panel(std::string& svg, double x0, double y0, double w, double h, const std::string& ylabel,
-           const std::vector<Series>& series, double xlo, double xhi, bool y_from_zero, double ylo_fixed = NAN,
-           double yhi_fixed = NAN) {
-  double ylo = std::numeric_limits<double>::infinity(), yhi = -ylo;
-  for (auto& s : series)
-    for (auto& p : s.pts)
-      if (std::isfinite(p.second)) ylo = std::min(ylo, p.second), yhi = std::max(yhi, p.second);
-  if (!std::isfinite(ylo)) ylo = 0, yhi = 1;
-  if (y_from_zero) ylo = std::min(ylo, 0.0);
-  if (std::isfinite(ylo_fixed)) ylo = ylo_fixed;
-  if (std::isfinite(yhi_fixed)) yhi = std::max(yhi, yhi_fixed);
-  std::vector<double> yt = nice_ticks(ylo, yhi, 5), xt = nice_ticks(xlo, xhi, 8);
-  auto X = [&](double v) { return x0 + (v - xlo) / (xhi - xlo) * w; };
-  auto Y = [&](double v) { return y0 + h - (v - ylo) / (yhi - ylo) * h; };
-  svg += "<g class=\"panel\">\n";
-  svg += "<rect x=\"" + coord(x0) + "\" y=\"" + coord(y0) + "\" width=\"" + coord(w) + "\" height=\"" + coord(h) +
-         "\" fill=\"#fcfcfc\" stroke=\"#444\"/>\n";
-  for (double v : yt) {
-    svg += "<line x1=\"" + coord(x0) + "\" y1=\"" + coord(Y(v)) + "\" x2=\"" + coord(x0 + w) + "\" y2=\"" +
-           coord(Y(v)) + "\" stroke=\"#e2e2e2\"/>";
-    svg += "<line x1=\"" + coord(x0 - 5) + "\" y1=\"" + coord(Y(v)) + "\" x2=\"" + coord(x0) + "\" y2=\"" +
-           coord(Y(v)) + "\" stroke=\"#444\"/>";
-    svg += "<text x=\"" + coord(x0 - 8) + "\" y=\"" + coord(Y(v) + 4) + "\" text-anchor=\"end\">" + tick_label(v) +
-           "</text>\n";
-  }
-  for (double v : xt) {
-    svg += "<line x1=\"" + coord(X(v)) + "\" y1=\"" + coord(y0) + "\" x2=\"" + coord(X(v)) + "\" y2=\"" +
-           coord(y0 + h) + "\" stroke=\"#eeeeee\"/>";
-    svg += "<line x1=\"" + coord(X(v)) + "\" y1=\"" + coord(y0 + h) + "\" x2=\"" + coord(X(v)) + "\" y2=\"" +
-           coord(y0 + h + 5) + "\" stroke=\"#444\"/>";
-    svg += "<text x=\"" + coord(X(v)) + "\" y=\"" + coord(y0 + h + 18) + "\" text-anchor=\"middle\">" + tick_label(v) +
-           "</text>\n";
-  }
-  svg += "<text x=\"" + coord(x0 + w / 2) + "\" y=\"" + coord(y0 + h + 34) + "\" text-anchor=\"middle\">step</text>\n";
-  svg += "<text transform=\"translate(" + coord(x0 - 58) + "," + coord(y0 + h / 2) +
-         ") rotate(-90)\" text-anchor=\"middle\">" + xml_escape(ylabel) + "</text>\n";
-  for (auto& s : series) {
-    if (s.markers) {
-      for (auto& p : s.pts)
-        if (std::isfinite(p.second))
-          svg += "<circle class=\"" + s.cls + "\" cx=\"" + coord(X(p.first)) + "\" cy=\"" + coord(Y(p.second)) +
-                 "\" r=\"4.5\" fill=\"" + s.colour + "\" stroke=\"#000\"><title>" + xml_escape(s.name) + " " +
-                 tick_label(p.second) + "</title></circle>\n";
-    } else {
-      svg +=
-          "<polyline class=\"" + s.cls + "\" fill=\"none\" stroke=\"" + s.colour + "\" stroke-width=\"1.8\" points=\"";
-      for (size_t i = 0; i < s.pts.size(); ++i)
-        svg += (i ? " " : "") + coord(X(s.pts[i].first)) + "," + coord(Y(s.pts[i].second));
-      svg += "\"/>\n";
-    }
-  }
-  // Legend, top right inside the panel.
-  double lw = 0;
-  for (auto& s : series) lw = std::max(lw, 7.0 * s.name.size());
-  double lx = x0 + w - lw - 40, ly = y0 + 8;
-  svg += "<rect x=\"" + coord(lx - 6) + "\" y=\"" + coord(ly - 2) + "\" width=\"" + coord(lw + 42) + "\" height=\"" +
-         coord(18.0 * series.size() + 4) + "\" fill=\"#ffffff\" fill-opacity=\"0.85\" stroke=\"#bbb\"/>\n";
-  for (size_t i = 0; i < series.size(); ++i) {
-    double yy = ly + 18.0 * i + 9;
-    if (series[i].markers)
-      svg += "<circle cx=\"" + coord(lx + 10) + "\" cy=\"" + coord(yy) + "\" r=\"4.5\" fill=\"" + series[i].colour +
-             "\" stroke=\"#000\"/>";
-    else
-      svg += "<line x1=\"" + coord(lx) + "\" y1=\"" + coord(yy) + "\" x2=\"" + coord(lx + 22) + "\" y2=\"" + coord(yy) +
-             "\" stroke=\"" + series[i].colour + "\" stroke-width=\"2.5\"/>";
-    svg += "<text x=\"" + coord(lx + 30) + "\" y=\"" + coord(yy + 4) + "\">" + xml_escape(series[i].name) + "</text>\n";
-  }
-  svg += "</g>\n";
-}
-
-}  // namespace
-
 std::string render_curves_svg(const MetricsLog& log, const std::string& title) {
   const double W = 900, ph = 230, top = 50, gap = 75, left = 90, pw = W - left - 30;
   const double H = top + 3 * ph + 2 * gap + 55;
   double xlo = log.steps.front().step, xhi = log.steps.back().step;
   xlo = std::min(0.0, xlo);
+  using plot::Series;
   Series loss{"loss (total)", "#1f5fbf", "series-loss", {}}, ce{"cross-entropy", "#e07b00", "series-ce", {}},
       bal{"balance", "#2a9d3a", "series-balance", {}},
       acc{"train accuracy (running)", "#1f5fbf", "series-accuracy", {}},
@@ -673,16 +557,11 @@ std::string render_curves_svg(const MetricsLog& log, const std::string& title) {
   }
   for (auto& e : log.epochs)
     if (std::isfinite(e.val_accuracy)) val.pts.push_back({e.last_step, e.val_accuracy});
-  std::string svg =
-      "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" + coord(W) +
-      "\" height=\"" + coord(H) + "\" viewBox=\"0 0 " + coord(W) + " " + coord(H) +
-      "\" font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" fill=\"#ffffff\"/>\n";
-  svg += "<text x=\"" + coord(W / 2) + "\" y=\"28\" text-anchor=\"middle\" font-size=\"16\">" + xml_escape(title) +
-         "</text>\n";
-  panel(svg, left, top, pw, ph, "loss", {loss, ce, bal}, xlo, xhi, true);
-  panel(svg, left, top + ph + gap, pw, ph, "accuracy", {acc, val}, xlo, xhi, true, 0.0, 1.0);
-  panel(svg, left, top + 2 * (ph + gap), pw, ph, "learning rate", {lr}, xlo, xhi, true);
-  svg += "</svg>\n";
+  std::string svg = plot::svg_begin(W, H, title);
+  plot::panel(svg, left, top, pw, ph, {"step", "loss", xlo, xhi, true}, {loss, ce, bal});
+  plot::panel(svg, left, top + ph + gap, pw, ph, {"step", "accuracy", xlo, xhi, true, 0.0, 1.0}, {acc, val});
+  plot::panel(svg, left, top + 2 * (ph + gap), pw, ph, {"step", "learning rate", xlo, xhi, true}, {lr});
+  svg += plot::svg_end();
   return svg;
 }
 

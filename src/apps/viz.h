@@ -3,6 +3,7 @@
 // encode_png), `ait plot` renders a run's metrics.jsonl as an SVG (our own SVG writer).
 #pragma once
 #include <cstdint>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -76,6 +77,8 @@ struct MetricsStep {
 struct MetricsEpoch {
   double epoch, last_step;  // last_step: the step of the last step line before this epoch line
   double val_accuracy;      // NaN when the line has none
+  double seconds = std::numeric_limits<double>::quiet_NaN();       // the epoch's training time (NaN: none)
+  double images_per_s = std::numeric_limits<double>::quiet_NaN();  // its training throughput (NaN: none)
 };
 struct MetricsLog {
   std::vector<MetricsStep> steps;
@@ -87,6 +90,8 @@ struct MetricsLog {
 // object, a step/epoch line missing a numeric field, no step lines) throw ait::Error
 // "FILE:LINE: ..." (or "FILE: ..." for the file as a whole).
 MetricsLog read_metrics(const std::string& path);
+// The same for the file's contents; `path` names it in the errors.
+MetricsLog parse_metrics(const std::string& text, const std::string& path);
 // Three panels (loss, accuracy, learning rate vs step); every step series is one <polyline>
 // with one point per step line, val accuracy one <circle> per epoch.
 std::string render_curves_svg(const MetricsLog& log, const std::string& title);

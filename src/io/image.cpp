@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "io/deflate.h"
 #include "io/inflate.h"
 
 namespace ait {
@@ -127,6 +128,19 @@ int png_stored_channels(const PngChunks& png, const std::string& src) {
   return stored;
 }
 
+// The PNG filter's prediction of a byte from the byte `a` to its left (bpp bytes back), the
+// byte `up` above and the byte `c` above that left one (PNG spec §9.2-9.4).
+int png_predictor(int filter, int a, int up, int c) {
+  if (filter == 1) return a;
+  if (filter == 2) return up;
+  if (filter == 3) return (a + up) / 2;
+  if (filter == 4) {
+    const int p = a + up - c, pa = std::abs(p - a), pb = std::abs(p - up), pc = std::abs(p - c);
+    return (pa <= pb && pa <= pc) ? a : (pb <= pc ? up : c);
+  }
+  return 0;
+}
+
 // Undoes one row's filter in place: `cur` holds the filtered bytes, `prev` the previous
 // unfiltered row (zeros for the first), `bpp` the filter's byte distance.
 void unfilter_row(int filter, std::vector<uint8_t>& cur, const std::vector<uint8_t>& prev, size_t bpp,
@@ -135,15 +149,7 @@ void unfilter_row(int filter, std::vector<uint8_t>& cur, const std::vector<uint8
     throw Error(src + ": bad PNG filter type " + std::to_string(filter) + " on row " + std::to_string(y));
   for (size_t x = 0; x < cur.size(); ++x) {
     const int a = x >= bpp ? cur[x - bpp] : 0, up = prev[x], c = x >= bpp ? prev[x - bpp] : 0;
-    int predictor = 0;
-    if (filter == 1) predictor = a;
-    else if (filter == 2) predictor = up;
-    else if (filter == 3) predictor = (a + up) / 2;
-    else if (filter == 4) {
-      const int p = a + up - c, pa = std::abs(p - a), pb = std::abs(p - up), pc = std::abs(p - c);
-      predictor = (pa <= pb && pa <= pc) ? a : (pb <= pc ? up : c);
-    }
-    cur[x] = uint8_t(cur[x] + predictor);
+    cur[x] = uint8_t(cur[x] + png_predictor(filter, a, up, c));
   }
 }
 
@@ -191,6 +197,38 @@ Image decode_png(const std::vector<uint8_t>& b, const std::string& src) {
   return im;
 }
 
+namespace {
+
+// The scanlines as the IDAT stream holds them: each row its filter byte and filtered bytes, the
+// filter (0-4) chosen per row as the one whose output has the smallest sum of |byte| read as a
+// signed value (small differences compress best).
+std::vector<uint8_t> filter_rows(const uint8_t* pixels, int w, int h, int channels) {
+  const size_t stride = size_t(w) * size_t(channels), bpp = size_t(channels);
+  std::vector<uint8_t> raw, candidate(stride), best(stride);
+  raw.reserve((stride + 1) * size_t(h));
+  const std::vector<uint8_t> zeros(stride, 0);
+  for (int y = 0; y < h; ++y) {
+    const uint8_t* cur = pixels + size_t(y) * stride;
+    const uint8_t* prev = y > 0 ? cur - stride : zeros.data();
+    uint64_t best_cost = UINT64_MAX;
+    int best_filter = 0;
+    for (int filter = 0; filter <= 4; ++filter) {
+      uint64_t cost = 0;
+      for (size_t x = 0; x < stride; ++x) {
+        const int a = x >= bpp ? cur[x - bpp] : 0, c = x >= bpp ? prev[x - bpp] : 0;
+        candidate[x] = uint8_t(cur[x] - png_predictor(filter, a, prev[x], c));
+        cost += uint64_t(std::abs(int(int8_t(candidate[x]))));
+      }
+      if (cost < best_cost) best_cost = cost, best_filter = filter, best.swap(candidate);
+    }
+    raw.push_back(uint8_t(best_filter));
+    raw.insert(raw.end(), best.begin(), best.end());
+  }
+  return raw;
+}
+
+}  // namespace
+
 std::vector<uint8_t> encode_png(const uint8_t* pixels, int w, int h, int channels) {
   if (w <= 0 || h <= 0 || (channels != 1 && channels != 3 && channels != 4))
     throw Error("encode_png: bad size or channel count");
@@ -209,14 +247,8 @@ std::vector<uint8_t> encode_png(const uint8_t* pixels, int w, int h, int channel
   ihdr.push_back(uint8_t(channels == 1 ? 0 : channels == 3 ? 2 : 6));
   ihdr.push_back(0), ihdr.push_back(0), ihdr.push_back(0);
   chunk("IHDR", ihdr);
-  const size_t stride = size_t(w) * size_t(channels);
-  std::vector<uint8_t> raw;
-  raw.reserve((stride + 1) * size_t(h));
-  for (int y = 0; y < h; ++y) {
-    raw.push_back(0);
-    raw.insert(raw.end(), pixels + size_t(y) * stride, pixels + size_t(y + 1) * stride);
-  }
-  chunk("IDAT", zlib_compress_stored(raw.data(), raw.size()));
+  const std::vector<uint8_t> raw = filter_rows(pixels, w, h, channels);
+  chunk("IDAT", zlib_compress(raw.data(), raw.size()));
   chunk("IEND", {});
   return out;
 }

@@ -22,7 +22,8 @@ Image decode_pnm(const std::vector<uint8_t>& bytes, const std::string& source);
 // to RGB); filters 0-4; every chunk CRC checked; interlaced images and other bit depths
 // (16-bit, 1/2/4-bit grey) refused.
 Image decode_png(const std::vector<uint8_t>& bytes, const std::string& source);
-// channels 1 (grey), 3 (RGB) or 4 (RGBA); zlib stored blocks, filter 0. Pixels HWC.
+// channels 1 (grey), 3 (RGB) or 4 (RGBA), pixels HWC; each row filtered with the filter (0-4)
+// that leaves the smallest differences, the whole compressed by deflate_compress (io/deflate.h).
 std::vector<uint8_t> encode_png(const uint8_t* pixels, int w, int h, int channels);
 // Nearest-neighbour resize to height x width: output pixel (y, x) takes source pixel
 // ((2y+1)·H / 2h, (2x+1)·W / 2w), the source pixel under its centre.

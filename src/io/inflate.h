@@ -1,6 +1,7 @@
 // Compressed-stream and whole-file I/O: our own DEFLATE decoder (RFC 1951) with the zlib
 // (RFC 1950) and gzip (RFC 1952) wrappers, CRC-32 / Adler-32, a stored-block-only encoder for
-// the writers that need a zlib stream (PNG, npz), and whole-file read / atomic write (whole_file.cpp).
+// the writers that need a plain zlib or gzip stream (npz; PNG compresses with deflate.h), and
+// whole-file read / atomic write (whole_file.cpp).
 //
 // Every decoder treats its input as hostile: truncation, corrupt Huffman tables, distances
 // that reach before the start of the output, bad checksums and output past `max_output` all
