@@ -13,9 +13,9 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import coordination_reference as ref  # noqa: E402
-from make_golden import LR, STEPS, WD, build_cases, case_paths, save_golden_dump, save_random_batch  # noqa: E402
+from make_golden import (LR, STEPS, WD, build_cases, case_paths, first_seed_without_ties,  # noqa: E402
+                         save_golden_dump, save_random_batch)
 
-TIE_GAP = 1e-3
 BASE = dict(arch="coordination", channels=1, image_height=8, image_width=8, patch_size=4, question_dim=0,
             dim=8, depth=3, heads=2, head_dim=4, mlp_dim=12, num_classes=5, memory_slots=3, memory_dim=3,
             memory_heads=4, bottleneck=3, hopfield_beta=1.0, memory_momentum=0.9, balance_coef=0.01,
@@ -45,20 +45,18 @@ def make_case(out_dir, name, overrides, batch_size, seed):
     with open(paths["config.json"], "w") as f:
         json.dump(c, f, indent=1)
         f.write("\n")
-    for s in range(seed, seed + 100):
+
+    def try_seed(s):
         torch.manual_seed(s)
         ref.save_checkpoint(ref.Coordination(c), paths["ckpt.safetensors"])
         save_random_batch(paths["batch.safetensors"], c, batch_size, s)
         gaps = []
         out = ref.dump(paths["ckpt.safetensors"], paths["batch.safetensors"], STEPS, LR, WD, torch.float64,
                        on_write_scores=lambda S: gaps.append(tie_gap(S, c["bottleneck"])))
-        if min(gaps) > TIE_GAP:
-            break
-        print(f"{name}: seed {s} rejected (relative top-k gap {min(gaps):.2e})")
-    else:
-        raise SystemExit(f"{name}: no seed without near-ties")
+        return out, min(gaps)
+    s, out, gap = first_seed_without_ties(name, seed, try_seed)
     save_golden_dump(paths["dump.safetensors"], out, "tools/reference/coordination_reference.py")
-    print(f"{name}: seed {s}, B={batch_size} k={c['bottleneck']}, min top-k gap {min(gaps):.3g}, "
+    print(f"{name}: seed {s}, B={batch_size} k={c['bottleneck']}, min top-k gap {gap:.3g}, "
           f"loss {out['loss'].item():.6f}, step_losses {[round(x, 6) for x in out['step_losses'].tolist()]}")
 
 

@@ -85,14 +85,26 @@ def save_golden_dump(path, out, producer):
         "command": f"dump --train-steps {STEPS} --lr {LR} --weight-decay {WD}"})
 
 
+def first_seed_without_ties(name, seed, try_seed):
+    """try_seed(s) writes the case's checkpoint and batch for seed s and returns (dump, smallest
+    relative top-k gap); the first of 100 seeds from `seed` whose gap exceeds TIE_GAP is kept.
+    Returns (seed, dump, gap)."""
+    for s in range(seed, seed + 100):
+        out, gap = try_seed(s)
+        if gap > TIE_GAP:
+            return s, out, gap
+        print(f"{name}: seed {s} rejected (relative top-k gap {gap:.2e})")
+    raise SystemExit(f"{name}: no seed without near-ties")
+
+
 def make_case(out_dir, name, overrides, batch_size, seed):
     c = ref.check_config({**BASE, **overrides})
     paths = case_paths(out_dir, name)
     with open(paths["config.json"], "w") as f:
         json.dump(json.loads(ref.config_json(c)), f, indent=1)
         f.write("\n")
-    for attempt in range(100):
-        s = seed + attempt
+
+    def try_seed(s):
         torch.manual_seed(s)
         model = ref.build_model(c)
         with torch.no_grad():
@@ -104,14 +116,11 @@ def make_case(out_dir, name, overrides, batch_size, seed):
         gaps = []
         out = ref.dump(paths["ckpt.safetensors"], paths["batch.safetensors"], STEPS, LR, WD,
                        torch.float64, on_pass=lambda auxes: gaps.append(min_tie_gap(auxes)))
-        if min(gaps) > TIE_GAP:
-            break
-        print(f"{name}: seed {s} rejected (relative top-k gap {min(gaps):.2e})")
-    else:
-        raise SystemExit(f"{name}: no seed without near-ties")
+        return out, min(gaps)
+    s, out, gap = first_seed_without_ties(name, seed, try_seed)
     save_golden_dump(paths["dump.safetensors"], out, "tools/reference/ait_reference.py")
     B, T = batch_size, ref.build_model(c).T
-    print(f"{name}: seed {s}, B={B} T={T} B*T={B * T} k={c['bottleneck']}, min top-k gap {min(gaps):.3g}, "
+    print(f"{name}: seed {s}, B={B} T={T} B*T={B * T} k={c['bottleneck']}, min top-k gap {gap:.3g}, "
           f"loss {out['loss'].item():.6f}, step_losses {[round(x, 6) for x in out['step_losses'].tolist()]}")
     return s
 
