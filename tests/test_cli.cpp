@@ -248,10 +248,7 @@ std::vector<Prediction> parse_predictions(const std::string& out) {
 TEST(CliPrograms, PredictMemoryEvalUpdateMatchesEvaluate) {
   const std::string dir = fresh_tmpdir("cli_predict");
   const std::string data = test::write_quadrant_dataset(dir, 23, 5);
-  Config c = test::micro_config(0);
-  c.image_height = c.image_width = 12, c.num_classes = 4;
-  const std::string ckpt = dir + "/model.safetensors";
-  AiT(c, cpu(), 3).save(ckpt);
+  const std::string ckpt = test::write_quadrant_checkpoint(dir, 3);
   const std::string args = "predict --device cpu --checkpoint " + ckpt + " --data " + data + " --count 23 ";
   std::string out;
   ASSERT_EQ(run_program("ait", args + "--batch-size 5 --memory-eval update", &out), 0) << out;
@@ -292,10 +289,7 @@ struct Files {
 Files small_files(const std::string& dir) {
   Files f;
   f.data = test::write_quadrant_dataset(dir, 12, 4);
-  Config c = test::micro_config(0);
-  c.image_height = c.image_width = 12, c.num_classes = 4;
-  f.ckpt = dir + "/model.safetensors";
-  AiT(c, cpu(), 3).save(f.ckpt);
+  f.ckpt = test::write_quadrant_checkpoint(dir, 3);
   return f;
 }
 

@@ -24,20 +24,6 @@ Config coordination_micro(int64_t q) {
   return c;
 }
 
-struct Inputs {
-  Tensor images, questions, labels;
-};
-
-Inputs random_inputs(const Config& c, int64_t B, uint64_t seed) {
-  Inputs b;
-  b.images = random_tensor({B, c.channels, c.image_height, c.image_width}, seed, -2, 2);
-  if (c.question_dim) b.questions = random_tensor({B, c.question_dim}, seed + 1);
-  std::vector<int32_t> labels(B);
-  for (int64_t i = 0; i < B; ++i) labels[i] = static_cast<int32_t>((i * 5 + seed) % c.num_classes);
-  b.labels = Tensor::from_int({B}, labels);
-  return b;
-}
-
 void expect_throw_with(const std::function<void()>& f, const std::string& want) {
   try {
     f();
@@ -47,7 +33,7 @@ void expect_throw_with(const std::function<void()>& f, const std::string& want) 
   }
 }
 
-double loss_of(const AiT& model, const Inputs& b) {
+double loss_of(const AiT& model, const ModelInputs& b) {
   return model.forward(b.images, b.questions, b.labels, true, true, 0).loss.item();
 }
 
@@ -62,7 +48,7 @@ class CoordinationGrad : public ::testing::TestWithParam<int64_t> {};
 TEST_P(CoordinationGrad, DirectionalFiniteDifferences) {
   Config c = coordination_micro(GetParam());
   AiT model(c, cpu(), 7);
-  Inputs b = random_inputs(c, 3, 11);
+  ModelInputs b = random_inputs(c, 3, 11, 5);
   ForwardResult r = model.forward(b.images, b.questions, b.labels, true, true, 0);
   EXPECT_EQ(r.balance.item(), 0.0f);
   r.loss.backward();
@@ -118,7 +104,7 @@ INSTANTIATE_TEST_SUITE_P(Questions, CoordinationGrad, ::testing::Values(0, 5));
 TEST(Coordination, WorkspaceIsPerImageAndPerPass) {
   Config c = coordination_micro(5);
   AiT model(c, cpu(), 3);
-  Inputs b = random_inputs(c, 3, 4);
+  ModelInputs b = random_inputs(c, 3, 4, 5);
   NoGradScope ng;
   std::vector<float> whole = model.forward(b.images, b.questions, b.labels, false, false, 0).logits.to_vector();
   std::vector<float> trained = model.forward(b.images, b.questions, b.labels, true, true, 0).logits.to_vector();
@@ -136,7 +122,7 @@ TEST(Coordination, ResidualDropoutActsInTrainingPassesOnly) {
   Config c = coordination_micro(0);
   c.write_dropout = 0.5;
   AiT model(c, cpu(), 3);
-  Inputs b = random_inputs(c, 2, 4);
+  ModelInputs b = random_inputs(c, 2, 4, 5);
   NoGradScope ng;
   auto logits = [&](bool training, uint32_t seed) {
     return model.forward(b.images, b.questions, b.labels, true, training, seed).logits.to_vector();

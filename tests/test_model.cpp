@@ -21,29 +21,11 @@ Config micro(int64_t q) {
   return c;
 }
 
-struct Inputs {
-  Tensor images, questions, labels;
-};
-
-Inputs random_inputs(const Config& c, int64_t B, uint64_t seed) {
-  Inputs b;
-  b.images = random_tensor({B, c.channels, c.image_height, c.image_width}, seed, -2, 2);
-  if (c.question_dim) b.questions = random_tensor({B, c.question_dim}, seed + 1);
-  std::vector<int32_t> lab(B);
-  for (int64_t i = 0; i < B; ++i) lab[i] = static_cast<int32_t>((i * 3 + seed) % c.num_classes);
-  b.labels = Tensor::from_int({B}, lab);
-  return b;
-}
-
-}  // namespace
-
-namespace {
-
 // Central differences of the training loss against the backward pass, a few entries of every
 // parameter. `has_balance`: the config writes memory, so the balance term must be there.
 void check_finite_differences(const Config& c, bool has_balance) {
   AiT model(c, cpu(), 42);
-  Inputs b = random_inputs(c, 3, 5);
+  ModelInputs b = random_inputs(c, 3, 5);
   ForwardResult r = model.forward(b.images, b.questions, b.labels, true, true, 0);
   if (has_balance) ASSERT_GT(r.balance.item(), 0.0f);
   else ASSERT_EQ(r.balance.item(), 0.0f);
@@ -128,7 +110,7 @@ INSTANTIATE_TEST_SUITE_P(Switches, VariantGrad,
 TEST(Model, ResetModeNeverKeepsTheWrittenMemory) {
   for (const std::string mode : {"reset", "ema"}) {
     AiT model(variant("memory_mode=" + mode), cpu(), 7);
-    Inputs b = random_inputs(model.config(), 3, 2);
+    ModelInputs b = random_inputs(model.config(), 3, 2);
     const std::vector<float> before = model.memory()[1].to_vector();
     NoGradScope ng;
     ForwardResult r = model.forward(b.images, {}, b.labels, true, true, 0);
@@ -187,7 +169,7 @@ TEST(ConfigKeys, NamedValuesAndSwitches) {
 TEST(Model, FrozenEvalDependsOnlyOnItsImage) {
   Config c = micro(0);
   AiT model(c, cpu(), 1);
-  Inputs b = random_inputs(c, 3, 9);
+  ModelInputs b = random_inputs(c, 3, 9);
   NoGradScope ng;
   Tensor all = model.forward(b.images, {}, {}, false, false, 0).logits;
   Tensor first = model.forward(slice(b.images, 0, 0, 1), {}, {}, false, false, 0).logits;
@@ -212,7 +194,7 @@ TEST(Model, MemoryUpdateClosedForm) {
   w_ln.copy_from(random_values(w_ln.numel(), 31, 0.5f, 1.5f));
   b_ln.copy_from(random_values(b_ln.numel(), 32));
   const std::vector<float> g0 = model.memory()[0].to_vector(), w = w_ln.to_vector(), b = b_ln.to_vector();
-  Inputs in = random_inputs(c, 2, 4);
+  ModelInputs in = random_inputs(c, 2, 4);
   ForwardResult r = model.forward(in.images, {}, in.labels, true, true, 0);
   model.commit_memory(r);
   const std::vector<float> g1 = model.memory()[0].to_vector();

@@ -57,10 +57,7 @@ TEST(Precision, ProgramsRefuseABadValueAndNoteMixedOnTheCpu) {
 
   const std::string dir = test::fresh_tmpdir("precision_cli");
   const std::string data = test::write_quadrant_dataset(dir, 19, 3);
-  Config c = test::micro_config(0);
-  c.image_height = c.image_width = 12, c.num_classes = 4;
-  const std::string ckpt = dir + "/model.safetensors";
-  AiT(c, cpu(), 5).save(ckpt);
+  const std::string ckpt = test::write_quadrant_checkpoint(dir, 5);
   const std::string args = "eval --device cpu --checkpoint " + ckpt + " --data " + data + " --batch-size 7";
   std::string fp32, mixed;
   ASSERT_EQ(test::run_program("ait", args + " --precision fp32", &fp32), 0) << fp32;

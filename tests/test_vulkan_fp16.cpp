@@ -27,6 +27,7 @@
 #include "core/rng.h"
 #include "testutil.h"
 #include "vulkan/device.h"
+#include "vulkan_fixture.h"
 #ifdef AIT_VULKAN
 #include "vulkan/vk_kernels.h"
 #include "vulkan/vk_runtime.h"
@@ -89,21 +90,8 @@ void expect_fp16_of(float x, uint16_t got, const std::string& ctx) {
       << ctx << ": " << x << " (0x" << std::hex << xb << std::dec << ") -> " << v << ", expected " << want;
 }
 
-class VulkanFp16Test : public ::testing::Test {
+class VulkanFp16Test : public test::VulkanKernelsTest {
 protected:
-  void SetUp() override {
-    Kernels* k = test::vulkan_device();  // a missing device has already failed the test, unless skipping is allowed
-    if (!k) GTEST_SKIP() << "no Vulkan device";
-    vk = dynamic_cast<VulkanKernels*>(k);
-    ASSERT_NE(vk, nullptr);
-  }
-  void TearDown() override {
-    if (vk) {
-      vk->set_matmul_splits(0);
-      vk->sync();
-    }
-    test::expect_no_validation_messages();
-  }
   // Why matmul_fp16 cannot run here ("" when it can).
   std::string no_fp16_storage() const {
     if (vk->has_fp16_storage()) return "";
@@ -129,7 +117,6 @@ protected:
     }
     return std::vector<uint32_t>(got.begin() + long(y_word), got.begin() + long(y_word + words));
   }
-  VulkanKernels* vk = nullptr;
 };
 
 }  // namespace

@@ -30,6 +30,7 @@
 #include "core/tensor.h"
 #include "testutil.h"
 #include "vulkan/device.h"
+#include "vulkan_fixture.h"
 #ifdef AIT_VULKAN
 #include "vulkan/vk_kernels.h"
 #include "vulkan/vk_runtime.h"
@@ -209,24 +210,7 @@ void run_case(VulkanKernels& vk, const Case& t, const std::string& tile, int spl
   w = std::max(w, worst);
 }
 
-class VulkanMatmulTest : public ::testing::Test {
-protected:
-  void SetUp() override {
-    Kernels* k = test::vulkan_device();  // a missing device has already failed the test, unless skipping is allowed
-    if (!k) GTEST_SKIP() << "no Vulkan device";
-    vk = dynamic_cast<VulkanKernels*>(k);
-    ASSERT_NE(vk, nullptr);
-  }
-  void TearDown() override {
-    if (vk) {
-      vk->set_matmul_tile("");
-      vk->set_matmul_splits(0);
-      vk->sync();
-    }
-    test::expect_no_validation_messages();
-  }
-  VulkanKernels* vk = nullptr;
-};
+class VulkanMatmulTest : public test::VulkanKernelsTest {};
 
 }  // namespace
 

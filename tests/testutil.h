@@ -297,6 +297,32 @@ inline Config micro_config(int64_t q) {
   return c;
 }
 
+// A seeded batch for a model of config c: images uniform in [-2, 2], questions in [-1, 1] (only
+// when c has a question token), labels (i · label_stride + seed) mod num_classes.
+struct ModelInputs {
+  Tensor images, questions, labels;
+};
+inline ModelInputs random_inputs(const Config& c, int64_t B, uint64_t seed, int64_t label_stride = 3) {
+  ModelInputs b;
+  b.images = random_tensor({B, c.channels, c.image_height, c.image_width}, seed, -2, 2);
+  if (c.question_dim) b.questions = random_tensor({B, c.question_dim}, seed + 1);
+  std::vector<int32_t> labels(static_cast<size_t>(B));
+  for (int64_t i = 0; i < B; ++i)
+    labels[static_cast<size_t>(i)] = static_cast<int32_t>((i * label_stride + seed) % c.num_classes);
+  b.labels = Tensor::from_int({B}, labels);
+  return b;
+}
+
+// A 12x12 grey model for the quadrant task (micro_config(0) with 4 classes), initialised with
+// `seed` and saved as dir/model.safetensors; returns that path.
+inline std::string write_quadrant_checkpoint(const std::string& dir, uint64_t seed) {
+  Config c = micro_config(0);
+  c.image_height = c.image_width = 12, c.num_classes = 4;
+  const std::string path = dir + "/model.safetensors";
+  AiT(c, cpu(), seed).save(path);
+  return path;
+}
+
 // The short training run of the Train and Replay tests: a tiny AiT (16-wide, 2 heads, 4 memory
 // slots) on `data`, batches of 16, seed 5, writing to `out`.
 inline TrainOptions small_train_options(const std::string& out, const std::string& data) {

@@ -523,11 +523,9 @@ def selfcheck(ckpt, batch, entries=4, h=1e-5):
     return not fails
 
 
-def main(argv=None):
-    torch.set_num_threads(2)
-    ap = argparse.ArgumentParser(description=__doc__)
-    sub = ap.add_subparsers(dest="cmd", required=True)
-    a = sub.add_parser("init", help="PyTorch-default initialisation -> spec checkpoint")
+def add_init_dump_commands(sub, init_help):
+    """The init and dump subcommands with their options, as every reference script takes them."""
+    a = sub.add_parser("init", help=init_help)
     a.add_argument("--config", required=True)
     a.add_argument("--seed", type=int, required=True)
     a.add_argument("--out", required=True)
@@ -539,6 +537,28 @@ def main(argv=None):
     a.add_argument("--lr", type=float, default=1e-4)
     a.add_argument("--weight-decay", type=float, default=0.01)
     a.add_argument("--dtype", choices=["float64", "float32"], default="float64")
+
+
+def run_init(args, check_config, build_model, save_checkpoint):
+    """init: the config checked, the model built under --seed, saved as a checkpoint."""
+    with open(args.config) as f:
+        c = check_config(json.load(f))
+    torch.manual_seed(args.seed)
+    save_checkpoint(build_model(c), args.out)
+
+
+def run_dump(args, dump, producer):
+    """dump: the section 7 tensors computed in --dtype, saved with the producer's name."""
+    out = dump(args.checkpoint, args.batch, args.train_steps, args.lr, args.weight_decay,
+               getattr(torch, args.dtype))
+    save_safetensors(args.out, out, {"producer": producer, "dtype": args.dtype})
+
+
+def main(argv=None):
+    torch.set_num_threads(2)
+    ap = argparse.ArgumentParser(description=__doc__)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    add_init_dump_commands(sub, "PyTorch-default initialisation -> spec checkpoint")
     a = sub.add_parser("bench", help="time training steps and eval passes (float32)")
     a.add_argument("--config", required=True)
     a.add_argument("--batch-size", type=int, required=True)
@@ -553,15 +573,9 @@ def main(argv=None):
     a.add_argument("--batch", required=True)
     args = ap.parse_args(argv)
     if args.cmd == "init":
-        with open(args.config) as f:
-            c = check_config(json.load(f))
-        torch.manual_seed(args.seed)
-        save_checkpoint(build_model(c), args.out)
+        run_init(args, check_config, build_model, save_checkpoint)
     elif args.cmd == "dump":
-        out = dump(args.checkpoint, args.batch, args.train_steps, args.lr, args.weight_decay,
-                   getattr(torch, args.dtype))
-        save_safetensors(args.out, out, {"producer": "tools/reference/ait_reference.py",
-                                         "dtype": args.dtype})
+        run_dump(args, dump, "tools/reference/ait_reference.py")
     elif args.cmd == "bench":
         with open(args.config) as f:
             c = check_config(json.load(f))

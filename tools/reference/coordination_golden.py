@@ -1,10 +1,11 @@
 #!/usr/bin/python3
 """Builds the arch=coordination golden fixture in tests/golden/ with coordination_reference.py.
 
-As make_golden.py does for AiT: per case <name>.config.json, .ckpt.safetensors (PyTorch init,
-seeded), .batch.safetensors and .dump.safetensors (spec section 7, --train-steps 3 --lr 1e-3
---weight-decay 0.01, float64). A seed whose top-k write has a near-tie between the k'-th and the
-(k'+1)-th score of any row, in any pass, is rejected and the next one tried.
+As make_golden.py does for AiT, with its command line [OUT_DIR [NAME...]]: per case
+<name>.config.json, .ckpt.safetensors (PyTorch init, seeded), .batch.safetensors and
+.dump.safetensors (spec section 7, --train-steps 3 --lr 1e-3 --weight-decay 0.01, float64). A seed
+whose top-k write has a near-tie between the k'-th and the (k'+1)-th score of any row, in any pass,
+is rejected and the next one tried.
 """
 import json, os, sys
 
@@ -12,9 +13,9 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import coordination_reference as ref  # noqa: E402
+from make_golden import (LR, STEPS, WD, build_cases, case_paths, first_seed_without_ties,  # noqa: E402
+                         save_golden_dump, save_random_batch)
 
-STEPS, LR, WD = 3, 1e-3, 0.01
-TIE_GAP = 1e-3
 BASE = dict(arch="coordination", channels=1, image_height=8, image_width=8, patch_size=4, question_dim=0,
             dim=8, depth=3, heads=2, head_dim=4, mlp_dim=12, num_classes=5, memory_slots=3, memory_dim=3,
             memory_heads=4, bottleneck=3, hopfield_beta=1.0, memory_momentum=0.9, balance_coef=0.01,
@@ -40,43 +41,24 @@ def tie_gap(S, k):
 
 def make_case(out_dir, name, overrides, batch_size, seed):
     c = ref.check_config({**BASE, **overrides})
-    paths = {k: os.path.join(out_dir, f"{name}.{k}") for k in
-             ("config.json", "ckpt.safetensors", "batch.safetensors", "dump.safetensors")}
+    paths = case_paths(out_dir, name)
     with open(paths["config.json"], "w") as f:
         json.dump(c, f, indent=1)
         f.write("\n")
-    for s in range(seed, seed + 100):
+
+    def try_seed(s):
         torch.manual_seed(s)
         ref.save_checkpoint(ref.Coordination(c), paths["ckpt.safetensors"])
-        g = torch.Generator().manual_seed(s)
-        batch = {"images": torch.randn(batch_size, c["channels"], c["image_height"], c["image_width"], generator=g),
-                 "labels": torch.randint(0, c["num_classes"], (batch_size,), generator=g)}
-        if c["question_dim"]:
-            batch["questions"] = torch.randn(batch_size, c["question_dim"], generator=g)
-        ref.save_safetensors(paths["batch.safetensors"], batch)
+        save_random_batch(paths["batch.safetensors"], c, batch_size, s)
         gaps = []
         out = ref.dump(paths["ckpt.safetensors"], paths["batch.safetensors"], STEPS, LR, WD, torch.float64,
                        on_write_scores=lambda S: gaps.append(tie_gap(S, c["bottleneck"])))
-        if min(gaps) > TIE_GAP:
-            break
-        print(f"{name}: seed {s} rejected (relative top-k gap {min(gaps):.2e})")
-    else:
-        raise SystemExit(f"{name}: no seed without near-ties")
-    ref.save_safetensors(paths["dump.safetensors"], out, {
-        "producer": "tools/reference/coordination_reference.py", "dtype": "float64",
-        "command": f"dump --train-steps {STEPS} --lr {LR} --weight-decay {WD}"})
-    print(f"{name}: seed {s}, B={batch_size} k={c['bottleneck']}, min top-k gap {min(gaps):.3g}, "
+        return out, min(gaps)
+    s, out, gap = first_seed_without_ties(name, seed, try_seed)
+    save_golden_dump(paths["dump.safetensors"], out, "tools/reference/coordination_reference.py")
+    print(f"{name}: seed {s}, B={batch_size} k={c['bottleneck']}, min top-k gap {gap:.3g}, "
           f"loss {out['loss'].item():.6f}, step_losses {[round(x, 6) for x in out['step_losses'].tolist()]}")
 
 
-def main():
-    torch.set_num_threads(2)
-    here = os.path.dirname(os.path.abspath(__file__))
-    out_dir = sys.argv[1] if len(sys.argv) > 1 else os.path.join(here, "..", "..", "tests", "golden")
-    os.makedirs(out_dir, exist_ok=True)
-    for name, (overrides, b, seed) in CASES.items():
-        make_case(out_dir, name, overrides, b, seed)
-
-
 if __name__ == "__main__":
-    main()
+    build_cases(CASES, make_case)

@@ -14,7 +14,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from ait_reference import Embed, load_safetensors, patchify, save_safetensors, topk_mask  # noqa: E402
+from ait_reference import (Embed, add_init_dump_commands, load_safetensors, patchify, run_dump, run_init,  # noqa: E402
+                           save_safetensors, topk_mask)
 
 INT_KEYS = ["channels", "image_height", "image_width", "patch_size", "question_dim", "dim", "depth",
             "heads", "head_dim", "mlp_dim", "num_classes", "memory_slots", "memory_dim", "bottleneck",
@@ -225,30 +226,12 @@ def dump(ckpt, batch, steps=0, lr=1e-4, wd=0.01, dtype=torch.float64, on_write_s
 def main(argv=None):
     torch.set_num_threads(2)
     ap = argparse.ArgumentParser(description=__doc__)
-    sub = ap.add_subparsers(dest="cmd", required=True)
-    a = sub.add_parser("init", help="PyTorch initialisation -> checkpoint")
-    a.add_argument("--config", required=True)
-    a.add_argument("--seed", type=int, required=True)
-    a.add_argument("--out", required=True)
-    a = sub.add_parser("dump", help="spec section 7 cross-check dump")
-    a.add_argument("--checkpoint", required=True)
-    a.add_argument("--batch", required=True)
-    a.add_argument("--out", required=True)
-    a.add_argument("--train-steps", type=int, default=0)
-    a.add_argument("--lr", type=float, default=1e-4)
-    a.add_argument("--weight-decay", type=float, default=0.01)
-    a.add_argument("--dtype", choices=["float64", "float32"], default="float64")
+    add_init_dump_commands(ap.add_subparsers(dest="cmd", required=True), "PyTorch initialisation -> checkpoint")
     args = ap.parse_args(argv)
     if args.cmd == "init":
-        with open(args.config) as f:
-            c = check_config(json.load(f))
-        torch.manual_seed(args.seed)
-        save_checkpoint(Coordination(c), args.out)
+        run_init(args, check_config, Coordination, save_checkpoint)
     else:
-        out = dump(args.checkpoint, args.batch, args.train_steps, args.lr, args.weight_decay,
-                   getattr(torch, args.dtype))
-        save_safetensors(args.out, out, {"producer": "tools/reference/coordination_reference.py",
-                                         "dtype": args.dtype})
+        run_dump(args, dump, "tools/reference/coordination_reference.py")
 
 
 if __name__ == "__main__":

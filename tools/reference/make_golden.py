@@ -63,15 +63,48 @@ def min_tie_gap(auxes):
     return gap
 
 
+def case_paths(out_dir, name):
+    """The four files of case `name`, by their suffix."""
+    return {k: os.path.join(out_dir, f"{name}.{k}") for k in
+            ("config.json", "ckpt.safetensors", "batch.safetensors", "dump.safetensors")}
+
+
+def save_random_batch(path, c, batch_size, seed):
+    """randn images, randint labels, then randn questions (q > 0 only), from one seeded generator."""
+    g = torch.Generator().manual_seed(seed)
+    batch = {"images": torch.randn(batch_size, c["channels"], c["image_height"], c["image_width"], generator=g),
+             "labels": torch.randint(0, c["num_classes"], (batch_size,), generator=g)}
+    if c["question_dim"]:
+        batch["questions"] = torch.randn(batch_size, c["question_dim"], generator=g)
+    ref.save_safetensors(path, batch)
+
+
+def save_golden_dump(path, out, producer):
+    ref.save_safetensors(path, out, {
+        "producer": producer, "dtype": "float64",
+        "command": f"dump --train-steps {STEPS} --lr {LR} --weight-decay {WD}"})
+
+
+def first_seed_without_ties(name, seed, try_seed):
+    """try_seed(s) writes the case's checkpoint and batch for seed s and returns (dump, smallest
+    relative top-k gap); the first of 100 seeds from `seed` whose gap exceeds TIE_GAP is kept.
+    Returns (seed, dump, gap)."""
+    for s in range(seed, seed + 100):
+        out, gap = try_seed(s)
+        if gap > TIE_GAP:
+            return s, out, gap
+        print(f"{name}: seed {s} rejected (relative top-k gap {gap:.2e})")
+    raise SystemExit(f"{name}: no seed without near-ties")
+
+
 def make_case(out_dir, name, overrides, batch_size, seed):
     c = ref.check_config({**BASE, **overrides})
-    paths = {k: os.path.join(out_dir, f"{name}.{k}") for k in
-             ("config.json", "ckpt.safetensors", "batch.safetensors", "dump.safetensors")}
+    paths = case_paths(out_dir, name)
     with open(paths["config.json"], "w") as f:
         json.dump(json.loads(ref.config_json(c)), f, indent=1)
         f.write("\n")
-    for attempt in range(100):
-        s = seed + attempt
+
+    def try_seed(s):
         torch.manual_seed(s)
         model = ref.build_model(c)
         with torch.no_grad():
@@ -79,39 +112,31 @@ def make_case(out_dir, name, overrides, batch_size, seed):
                 layer.gwl.memory.mul_(SMALL_WRITE.get(name, 1.0))
                 layer.gwl.write.out.weight.mul_(SMALL_WRITE.get(name, 1.0))
         ref.save_checkpoint(model, paths["ckpt.safetensors"])
-        g = torch.Generator().manual_seed(s)
-        batch = {"images": torch.randn(batch_size, c["channels"], c["image_height"], c["image_width"], generator=g),
-                 "labels": torch.randint(0, c["num_classes"], (batch_size,), generator=g)}
-        if c["question_dim"]:
-            batch["questions"] = torch.randn(batch_size, c["question_dim"], generator=g)
-        ref.save_safetensors(paths["batch.safetensors"], batch)
+        save_random_batch(paths["batch.safetensors"], c, batch_size, s)
         gaps = []
         out = ref.dump(paths["ckpt.safetensors"], paths["batch.safetensors"], STEPS, LR, WD,
                        torch.float64, on_pass=lambda auxes: gaps.append(min_tie_gap(auxes)))
-        if min(gaps) > TIE_GAP:
-            break
-        print(f"{name}: seed {s} rejected (relative top-k gap {min(gaps):.2e})")
-    else:
-        raise SystemExit(f"{name}: no seed without near-ties")
-    ref.save_safetensors(paths["dump.safetensors"], out, {
-        "producer": "tools/reference/ait_reference.py", "dtype": "float64",
-        "command": f"dump --train-steps {STEPS} --lr {LR} --weight-decay {WD}"})
+        return out, min(gaps)
+    s, out, gap = first_seed_without_ties(name, seed, try_seed)
+    save_golden_dump(paths["dump.safetensors"], out, "tools/reference/ait_reference.py")
     B, T = batch_size, ref.build_model(c).T
-    print(f"{name}: seed {s}, B={B} T={T} B*T={B * T} k={c['bottleneck']}, min top-k gap {min(gaps):.3g}, "
+    print(f"{name}: seed {s}, B={B} T={T} B*T={B * T} k={c['bottleneck']}, min top-k gap {gap:.3g}, "
           f"loss {out['loss'].item():.6f}, step_losses {[round(x, 6) for x in out['step_losses'].tolist()]}")
     return s
 
 
-def main():
+def build_cases(cases, make_case):
+    """Command line [OUT_DIR [NAME...]]: every case of `cases` (or the named ones) into OUT_DIR,
+    by default tests/golden."""
     torch.set_num_threads(2)
     here = os.path.dirname(os.path.abspath(__file__))
     out_dir = sys.argv[1] if len(sys.argv) > 1 else os.path.join(here, "..", "..", "tests", "golden")
     os.makedirs(out_dir, exist_ok=True)
     only = sys.argv[2:]  # optional case names: rebuild just those
-    for name, (overrides, b, seed) in CASES.items():
+    for name, (overrides, b, seed) in cases.items():
         if not only or name in only:
             make_case(out_dir, name, overrides, b, seed)
 
 
 if __name__ == "__main__":
-    main()
+    build_cases(CASES, make_case)
