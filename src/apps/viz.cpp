@@ -389,9 +389,9 @@ Raster render_reads(const Config& cfg, const Dataset& ds, const std::vector<int6
   return r;
 }
 
-std::vector<std::string> write_viz(const AiT& model, const Dataset& ds, const std::string& dir, int64_t start,
-                                   int64_t count) {
-  const Config& c = model.config();
+namespace {
+// The data and the --start/--count range against the model, before anything is computed.
+void check_viz_inputs(const Config& c, const Dataset& ds, int64_t start, int64_t count) {
   if (ds.channels != c.channels || ds.height != c.image_height || ds.width != c.image_width)
     throw Error("the data's images are " + std::to_string(ds.channels) + "x" + std::to_string(ds.height) + "x" +
                 std::to_string(ds.width) + " (CxHxW), the model expects " + std::to_string(c.channels) + "x" +
@@ -402,6 +402,13 @@ std::vector<std::string> write_viz(const AiT& model, const Dataset& ds, const st
   if (count < 1) throw Error("--count must be at least 1, not " + std::to_string(count));
   if (start < 0 || start >= ds.n)
     throw Error("--start " + std::to_string(start) + " is outside the data's " + std::to_string(ds.n) + " images");
+}
+}  // namespace
+
+std::vector<std::string> write_viz(const AiT& model, const Dataset& ds, const std::string& dir, int64_t start,
+                                   int64_t count) {
+  const Config& c = model.config();
+  check_viz_inputs(c, ds, start, count);
   count = std::min(count, ds.n - start);
   std::vector<int64_t> idx(static_cast<size_t>(count));
   for (int64_t i = 0; i < count; ++i) idx[i] = start + i;
