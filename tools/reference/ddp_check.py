@@ -168,7 +168,7 @@ def main():
         data, start = f"{work}/data.safetensors", f"{work}/start.safetensors"
         make_dataset(data, 96, 3, 8, 12, 5, 3, 1)
         torch.manual_seed(3)
-        ref.save_checkpoint(ref.AiT(CONFIG), start)
+        ref.save_checkpoint(ref.AiT(ref.check_config(CONFIG)), start)
         equivalence(work, data, start)
         if os.access(ait, os.X_OK):
             against_ait(work, ait, data)
