@@ -322,11 +322,14 @@ def save_checkpoint(model, path):
     save_safetensors(path, {k: v.float() for k, v in model.state_dict().items()}, meta)
 
 
-def load_checkpoint(path):
+def load_checkpoint(path, build=None):
+    """The checkpoint's model, every tensor checked against what `build(config dict)` makes
+    (default: this file's AiT or ViT)."""
     tensors, meta = load_safetensors(path)
     if meta.get("format") != "ait" or meta.get("version") != "1":
         raise ValueError(f"{path}: not an ait v1 checkpoint")
-    model = build_model(check_config(json.loads(meta["config"])))
+    config = json.loads(meta["config"])
+    model = build(config) if build else build_model(check_config(config))
     want = model.state_dict()
     for name in sorted(set(want) | set(tensors)):
         if name not in tensors or name not in want:

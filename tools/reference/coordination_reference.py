@@ -16,6 +16,7 @@ import torch.nn.functional as F
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from ait_reference import (Embed, add_init_dump_commands, load_safetensors, patchify, run_dump, run_init,  # noqa: E402
                            save_safetensors, topk_mask)
+import ait_reference  # noqa: E402
 
 INT_KEYS = ["channels", "image_height", "image_width", "patch_size", "question_dim", "dim", "depth",
             "heads", "head_dim", "mlp_dim", "num_classes", "memory_slots", "memory_dim", "bottleneck",
@@ -176,18 +177,7 @@ def save_checkpoint(model, path):
 
 
 def load_checkpoint(path):
-    tensors, meta = load_safetensors(path)
-    if meta.get("format") != "ait" or meta.get("version") != "1":
-        raise ValueError(f"{path}: not an ait v1 checkpoint")
-    model = Coordination(check_config(json.loads(meta["config"])))
-    want = model.state_dict()
-    if set(want) != set(tensors):
-        raise ValueError(f"{path}: tensors differ: missing {set(want) - set(tensors)}, extra {set(tensors) - set(want)}")
-    for name in want:
-        if tensors[name].dtype != torch.float32 or tensors[name].shape != want[name].shape:
-            raise ValueError(f"{path}: tensor '{name}' has wrong dtype or shape")
-    model.load_state_dict(tensors)
-    return model
+    return ait_reference.load_checkpoint(path, lambda config: Coordination(check_config(config)))
 
 
 def dump(ckpt, batch, steps=0, lr=1e-4, wd=0.01, dtype=torch.float64, on_write_scores=None):
