@@ -38,7 +38,9 @@ struct Config {
   int64_t workspace_mlp_layers = 4;  // Coordination: passes of the slot MLP's one map (spec §13.1)
 
   int64_t patch_tokens() const { return (image_height / patch_size) * (image_width / patch_size); }
-  int64_t tokens() const { return patch_tokens() + (question_dim > 0 ? 1 : 0); }
+  // Tokens the layers see: the patches, the question token (q > 0), and the class token that the
+  // ViT and Coordination put in front (spec §2.7, §13.2: their T + 1).
+  int64_t tokens() const { return patch_tokens() + (question_dim > 0 ? 1 : 0) + (arch == Arch::AiT ? 0 : 1); }
   int64_t patch_features() const { return patch_size * patch_size * channels; }
 
   Json to_json() const;

@@ -10,7 +10,7 @@ TensorTable vit_tensors(const Config& c) {
   TensorTable t;
   const int64_t D = c.dim, inner = c.heads * c.head_dim;
   add_embedding(t, c);
-  t.push_back({"pos_embedding", {1, c.tokens() + 1, D}, Init::Normal});
+  t.push_back({"pos_embedding", {1, c.tokens(), D}, Init::Normal});  // class token included
   t.push_back({"cls_token", {1, 1, D}, Init::Normal});
   for (int64_t i = 0; i < c.depth; ++i) {
     auto L = [&](const std::string& rest) { return layer_name(i, rest); };
