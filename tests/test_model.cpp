@@ -124,6 +124,35 @@ TEST(Model, ResetModeNeverKeepsTheWrittenMemory) {
 
 // Named values and switches: spelled as strings, refused with the key and the known values,
 // written to JSON only when not at their default (a default config's JSON is the 19-key one).
+// Config::tokens() against the sequence length each architecture's forward pass really has: the
+// Hopfield read [B, T, M] of the AiT, the broadcast read [B, h, T, M] of Coordination, and the
+// ViT's position embedding, which must cover every token for the pass to run at all.
+TEST(ConfigKeys, TokenCountIsTheSequenceTheLayersSee) {
+  for (int64_t q : {0, 3}) {
+    Config ait = micro(q);
+    AiT a(ait, cpu(), 1);
+    ModelInputs in = random_inputs(ait, 2, 5);
+    ForwardResult ra = a.forward(in.images, in.questions, {}, true, false, 0);
+    ASSERT_FALSE(ra.read_weights.empty());
+    ASSERT_TRUE(ra.read_weights[0].defined());
+    EXPECT_EQ(ra.read_weights[0].dim(1), ait.tokens());
+    Config coord = micro(q);
+    coord.arch = Arch::Coordination;
+    coord.head_dim = coord.dim / coord.heads;
+    AiT co(coord, cpu(), 1);
+    ForwardResult rc = co.forward(in.images, in.questions, {}, false, false, 0);
+    ASSERT_FALSE(rc.read_weights.empty());
+    ASSERT_TRUE(rc.read_weights[0].defined());
+    EXPECT_EQ(rc.read_weights[0].dim(2), coord.tokens());
+    EXPECT_EQ(coord.tokens(), ait.tokens() + 1);  // the class token
+    Config vit = micro(q);
+    vit.arch = Arch::ViT;
+    AiT v(vit, cpu(), 1);
+    EXPECT_EQ(v.param("pos_embedding").dim(1), vit.tokens());
+    EXPECT_EQ(v.forward(in.images, in.questions, {}, false, false, 0).logits.dim(0), 2);
+  }
+}
+
 TEST(ConfigKeys, NamedValuesAndSwitches) {
   auto has = [](const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; };
   Config c;

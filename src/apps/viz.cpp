@@ -419,7 +419,8 @@ std::vector<std::string> write_viz(const AiT& model, const Dataset& ds, const st
     Batch b = make_batch(ds, idx, model.device(), false, nullptr, &model);
     f = model.forward(b.images, b.questions, {}, /*write=*/true, /*training=*/false, 0);
   }
-  if (f.gates.empty() || f.gates.size() != f.read_weights.size())
+  // The pictures read the AiT's layouts (gates [H, M, B·T], reads [B, T, M]); Coordination's differ.
+  if (c.arch != Arch::AiT || f.gates.empty() || f.gates.size() != f.read_weights.size())
     throw Error(
         "ait viz: the model has no bottleneck gates and Hopfield reads to draw (it needs arch=ait, "
         "hopfield_read=1 and memory_mode ema or reset; its config is " +

@@ -41,8 +41,10 @@ Tensor merge_heads(const Tensor& x, int64_t B) {
 
 // The workspace attention, §13.2 steps 2 and 6: heads of softmax(Q·Kᵀ)·V with queries from
 // `queries` [B, R, D] and keys and values from `keys` [B, N, D] (no 1/√m scale). With `topk`,
-// each row keeps its k' largest weights and zeroes the rest, without renormalising.
-Tensor workspace_attention(const AiT& m, const Tensor& queries, const Tensor& keys, bool topk) {
+// each row keeps its k' largest weights and zeroes the rest, without renormalising. The weights,
+// [B, h, R, N] and detached, are appended to `weights` (ForwardResult's gates and read weights).
+Tensor workspace_attention(const AiT& m, const Tensor& queries, const Tensor& keys, bool topk,
+                           std::vector<Tensor>& weights) {
   const Config& c = m.config();
   const int64_t B = queries.dim(0), h = c.heads;
   Tensor Q = split_heads(dense(m, queries, kWorkspace + "q"), h);
@@ -51,6 +53,7 @@ Tensor workspace_attention(const AiT& m, const Tensor& queries, const Tensor& ke
   Tensor S = matmul(Q, K, false, true);  // [B·h, R, N]
   Tensor P = softmax(S);
   if (topk) P = mul(P, positive_mask(topk_gate(S.detach(), c.bottleneck)));  // the kept entries are > 0
+  weights.push_back(reshape(P.detach(), {B, h, queries.dim(1), keys.dim(1)}));
   return merge_heads(matmul(P, V), B);
 }
 
@@ -70,17 +73,19 @@ std::pair<Tensor, Tensor> gates(const AiT& m, const Tensor& Xp, const Tensor& sl
 }
 
 // One step of the workspace (§13.2 steps 1-6) on the normalised tokens A [B, T, D]: updates
-// `slots` and returns what is broadcast back to the tokens, [B, T, D].
-Tensor workspace_step(const AiT& m, const Tensor& A, Tensor& slots) {
+// `slots` and returns what is broadcast back to the tokens, [B, T, D]; records the write and read
+// weights in r.gates and r.read_weights.
+Tensor workspace_step(const AiT& m, const Tensor& A, Tensor& slots, ForwardResult& r) {
   const Config& c = m.config();
   Tensor Xp = dense(m, A, kWorkspace + "input");
-  Tensor written = layer_norm(m, add(slots, workspace_attention(m, slots, Xp, true)), kWorkspace + "write_norm");
+  Tensor written =
+      layer_norm(m, add(slots, workspace_attention(m, slots, Xp, true, r.gates)), kWorkspace + "write_norm");
   Tensor mlp = written;
   for (int64_t r = 0; r < c.workspace_mlp_layers; ++r) mlp = relu(dense(m, mlp, kWorkspace + "mlp"));
   Tensor candidate = layer_norm(m, add(written, mlp), kWorkspace + "mlp_norm");
   auto [input_gate, forget_gate] = gates(m, Xp, slots);
   slots = add(mul(input_gate, tanh_of(candidate)), mul(forget_gate, slots));
-  return workspace_attention(m, Xp, slots, false);
+  return workspace_attention(m, Xp, slots, false, r.read_weights);
 }
 
 // σ(1)·PE [T, D] (§13.2 step 1): sin for even columns, cos for odd ones, of t·10000^(−2i/D).
@@ -132,7 +137,7 @@ TensorTable coordination_tensors(const Config& c) {
   return t;
 }
 
-Tensor coordination_forward(const AiT& m, Tensor X, const Pass& pass, ForwardResult&, Tensor&) {
+Tensor coordination_forward(const AiT& m, Tensor X, const Pass& pass, ForwardResult& r, Tensor&) {
   const Config& c = m.config();
   Kernels& dev = X.dev();
   const int64_t B = X.dim(0), D = c.dim;
@@ -146,7 +151,7 @@ Tensor coordination_forward(const AiT& m, Tensor X, const Pass& pass, ForwardRes
     return dropout(x, rho, hash32(pass.dropout_seed + 2 * static_cast<uint32_t>(step) + branch));
   };
   for (int64_t l = 0; l < c.depth; ++l) {
-    X = add(X, drop(workspace_step(m, layer_norm(m, X, "layer.attn_norm"), slots), l, 0));
+    X = add(X, drop(workspace_step(m, layer_norm(m, X, "layer.attn_norm"), slots, r), l, 0));
     Tensor h = relu(dense(m, layer_norm(m, X, "layer.ffn_norm"), "layer.fc1"));
     X = add(X, drop(dense(m, h, "layer.fc2"), l, 1));
   }
